@@ -1,0 +1,1 @@
+"""The artifact format on disk: manifest, signature, checksums, profile, bundles. No framework here."""

@@ -1,0 +1,223 @@
+"""One exception tree for all of modelport; each error has a stable code and an HTTP status.
+
+Errors are mapped only at the edges: the server turns any ``ModelportError`` into
+``{"error": message}`` with ``status``; the CLI prints the message and exits with
+``exit_code``. Messages may reach clients, so they never carry secrets or tracebacks.
+
+    ModelportError                       internal            500
+    ├── InvalidName                      invalid_name        400
+    ├── InvalidRef                       invalid_ref         400
+    ├── InvalidInput                     invalid_input       400
+    │   └── SignatureError               signature_error     400
+    ├── NotFound                         not_found           404
+    │   ├── ModelNotFound                model_not_found     404
+    │   ├── VersionNotFound              version_not_found   404
+    │   ├── AliasNotFound                alias_not_found     404
+    │   └── ArtifactNotFound             artifact_not_found  404
+    ├── Conflict                         conflict            409
+    │   ├── VersionNotReady              version_not_ready   409
+    │   └── VersionInUse                 version_in_use      409
+    ├── ArtifactError                    artifact_error      422
+    │   ├── ArtifactCorrupted            artifact_corrupted  422
+    │   ├── UnsafeArtifact               unsafe_artifact     422
+    │   └── UnsafeBundle                 unsafe_bundle       422
+    ├── FlavorError                      flavor_error        422
+    │   ├── UnsupportedModel             unsupported_model   422
+    │   └── MissingDependency            missing_dependency  500
+    └── StoreError                       store_error         500
+        └── UnsupportedURI               unsupported_uri     400
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ModelportError(Exception):
+    """Root of every error modelport raises on purpose."""
+
+    code: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+
+    @property
+    def message(self) -> str:
+        """The human-readable message, safe to show to a client."""
+        return str(self)
+
+
+class InvalidName(ModelportError):
+    """A model name, alias or tag key that could escape the store or confuse a ref."""
+
+    code = "invalid_name"
+    status = 400
+    exit_code = 2
+
+    def __init__(self, kind: str, value: str, reason: str) -> None:
+        super().__init__(f"invalid {kind} {value!r}: {reason}")
+
+
+class InvalidRef(ModelportError):
+    """A string that is neither ``name``, ``name/3``, ``name@alias`` nor a path."""
+
+    code = "invalid_ref"
+    status = 400
+    exit_code = 2
+
+    def __init__(self, ref: str, reason: str) -> None:
+        super().__init__(f"invalid model ref {ref!r}: {reason}")
+
+
+class InvalidInput(ModelportError):
+    """Input data that cannot be read as model input (before the signature is applied)."""
+
+    code = "invalid_input"
+    status = 400
+    exit_code = 2
+
+
+class SignatureError(InvalidInput):
+    """Input that does not match the model's signature: names the input, expected vs got."""
+
+    code = "signature_error"
+
+
+class NotFound(ModelportError):
+    """Something named by the caller does not exist."""
+
+    code = "not_found"
+    status = 404
+    exit_code = 3
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model {name!r} not found")
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+    def __init__(self, name: str, version: int) -> None:
+        super().__init__(f"model {name!r} has no version {version}")
+
+
+class AliasNotFound(NotFound):
+    code = "alias_not_found"
+
+    def __init__(self, name: str, alias: str) -> None:
+        super().__init__(f"model {name!r} has no alias {alias!r}")
+
+
+class ArtifactNotFound(NotFound):
+    code = "artifact_not_found"
+
+    def __init__(self, location: str) -> None:
+        super().__init__(f"no modelport artifact at {location}")
+
+
+class Conflict(ModelportError):
+    """The request is valid but the current state forbids it."""
+
+    code = "conflict"
+    status = 409
+    exit_code = 4
+
+
+class VersionNotReady(Conflict):
+    code = "version_not_ready"
+
+    def __init__(self, name: str, version: int, status: str) -> None:
+        super().__init__(f"model {name!r} version {version} is {status}, not ready")
+
+
+class VersionInUse(Conflict):
+    code = "version_in_use"
+
+    def __init__(self, name: str, version: int, aliases: list[str]) -> None:
+        names = ", ".join(repr(a) for a in aliases)
+        super().__init__(
+            f"model {name!r} version {version} is still the target of alias {names}; "
+            "move or delete the alias first"
+        )
+
+
+class ArtifactError(ModelportError):
+    """An artifact that cannot be used as it is."""
+
+    code = "artifact_error"
+    status = 422
+    exit_code = 5
+
+
+class ArtifactCorrupted(ArtifactError):
+    """A file whose bytes do not match the checksum recorded when it was written."""
+
+    code = "artifact_corrupted"
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"artifact file {path!r} is corrupted: {reason}")
+
+
+class UnsafeArtifact(ArtifactError):
+    """A pickle that would import something outside the allow-list when loaded."""
+
+    code = "unsafe_artifact"
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"refusing to load {path!r}: {reason}")
+
+
+class UnsafeBundle(ArtifactError):
+    """A bundle entry that would land outside the target directory."""
+
+    code = "unsafe_bundle"
+
+    def __init__(self, entry: str, reason: str) -> None:
+        super().__init__(f"refusing bundle entry {entry!r}: {reason}")
+
+
+class FlavorError(ModelportError):
+    """A framework-level failure to save or load a model."""
+
+    code = "flavor_error"
+    status = 422
+    exit_code = 5
+
+
+class UnsupportedModel(FlavorError):
+    code = "unsupported_model"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"no flavor can handle {what}")
+
+
+class MissingDependency(FlavorError):
+    """An optional framework is not installed; the message names the extra to install."""
+
+    code = "missing_dependency"
+    status = 500
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"{package} is not installed; install it with: pip install 'modelport[{extra}]'"
+        )
+
+
+class StoreError(ModelportError):
+    """The registry database or artifact store failed."""
+
+    code = "store_error"
+    status = 500
+    exit_code = 6
+
+
+class UnsupportedURI(StoreError):
+    code = "unsupported_uri"
+    status = 400
+    exit_code = 2
+
+    def __init__(self, uri: str, known: list[str]) -> None:
+        super().__init__(f"unsupported store URI {uri!r}; known schemes: {', '.join(known)}")
