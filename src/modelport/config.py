@@ -1,4 +1,4 @@
-"""Settings read from flags, then ``MODELPORT_*`` environment variables, then ``.env``, then defaults.
+"""One settings object: flags, then ``MODELPORT_*`` env vars, then ``.env``, then defaults.
 
 Build a :class:`Settings` once at the edge (CLI, app factory, ``modelport.load``) and pass it
 down; library code never reads ``os.environ`` itself.
@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     Default: ``sqlite:///{home}/registry.db``."""
 
     artifact_uri: str | None = None
-    """Artifact store: a local folder (``file:///path`` or a plain path). Default: ``{home}/artifacts``."""
+    """Artifact store: a local folder (``file:///path`` or a plain path).
+    Default: ``{home}/artifacts``."""
 
     cache_dir: Path | None = None
     """Where artifacts from remote stores are unpacked for loading. Default: ``{home}/cache``."""

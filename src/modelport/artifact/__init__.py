@@ -1,1 +1,4 @@
-"""The artifact format on disk: manifest, signature, checksums, profile, bundles. No framework here."""
+"""The artifact format on disk: manifest, signature, checksums, profile, bundles.
+
+No framework is imported here; flavors build on top of this layer.
+"""

@@ -132,10 +132,10 @@ class Signature:
         if isinstance(data, Sequence) and not isinstance(data, str | bytes):
             if all(isinstance(row, Mapping) for row in data):
                 for i, row in enumerate(data):
-                    missing = [n for n in names if n not in row]  # type: ignore[operator]
+                    missing = [n for n in names if n not in row]
                     if missing:
                         raise SignatureError(f"record {i} is missing input {missing[0]!r}")
-                return {n: [row[n] for row in data] for n in names}  # type: ignore[index]
+                return {n: [row[n] for row in data] for n in names}
             return self._columns_of(_as_array("input", data))
         raise InvalidInput(f"cannot read {type(data).__name__} as a table of inputs")
 
@@ -173,7 +173,11 @@ def example_from_json(signature: Signature, data: Mapping[str, Any]) -> dict[str
 
 def _jsonable(arr: np.ndarray) -> Any:
     if arr.dtype.kind == "f":
-        return np.where(np.isnan(arr), None, arr.astype(object)).tolist()
+        return (
+            [None if v != v else v for v in arr.ravel().tolist()]
+            if arr.ndim == 1
+            else [_jsonable(row) for row in arr]
+        )
     return arr.tolist()
 
 
@@ -198,10 +202,9 @@ def _as_array(name: str, value: object) -> np.ndarray:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:  # ragged nested lists, etc.
         raise SignatureError(f"input {name!r}: cannot be read as an array ({exc})") from None
-    if arr.dtype.kind == "O" and arr.ndim > 1:
-        # Ragged or mixed nesting yields a 2-D object array of lists: say so precisely.
-        if any(isinstance(x, list | tuple) for x in arr.flat):
-            raise SignatureError(f"input {name!r}: rows have different lengths")
+    # Ragged or mixed nesting yields an object array of lists: say so precisely.
+    if arr.dtype.kind == "O" and any(isinstance(x, list | tuple) for x in arr.flat):
+        raise SignatureError(f"input {name!r}: rows have different lengths")
     return arr
 
 

@@ -1,0 +1,85 @@
+"""Single-file bundles (``.tar``) for moving an artifact between machines.
+
+``pack`` writes the artifact folder's files under one top-level folder named after the model.
+``unpack`` refuses, before writing anything, every entry that is absolute, contains ``..``,
+is a link, a device or a FIFO, or would land outside the target; then it extracts into a
+staging folder that is renamed into place, so a refused or broken bundle leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path, PurePosixPath
+
+from modelport.artifact.manifest import MANIFEST_FILE, read_manifest
+from modelport.artifact.staging import staging_dir
+from modelport.errors import ArtifactCorrupted, ArtifactNotFound, UnsafeBundle
+
+
+def pack(artifact: Path, bundle: Path) -> Path:
+    """Write ``artifact`` (a folder with ``modelport.json``) into the tar file ``bundle``."""
+    manifest = read_manifest(artifact)
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    tmp = bundle.with_name(f".tmp-{bundle.name}")
+    try:
+        with tarfile.open(tmp, "w") as tar:
+            for rel in [MANIFEST_FILE, *sorted(manifest.files)]:
+                tar.add(artifact / rel, arcname=f"{manifest.name}/{rel}", recursive=False)
+        tmp.replace(bundle)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return bundle
+
+
+def unpack(bundle: Path, target: Path) -> Path:
+    """Extract ``bundle`` into the new folder ``target``; returns ``target``."""
+    if not bundle.is_file():
+        raise ArtifactNotFound(str(bundle))
+    try:
+        with tarfile.open(bundle, "r:*") as tar:
+            members = tar.getmembers()
+            root = _check_members(members)
+            with staging_dir(target) as tmp:
+                for member in members:
+                    if member.isdir():
+                        continue
+                    rel = PurePosixPath(member.name).relative_to(root)
+                    dest = tmp.joinpath(*rel.parts)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    src = tar.extractfile(member)
+                    if src is None:
+                        raise UnsafeBundle(member.name, "not a regular file")
+                    with src, dest.open("wb") as out:
+                        while chunk := src.read(1 << 20):
+                            out.write(chunk)
+                if not (tmp / MANIFEST_FILE).is_file():
+                    raise ArtifactCorrupted(bundle.name, f"bundle has no {MANIFEST_FILE}")
+    except (tarfile.TarError, EOFError) as exc:
+        raise ArtifactCorrupted(bundle.name, f"not a readable tar bundle ({exc})") from None
+    return target
+
+
+def _check_members(members: list[tarfile.TarInfo]) -> PurePosixPath:
+    """Validate every entry; return the single top-level folder all entries live under."""
+    if not members:
+        raise ArtifactCorrupted("bundle", "is empty")
+    roots: set[str] = set()
+    for member in members:
+        name = member.name
+        path = PurePosixPath(name)
+        if "\x00" in name or name.startswith(("/", "\\")) or path.is_absolute():
+            raise UnsafeBundle(name, "absolute path")
+        if ":" in path.parts[0] or "\\" in name:
+            raise UnsafeBundle(name, "drive letter or backslash in path")
+        if ".." in path.parts:
+            raise UnsafeBundle(name, "'..' in path")
+        if member.issym() or member.islnk():
+            raise UnsafeBundle(name, f"link to {member.linkname!r}")
+        if not (member.isfile() or member.isdir()):
+            raise UnsafeBundle(name, "not a regular file or folder")
+        if member.isfile() and len(path.parts) < 2:
+            raise UnsafeBundle(name, "files must sit inside the bundle's top folder")
+        roots.add(path.parts[0])
+    if len(roots) != 1:
+        raise UnsafeBundle(", ".join(sorted(roots)), "bundle must hold exactly one top folder")
+    return PurePosixPath(roots.pop())

@@ -1,0 +1,273 @@
+"""Saving a model as an artifact folder and loading it back as a :class:`LoadedModel`.
+
+This is where the framework-free artifact format meets the flavors: ``save`` picks a flavor,
+infers the signature, lets the flavor write its files, records the input example, reference
+profile and checksums, proves the artifact loads and predicts, and only then publishes the
+folder (atomically). ``load_artifact`` verifies every checksum before the flavor reads a byte.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib.metadata import version as _dist_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.artifact.bundle import unpack
+from modelport.artifact.checksums import checksum_tree, sha256_file, verify_files
+from modelport.artifact.manifest import MANIFEST_FILE, Manifest, read_manifest
+from modelport.artifact.profile import build_profile
+from modelport.artifact.signature import (
+    Signature,
+    example_from_json,
+    example_to_json,
+    infer_signature,
+)
+from modelport.artifact.staging import staging_dir
+from modelport.errors import ArtifactCorrupted, ArtifactNotFound, FlavorError, InvalidInput
+from modelport.flavors import Flavor, Predictor, flavor_for_file, flavor_for_model, get_flavor
+from modelport.ref import validate_name
+
+EXAMPLE_FILE = "input_example.json"
+PROFILE_FILE = "reference_profile.json"
+BUNDLE_SUFFIXES = (".tar",)
+
+
+class LoadedModel:
+    """A verified, loaded artifact: checks every input against the signature, then predicts.
+
+    >>> model = modelport.load("churn@production")
+    >>> model.predict(rows)            # the primary output ("predictions")
+    >>> model.predict_outputs(rows)    # every output by name, e.g. "probabilities" too
+    """
+
+    def __init__(self, manifest: Manifest, predictor: Predictor, path: Path) -> None:
+        self.manifest = manifest
+        self.path = path
+        self._predictor = predictor
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def signature(self) -> Signature:
+        return self.manifest.signature
+
+    def predict(self, data: object) -> np.ndarray:
+        """Predict and return the primary (first) output."""
+        return next(iter(self.predict_outputs(data).values()))
+
+    def predict_outputs(self, data: object) -> dict[str, np.ndarray]:
+        """Predict and return every named output.
+
+        ``data``: numpy array, pandas DataFrame, list of records, or dict of arrays.
+        Raises SignatureError when it does not match the signature.
+        """
+        return self._predictor.predict(self.signature.coerce(data))
+
+    def input_example(self) -> dict[str, np.ndarray] | None:
+        """The example recorded at save time, in canonical form (used for warm-up)."""
+        if self.manifest.input_example is None:
+            return None
+        data = json.loads((self.path / self.manifest.input_example).read_text("utf-8"))
+        return example_from_json(self.signature, data)
+
+    def reference_profile(self) -> dict[str, Any] | None:
+        """The per-feature summary of the training data, if one was recorded."""
+        if self.manifest.reference_profile is None:
+            return None
+        profile: dict[str, Any] = json.loads(
+            (self.path / self.manifest.reference_profile).read_text("utf-8")
+        )
+        return profile
+
+    def __repr__(self) -> str:
+        return f"<LoadedModel {self.name!r} flavor={self.manifest.flavor!r}>"
+
+
+def save(
+    model: object,
+    path: str | Path,
+    *,
+    name: str | None = None,
+    input_example: object = None,
+    reference_data: object = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+    description: str = "",
+    flavor: str | None = None,
+    flavor_options: Mapping[str, Any] | None = None,
+    lineage: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """Write ``model`` as an artifact folder at ``path`` (which must not exist yet).
+
+    The signature comes from ``input_example`` (recommended: it also fixes the output
+    signature and is used to warm the model up), else from the model itself where the
+    flavor can tell. ``reference_data`` (e.g. the training set) is summarized for drift.
+
+    >>> modelport.save(clf, "out/churn", input_example=X[:5], reference_data=X_train)
+    """
+    target = Path(path)
+    model_name = validate_name(name or target.name)
+    chosen = get_flavor(flavor) if flavor else flavor_for_model(model)
+    signature, example = _signature_for(chosen, model, input_example)
+    with staging_dir(target) as tmp:
+        saved = chosen.save(model, tmp, dict(flavor_options or {}))
+        example_file = profile_file = None
+        if example is not None:
+            example_file = _write_json(tmp / EXAMPLE_FILE, example_to_json(signature, example))
+        if reference_data is not None:
+            profile = build_profile(signature, _coerce(signature, reference_data, "reference_data"))
+            profile_file = _write_json(tmp / PROFILE_FILE, profile)
+        if example is not None:
+            # Prove the files load and predict before publishing, and learn the outputs.
+            outputs = chosen.load(tmp, saved.options, signature).predict(example)
+            signature = signature.with_outputs(outputs)
+        manifest = Manifest(
+            name=model_name,
+            flavor=chosen.NAME,
+            signature=signature,
+            files=checksum_tree(tmp),
+            flavor_options=saved.options,
+            framework={"name": saved.framework, "version": saved.framework_version},
+            python_version=platform.python_version(),
+            modelport_version=_dist_version("modelport"),
+            requirements=list(saved.requirements),
+            created_at=datetime.now(UTC).isoformat(),
+            input_example=example_file,
+            reference_profile=profile_file,
+            metrics={k: float(v) for k, v in (metrics or {}).items()},
+            tags={validate_name(k, "tag key"): str(v) for k, v in (tags or {}).items()},
+            description=description,
+            lineage=dict(lineage or {}),
+        )
+        (tmp / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest
+
+
+def load_artifact(path: str | Path, *, manifest_sha256: str | None = None) -> LoadedModel:
+    """Verify and load the artifact folder at ``path``.
+
+    ``manifest_sha256`` (recorded by the registry) also pins the manifest itself. Every file's
+    checksum is verified before the flavor deserializes anything.
+    """
+    root = Path(path)
+    if manifest_sha256 is not None:
+        manifest_file = root / MANIFEST_FILE
+        if not manifest_file.is_file():
+            raise ArtifactNotFound(str(root))
+        if sha256_file(manifest_file) != manifest_sha256:
+            raise ArtifactCorrupted(MANIFEST_FILE, "sha256 does not match the registry's record")
+    manifest = read_manifest(root)
+    verify_files(root, manifest.files)
+    predictor = get_flavor(manifest.flavor).load(root, manifest.flavor_options, manifest.signature)
+    return LoadedModel(manifest, predictor, root)
+
+
+def manifest_sha256(path: str | Path) -> str:
+    """SHA-256 of an artifact's ``modelport.json``, which pins everything else."""
+    return sha256_file(Path(path) / MANIFEST_FILE)
+
+
+def import_artifact(
+    source: str | Path,
+    path: str | Path,
+    *,
+    name: str,
+    input_example: object = None,
+    reference_data: object = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+    description: str = "",
+) -> Manifest:
+    """Make a verified artifact folder at ``path`` from what a user has at ``source``.
+
+    ``source`` may be an artifact folder, a ``.tar`` bundle, or a plain model file
+    (``.pkl``/``.joblib``, ``.onnx``, XGBoost ``.json``/``.ubj``, LightGBM ``.txt``).
+    """
+    src = Path(source)
+    if src.is_dir():
+        return _copy_artifact(src, Path(path), name, metrics, tags, description)
+    if not src.is_file():
+        raise ArtifactNotFound(str(src))
+    if src.suffix.lower() in BUNDLE_SUFFIXES:
+        with tempfile.TemporaryDirectory(prefix="modelport-unpack-") as tmp:
+            unpacked = unpack(src, Path(tmp) / "artifact")
+            return _copy_artifact(unpacked, Path(path), name, metrics, tags, description)
+    chosen = flavor_for_file(src)
+    model = chosen.read_file(src)
+    return save(
+        model,
+        path,
+        name=name,
+        input_example=input_example,
+        reference_data=reference_data,
+        metrics=metrics,
+        tags=tags,
+        description=description,
+        flavor=chosen.NAME,
+        lineage={"source": src.name, "conversion": f"{src.suffix.lower()} file -> {chosen.NAME}"},
+    )
+
+
+def _copy_artifact(
+    src: Path,
+    target: Path,
+    name: str,
+    metrics: Mapping[str, float] | None,
+    tags: Mapping[str, str] | None,
+    description: str,
+) -> Manifest:
+    manifest = read_manifest(src)
+    verify_files(src, manifest.files)
+    data = manifest.to_dict()
+    data["name"] = validate_name(name)
+    data["metrics"] = {**manifest.metrics, **{k: float(v) for k, v in (metrics or {}).items()}}
+    data["tags"] = {
+        **manifest.tags,
+        **{validate_name(k, "tag key"): str(v) for k, v in (tags or {}).items()},
+    }
+    data["description"] = description or manifest.description
+    updated = Manifest.from_dict(data)
+    with staging_dir(target) as tmp:
+        for rel in manifest.files:
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / rel, dest)
+        verify_files(tmp, manifest.files)
+        (tmp / MANIFEST_FILE).write_text(updated.to_json(), encoding="utf-8")
+    return updated
+
+
+def _signature_for(
+    flavor: Flavor, model: object, example: object
+) -> tuple[Signature, dict[str, np.ndarray] | None]:
+    if example is not None:
+        signature = infer_signature(example)
+        return signature, _coerce(signature, example, "input_example")
+    inferred = flavor.infer_signature(model)
+    if inferred is None:
+        raise FlavorError(
+            f"cannot tell what a {type(model).__name__} takes as input; pass input_example="
+        )
+    return inferred, None
+
+
+def _coerce(signature: Signature, data: object, what: str) -> dict[str, np.ndarray]:
+    try:
+        return signature.coerce(data)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{what} does not match the signature: {exc}") from None
+
+
+def _write_json(path: Path, data: object) -> str:
+    path.write_text(json.dumps(data, allow_nan=False, separators=(",", ":")), encoding="utf-8")
+    return path.name
