@@ -13,6 +13,7 @@ Errors are mapped only at the edges: the server turns any ``ModelportError`` int
     │   ├── ModelNotFound                model_not_found     404
     │   ├── VersionNotFound              version_not_found   404
     │   ├── AliasNotFound                alias_not_found     404
+    │   ├── NoReadyVersion               no_ready_version    404
     │   └── ArtifactNotFound             artifact_not_found  404
     ├── Conflict                         conflict            409
     │   ├── VersionNotReady              version_not_ready   409
@@ -22,8 +23,8 @@ Errors are mapped only at the edges: the server turns any ``ModelportError`` int
     │   ├── UnsafeArtifact               unsafe_artifact     422
     │   └── UnsafeBundle                 unsafe_bundle       422
     ├── FlavorError                      flavor_error        422
-    │   ├── UnsupportedModel             unsupported_model   422
-    │   └── MissingDependency            missing_dependency  500
+    │   └── UnsupportedModel             unsupported_model   422
+    ├── MissingDependency                missing_dependency  500
     └── StoreError                       store_error         500
         └── UnsupportedURI               unsupported_uri     400
 """
@@ -111,6 +112,13 @@ class AliasNotFound(NotFound):
         super().__init__(f"model {name!r} has no alias {alias!r}")
 
 
+class NoReadyVersion(NotFound):
+    code = "no_ready_version"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model {name!r} has no ready version")
+
+
 class ArtifactNotFound(NotFound):
     code = "artifact_not_found"
 
@@ -194,7 +202,7 @@ class UnsupportedModel(FlavorError):
         super().__init__(f"no flavor can handle {what}")
 
 
-class MissingDependency(FlavorError):
+class MissingDependency(ModelportError):
     """An optional framework is not installed; the message names the extra to install."""
 
     code = "missing_dependency"

@@ -1,0 +1,346 @@
+"""The ``modelport`` command line: parses flags, calls the library, prints the result.
+
+Every error modelport raises on purpose is printed as one line, ``error: <message>``, and the
+process exits with that error's ``exit_code`` (2 bad input or name, 3 not found, 4 conflict,
+5 unusable artifact, 6 store failure, 1 anything else).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelport import packaging
+from modelport.artifact import bundle
+from modelport.config import Settings
+from modelport.errors import InvalidInput, ModelportError
+from modelport.records import outputs_to_json, read_input_file
+from modelport.registry import Registry
+from modelport.registry.entities import Page
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Package, version and run machine-learning models.\n\n"
+    "Refs name a model everywhere: NAME (latest ready version), NAME/3, NAME@ALIAS, or a path "
+    "to an artifact folder or .tar bundle.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+alias_app = typer.Typer(help="Point aliases (production, staging, ...) at versions.")
+app.add_typer(alias_app, name="alias")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class _State:
+    settings: Settings = Settings.model_construct()
+    debug: bool = False
+
+
+state = _State()
+
+
+@app.callback()
+def _options(
+    home: Annotated[
+        Path | None, typer.Option(help="Registry home folder [env: MODELPORT_HOME]")
+    ] = None,
+    registry_uri: Annotated[
+        str | None,
+        typer.Option(help="sqlite:///... or postgresql://... [env: MODELPORT_REGISTRY_URI]"),
+    ] = None,
+    artifact_uri: Annotated[
+        str | None, typer.Option(help="Artifact folder [env: MODELPORT_ARTIFACT_URI]")
+    ] = None,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks and debug logs.")] = False,
+) -> None:
+    """Read settings: flags first, then MODELPORT_* environment variables, then defaults."""
+    given: dict[str, Any] = {
+        "home": home,
+        "registry_uri": registry_uri,
+        "artifact_uri": artifact_uri,
+    }
+    state.settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    state.debug = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr)
+
+
+@contextmanager
+def _registry() -> Iterator[Registry]:
+    registry = Registry(state.settings)
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+def _all(fetch: Callable[[str | None], Page[T]]) -> list[T]:
+    """Every item of a paged listing."""
+    items: list[T] = []
+    token: str | None = None
+    while True:
+        page = fetch(token)
+        items.extend(page.items)
+        if not page.next_page_token:
+            return items
+        token = page.next_page_token
+
+
+def _kv(pairs: list[str], what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"{what} {pair!r} must look like key=value")
+        result[key] = value
+    return result
+
+
+@app.command()
+def register(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="Artifact folder, .tar bundle, or model file "
+            "(.pkl/.joblib, .onnx, XGBoost .json/.ubj, LightGBM .txt)"
+        ),
+    ],
+    name: Annotated[str, typer.Option(help="Model name to register under.")],
+    metric: Annotated[list[str], typer.Option(help="key=value, repeatable")] = [],  # noqa: B006
+    tag: Annotated[list[str], typer.Option(help="key=value, repeatable")] = [],  # noqa: B006
+    description: Annotated[str, typer.Option(help="Free text for this version.")] = "",
+    example: Annotated[
+        Path | None, typer.Option(help="Input example file (.csv/.json) for plain model files.")
+    ] = None,
+    alias: Annotated[
+        str | None, typer.Option(help="Also point this alias at the new version.")
+    ] = None,
+) -> None:
+    """Register a new version of NAME from PATH and print its ref."""
+    metrics = {k: float(v) for k, v in _kv(metric, "metric").items()}
+    input_example = read_input_file(example) if example else None
+    with _registry() as reg:
+        version = reg.register(
+            name,
+            path,
+            metrics=metrics,
+            tags=_kv(tag, "tag"),
+            description=description,
+            input_example=input_example,
+        )
+        if alias:
+            reg.set_alias(name, alias, version.version)
+    suffix = f" (alias {alias})" if alias else ""
+    out.print(f"registered {version.name}/{version.version} flavor={version.flavor}{suffix}")
+
+
+@app.command()
+def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List registered models with their latest version and aliases."""
+    with _registry() as reg:
+        items = _all(reg.list_models)
+    if as_json:
+        out.print_json(
+            data=[
+                {
+                    "name": m.name,
+                    "latest_version": m.latest_version,
+                    "aliases": m.aliases,
+                    "description": m.description,
+                    "updated_at": m.updated_at.isoformat(),
+                }
+                for m in items
+            ]
+        )
+        return
+    table = Table("model", "latest", "aliases", "updated")
+    for m in items:
+        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items()))
+        table.add_row(
+            m.name, str(m.latest_version or "-"), aliases, m.updated_at.strftime("%Y-%m-%d %H:%M")
+        )
+    out.print(table)
+
+
+@app.command()
+def versions(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the versions of a model, newest first, with status, flavor and metrics."""
+    with _registry() as reg:
+        items = _all(lambda token: reg.list_versions(name, page_token=token))
+        aliases = reg.get_model(name).aliases
+    by_version: dict[int, list[str]] = {}
+    for alias, target in aliases.items():
+        by_version.setdefault(target, []).append(alias)
+    if as_json:
+        out.print_json(
+            data=[
+                {
+                    "version": v.version,
+                    "status": v.status,
+                    "flavor": v.flavor,
+                    "metrics": v.metrics,
+                    "aliases": sorted(by_version.get(v.version, [])),
+                    "created_at": v.created_at.isoformat(),
+                }
+                for v in items
+            ]
+        )
+        return
+    table = Table("version", "status", "flavor", "aliases", "metrics", "created")
+    for v in items:
+        metrics = " ".join(f"{k}={val:g}" for k, val in sorted(v.metrics.items()))
+        table.add_row(
+            str(v.version),
+            v.status,
+            v.flavor or "-",
+            ", ".join(sorted(by_version.get(v.version, []))),
+            metrics,
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    out.print(table)
+
+
+@alias_app.command("set")
+def alias_set(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias, e.g. production.")],
+    version: Annotated[int, typer.Argument(help="A ready version number.")],
+) -> None:
+    """Point ALIAS of NAME at VERSION (the previous target is kept in the history)."""
+    with _registry() as reg:
+        reg.set_alias(name, alias, version)
+    out.print(f"{name}@{alias} -> {version}")
+
+
+@alias_app.command("delete")
+def alias_delete(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias to remove.")],
+) -> None:
+    """Remove ALIAS from NAME."""
+    with _registry() as reg:
+        reg.delete_alias(name, alias)
+    out.print(f"deleted {name}@{alias}")
+
+
+@alias_app.command("history")
+def alias_history(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show every change of ALIAS, newest first: what it pointed at before and after."""
+    with _registry() as reg:
+        changes = reg.alias_history(name, alias)
+    if as_json:
+        out.print_json(
+            data=[
+                {
+                    "changed_at": c.changed_at.isoformat(),
+                    "previous_version": c.previous_version,
+                    "version": c.version,
+                }
+                for c in changes
+            ]
+        )
+        return
+    table = Table("changed", "from", "to")
+    for c in changes:
+        table.add_row(
+            c.changed_at.strftime("%Y-%m-%d %H:%M:%S"),
+            _opt(c.previous_version),
+            _opt(c.version, "(deleted)"),
+        )
+    out.print(table)
+
+
+def _opt(value: int | None, none: str = "-") -> str:
+    return none if value is None else str(value)
+
+
+@app.command()
+def info(ref: Annotated[str, typer.Argument(help="NAME, NAME/3, NAME@ALIAS or a path.")]) -> None:
+    """Show a version's manifest: flavor, signature, metrics, lineage and files."""
+    with _registry() as reg:
+        manifest = reg.manifest(ref)
+    out.print_json(data=manifest.to_dict())
+
+
+@app.command()
+def predict(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME/3, NAME@ALIAS or a path.")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Rows as .json, .jsonl or .csv.")],
+) -> None:
+    """Load REF in this process, predict on the rows in --input, print the outputs as JSON."""
+    data = read_input_file(input)
+    with _registry() as reg:
+        outputs = reg.load(ref).predict_outputs(data)
+    out.print(json.dumps(outputs_to_json(outputs)))
+
+
+@app.command()
+def delete(ref: Annotated[str, typer.Argument(help="NAME/VERSION to delete.")]) -> None:
+    """Delete one version and its files (refused while an alias points at it)."""
+    with _registry() as reg:
+        version = reg.delete_version(ref)
+    out.print(f"deleted {version.name}/{version.version}")
+
+
+@app.command()
+def pack(
+    ref: Annotated[str, typer.Argument(help="NAME/3, NAME@ALIAS or an artifact folder.")],
+    bundle_path: Annotated[Path, typer.Argument(metavar="BUNDLE", help="The .tar file to write.")],
+) -> None:
+    """Write a verified artifact into one .tar file for moving between machines."""
+    with _registry() as reg:
+        source = reg.artifact_path(ref)
+        bundle.pack(source, bundle_path)
+    out.print(f"wrote {bundle_path}")
+
+
+@app.command()
+def unpack(
+    bundle_path: Annotated[Path, typer.Argument(metavar="BUNDLE", help="A .tar bundle.")],
+    target: Annotated[Path, typer.Argument(help="New folder to create.")],
+) -> None:
+    """Extract a bundle safely (no absolute paths, '..' or links) and verify its checksums."""
+    bundle.unpack(bundle_path, target)
+    packaging.load_artifact(target)
+    out.print(f"unpacked to {target}")
+
+
+@app.command()
+def cleanup(
+    older_than: Annotated[int, typer.Option(help="Minutes a version may stay pending.")] = 60,
+) -> None:
+    """Mark versions left 'pending' by a crashed registration as failed; remove their files."""
+    with _registry() as reg:
+        stale = reg.cleanup_stale(timedelta(minutes=older_than))
+    out.print(f"marked {len(stale)} stale version(s) failed")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning ModelportError into one line and an exit code."""
+    try:
+        app(args=argv)
+    except ModelportError as exc:
+        if state.debug:
+            raise
+        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)

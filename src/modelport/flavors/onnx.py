@@ -1,0 +1,197 @@
+"""The ONNX flavor: an ``onnx.ModelProto`` (or its serialized bytes) run by onnxruntime on CPU.
+
+Files written: ``model.onnx``. Inputs are fed by their graph names, cast to the graph's element
+type; outputs keep their graph names. A ZipMap output (skl2onnx classifiers' list of
+``{label: probability}`` dicts) becomes a 2-D float array with columns in sorted label order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.artifact.signature import Signature, TensorSpec
+from modelport.errors import FlavorError, MissingDependency
+from modelport.flavors import Options, Predictor, SavedFlavor
+
+NAME = "onnx"
+FILE_SUFFIXES = (".onnx",)
+
+_FILE = "model.onnx"
+
+# ONNX TensorProto.DataType values (fixed by the ONNX spec) -> signature dtype names.
+_ELEM_DTYPES = {
+    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
+    8: "str", 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64",
+}  # fmt: skip
+
+# onnxruntime's type strings -> the numpy dtype it expects to be fed.
+_ORT_DTYPES: dict[str, Any] = {  # Any: numpy dtype-likes
+    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+    "tensor(int8)": np.int8, "tensor(int16)": np.int16, "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16,
+    "tensor(uint32)": np.uint32, "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_,
+    "tensor(string)": object,
+}  # fmt: skip
+
+
+def _import_onnx() -> Any:  # Any: the onnx module, untyped
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependency("onnx", "onnx") from None
+    return onnx
+
+
+def _import_onnxruntime() -> Any:  # Any: the onnxruntime module, untyped
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingDependency("onnxruntime", "onnx") from None
+    return onnxruntime
+
+
+def handles(model: object) -> bool:
+    """True for an ``onnx.ModelProto``, or bytes that parse as one when onnx is installed."""
+    module = type(model).__module__
+    if module == "onnx" or module.startswith("onnx."):
+        return isinstance(model, _import_onnx().ModelProto)
+    if isinstance(model, bytes):
+        try:
+            return _parse(model) is not None
+        except MissingDependency:
+            return False
+    return False
+
+
+def _parse(data: bytes) -> Any | None:  # Any: onnx.ModelProto
+    """The ModelProto in ``data``, or None; protobuf accepts junk, so require a real graph."""
+    onnx = _import_onnx()
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception:  # protobuf's DecodeError; any failure means "not ONNX"
+        return None
+    return model if model.ir_version > 0 and len(model.graph.node) > 0 else None
+
+
+def _as_model_proto(model: object) -> Any:  # Any: onnx.ModelProto
+    if isinstance(model, bytes):
+        parsed = _parse(model)
+        if parsed is None:
+            raise FlavorError("the bytes given are not a serialized ONNX model")
+        return parsed
+    if not isinstance(model, _import_onnx().ModelProto):
+        raise FlavorError(f"the onnx flavor cannot save a {type(model).__qualname__}")
+    return model
+
+
+def save(model: object, path: Path, options: Options) -> SavedFlavor:
+    """Write ``model.onnx`` after onnx's checker accepts it, so broken graphs fail early."""
+    onnx = _import_onnx()
+    ort = _import_onnxruntime()
+    proto = _as_model_proto(model)
+    file = path / _FILE
+    onnx.save_model(proto, str(file))
+    try:
+        onnx.checker.check_model(str(file))
+    except onnx.checker.ValidationError as exc:
+        raise FlavorError(f"the ONNX model is invalid: {exc}") from None
+    _session(file, ort)  # a model this onnxruntime cannot run fails now, not when served
+    opsets = {o.domain or "ai.onnx": int(o.version) for o in proto.opset_import}
+    return SavedFlavor(
+        framework="onnx",
+        framework_version=str(onnx.__version__),
+        options={"file": _FILE, "opsets": opsets, "producer": str(proto.producer_name)},
+        requirements=[f"onnxruntime=={ort.__version__}"],
+    )
+
+
+def load(path: Path, options: Options, signature: Signature) -> Predictor:
+    """Open an onnxruntime session on CPU for the saved graph."""
+    ort = _import_onnxruntime()
+    file = path / str(options.get("file", _FILE))
+    if file.parent != path:
+        raise FlavorError(f"invalid onnx flavor options: {dict(options)!r}")
+    return OnnxPredictor(_session(file, ort))
+
+
+def _session(file: Path, ort: Any) -> Any:  # Any: onnxruntime.InferenceSession
+    try:
+        return ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise FlavorError(
+            f"onnxruntime {ort.__version__} cannot load {file.name!r}: {exc}"
+        ) from None
+
+
+def read_file(path: Path) -> object:
+    """Read an ``.onnx`` file (and any external data beside it) into a ModelProto."""
+    onnx = _import_onnx()
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf DecodeError or a missing external-data file
+        raise FlavorError(f"cannot read ONNX model {path.name!r}: {exc}") from None
+
+
+def infer_signature(model: object) -> Signature | None:
+    """Named tensors from the graph's inputs; unknown or symbolic dimensions become ``-1``."""
+    try:
+        proto = _as_model_proto(model)
+    except FlavorError:
+        return None
+    initializers = {init.name for init in proto.graph.initializer}
+    specs = []
+    for value in proto.graph.input:
+        if value.name in initializers:  # old exporters list weights as inputs too
+            continue
+        if value.type.WhichOneof("value") != "tensor_type":
+            return None
+        tensor = value.type.tensor_type
+        dtype = _ELEM_DTYPES.get(int(tensor.elem_type))
+        if dtype is None:
+            return None
+        dims = tuple(
+            int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else -1
+            for d in tensor.shape.dim
+        )
+        specs.append(TensorSpec(value.name, dtype, dims))
+    return Signature("tensors", tuple(specs)) if specs else None
+
+
+class OnnxPredictor:
+    """Feeds canonical arrays to an onnxruntime session and returns its outputs by name."""
+
+    def __init__(self, session: Any) -> None:  # Any: onnxruntime.InferenceSession
+        self.session = session
+        self.inputs = [
+            (i.name, _ORT_DTYPES.get(i.type), len(i.shape)) for i in session.get_inputs()
+        ]
+        self.output_names = [o.name for o in session.get_outputs()]
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph; outputs in graph order with ZipMaps turned into 2-D arrays."""
+        feed = {}
+        for name, dtype, rank in self.inputs:
+            if name not in inputs:
+                raise FlavorError(f"the ONNX graph needs input {name!r}")
+            arr = np.asarray(inputs[name])
+            if dtype is not None and arr.dtype != dtype:
+                arr = arr.astype(dtype)
+            if rank == 2 and arr.ndim == 1:  # a table column fed to an [N, 1] graph input
+                arr = arr.reshape(-1, 1)
+            feed[name] = arr
+        results = self.session.run(self.output_names, feed)
+        return {n: _to_array(r) for n, r in zip(self.output_names, results, strict=True)}
+
+
+def _to_array(value: object) -> np.ndarray:
+    """ZipMap's list of dicts -> 2-D float array (sorted keys); strings -> object arrays."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        keys = sorted(value[0])
+        return np.asarray([[row[k] for k in keys] for row in value], dtype=np.float32)
+    arr = np.asarray(value)
+    return arr.astype(object) if arr.dtype.kind in "US" else arr

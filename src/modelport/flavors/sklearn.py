@@ -1,0 +1,213 @@
+"""The scikit-learn flavor: estimators and pipelines, stored with skops unless asked otherwise.
+
+Files written into the artifact's flavor folder:
+
+- ``model.skops`` (default): skops' zip format, which rebuilds objects without unpickling. On
+  load, any type skops does not trust by default must pass the same allow-list as pickles.
+- ``model.joblib`` / ``model.pkl`` (``{"serialization": "joblib" | "pickle"}``): loaded through
+  :mod:`modelport.flavors._pickle_guard`, which refuses globals outside the allow-list.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.artifact.signature import Signature, TensorSpec
+from modelport.errors import FlavorError, MissingDependency, UnsafeArtifact
+from modelport.flavors import Options, Predictor, SavedFlavor, _pickle_guard
+
+NAME = "sklearn"
+FILE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+
+_FILES = {"skops": "model.skops", "joblib": "model.joblib", "pickle": "model.pkl"}
+
+
+def _import_sklearn() -> Any:  # Any: the sklearn module, untyped
+    try:
+        import sklearn
+    except ImportError:
+        raise MissingDependency("scikit-learn", "sklearn") from None
+    return sklearn
+
+
+def _import_skops_io() -> Any:  # Any: the skops.io module, untyped
+    try:
+        import skops.io
+    except ImportError:
+        raise MissingDependency("skops", "sklearn") from None
+    return skops.io
+
+
+def _import_joblib() -> Any:  # Any: the joblib module, untyped
+    try:
+        import joblib
+    except ImportError:
+        raise MissingDependency("joblib", "sklearn") from None
+    return joblib
+
+
+def handles(model: object) -> bool:
+    """True for scikit-learn estimators, decided by module name so nothing is imported."""
+    module = type(model).__module__
+    return (module == "sklearn" or module.startswith("sklearn.")) and hasattr(model, "predict")
+
+
+def save(model: object, path: Path, options: Options) -> SavedFlavor:
+    """Write the estimator with skops (default) or joblib/pickle, and check it loads back."""
+    sklearn = _import_sklearn()
+    serialization = str(options.get("serialization", "skops"))
+    if serialization not in _FILES:
+        raise FlavorError(
+            f"unknown sklearn serialization {serialization!r}; use one of: {', '.join(_FILES)}"
+        )
+    file = path / _FILES[serialization]
+    requirements = [f"scikit-learn=={sklearn.__version__}"]
+    if serialization == "skops":
+        _import_skops_io().dump(model, file)
+        requirements.append(f"skops=={_version('skops')}")
+    elif serialization == "joblib":
+        _import_joblib().dump(model, file)
+        requirements.append(f"joblib=={_version('joblib')}")
+    else:
+        with file.open("wb") as f:
+            pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
+    _check_loadable(file, serialization)
+    saved_options: dict[str, Any] = {"file": file.name, "serialization": serialization}
+    classes = getattr(model, "classes_", None)
+    if classes is not None:
+        saved_options["classes"] = np.asarray(classes).tolist()
+    return SavedFlavor(
+        framework="scikit-learn",
+        framework_version=str(sklearn.__version__),
+        options=saved_options,
+        requirements=requirements,
+    )
+
+
+def load(path: Path, options: Options, signature: Signature) -> Predictor:
+    """Rebuild the estimator from its file, refusing any type outside the allow-list."""
+    _import_sklearn()
+    serialization = str(options.get("serialization", "skops"))
+    file = path / str(options.get("file", _FILES.get(serialization, "")))
+    if file.parent != path or serialization not in _FILES:
+        raise FlavorError(f"invalid sklearn flavor options: {dict(options)!r}")
+    if serialization == "skops":
+        sio = _import_skops_io()
+        trusted = _check_skops_types(file, sio)
+        model = sio.load(file, trusted=trusted)
+    elif serialization == "joblib":
+        model = _pickle_guard.load_joblib(file)
+    else:
+        model = _pickle_guard.load_pickle(file)
+    return SklearnPredictor(model, signature)
+
+
+def _check_loadable(file: Path, serialization: str) -> None:
+    """Fail at save time, not when the model is served, if load would refuse what it holds."""
+    try:
+        if serialization == "skops":
+            _check_skops_types(file, _import_skops_io())
+        elif serialization == "joblib":
+            _pickle_guard.load_joblib(file)
+        else:
+            _pickle_guard.load_pickle(file)
+    except UnsafeArtifact as exc:
+        reason = str(exc).partition(": ")[2]
+        raise FlavorError(
+            f"this model cannot be saved safely: {reason}; a scikit-learn model may hold only "
+            "scikit-learn, numpy and scipy types"
+        ) from None
+
+
+def _check_skops_types(file: Path, sio: Any) -> list[str]:
+    """The skops file's non-default types, all of which must pass the pickle allow-list."""
+    unknown: list[str] = list(sio.get_untrusted_types(file=file))
+    refused = _pickle_guard.untrusted_type_names(unknown)
+    if refused:
+        raise UnsafeArtifact(str(file), f"types {', '.join(refused)} are not trusted")
+    return unknown
+
+
+def read_file(path: Path) -> object:
+    """Read a user's ``.pkl``/``.pickle``/``.joblib`` file through the pickle guard."""
+    _import_sklearn()
+    # joblib's reader also takes plain pickles, and users name joblib files ``.pkl`` too.
+    return _pickle_guard.load_joblib(path)
+
+
+def infer_signature(model: object) -> Signature | None:
+    """Columns from ``feature_names_in_`` (str for categorical columns), else one tensor."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        text_columns = _text_columns(model)
+        return Signature(
+            "columns",
+            tuple(
+                TensorSpec(str(n), "str" if str(n) in text_columns else "float64") for n in names
+            ),
+        )
+    n_features = getattr(model, "n_features_in_", None)
+    if isinstance(n_features, int | np.integer):
+        return Signature("tensors", (TensorSpec("input", "float64", (-1, int(n_features))),))
+    return None
+
+
+def _text_columns(model: object) -> set[str]:
+    """Columns a fitted ColumnTransformer sends to an encoder that learned string categories."""
+    steps = getattr(model, "steps", None)
+    first = steps[0][1] if steps else model
+    found: set[str] = set()
+    for _, transformer, columns in getattr(first, "transformers_", []):
+        if isinstance(columns, str):
+            columns = [columns]
+        inner = getattr(transformer, "steps", None)
+        encoder = inner[0][1] if inner else transformer
+        categories = getattr(encoder, "categories_", None)
+        if not categories or not all(isinstance(c, str) for c in columns):
+            continue
+        for column, values in zip(columns, categories, strict=False):
+            if np.asarray(values).dtype.kind in "OUS":
+                found.add(column)
+    return found
+
+
+def _version(package: str) -> str:
+    return importlib.metadata.version(package)
+
+
+class SklearnPredictor:
+    """Calls ``predict`` (and ``predict_proba`` for classifiers) on canonical inputs."""
+
+    def __init__(self, model: Any, signature: Signature) -> None:  # Any: any estimator
+        self.model = model
+        self.signature = signature
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Primary output ``predictions`` first, then ``probabilities`` when available."""
+        data = _model_input(inputs, self.signature)
+        out = {"predictions": _canonical(np.asarray(self.model.predict(data)))}
+        if hasattr(self.model, "predict_proba"):
+            out["probabilities"] = np.asarray(self.model.predict_proba(data))
+        return out
+
+
+def _model_input(inputs: Mapping[str, np.ndarray], signature: Signature) -> Any:
+    """A DataFrame in signature column order, or the single tensor; Any: either type."""
+    if signature.kind == "columns":
+        import pandas as pd
+
+        return pd.DataFrame({name: inputs[name] for name in signature.input_names})
+    if len(signature.inputs) != 1:
+        raise FlavorError(f"a scikit-learn model takes one input; signature has {len(inputs)}")
+    return inputs[signature.input_names[0]]
+
+
+def _canonical(arr: np.ndarray) -> np.ndarray:
+    """Strings as object arrays of ``str``, as everywhere else in modelport."""
+    return arr.astype(object) if arr.dtype.kind in "US" else arr

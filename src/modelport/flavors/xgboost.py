@@ -1,0 +1,156 @@
+"""The XGBoost flavor: estimators and boosters in XGBoost's own JSON or UBJSON format, never pickle.
+
+Files written: ``model.json`` (default) or ``model.ubj`` (``{"format": "ubj"}``). The options
+record the estimator kind (``classifier``, ``regressor`` or ``booster``) so a classifier comes
+back as a classifier and still returns class probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.artifact.signature import Signature, TensorSpec
+from modelport.errors import FlavorError, MissingDependency
+from modelport.flavors import Options, Predictor, SavedFlavor
+
+NAME = "xgboost"
+FILE_SUFFIXES = (".json", ".ubj")
+
+_FORMATS = ("json", "ubj")
+_KINDS = ("classifier", "regressor", "booster")
+
+
+def _import_xgboost() -> Any:  # Any: the xgboost module, untyped
+    try:
+        import xgboost
+    except ImportError:
+        raise MissingDependency("xgboost", "xgboost") from None
+    return xgboost
+
+
+def handles(model: object) -> bool:
+    """True for XGBoost estimators and boosters, decided by module name without importing."""
+    module = type(model).__module__
+    return module == "xgboost" or module.startswith("xgboost.")
+
+
+def _kind(model: object, xgb: Any) -> str:
+    if isinstance(model, xgb.XGBClassifier):
+        return "classifier"
+    if isinstance(model, xgb.XGBRegressor):
+        return "regressor"
+    return "booster"
+
+
+def _booster(model: object, xgb: Any) -> Any:  # Any: xgboost.Booster
+    if isinstance(model, xgb.Booster):
+        return model
+    if isinstance(model, xgb.XGBModel):
+        return model.get_booster()
+    raise FlavorError(f"the xgboost flavor cannot save a {type(model).__qualname__}")
+
+
+def save(model: object, path: Path, options: Options) -> SavedFlavor:
+    """Save with ``save_model`` in XGBoost's native format and record the estimator kind."""
+    xgb = _import_xgboost()
+    fmt = str(options.get("format", "json"))
+    if fmt not in _FORMATS:
+        raise FlavorError(f"unknown xgboost format {fmt!r}; use one of: {', '.join(_FORMATS)}")
+    kind = _kind(model, xgb)
+    file = path / f"model.{fmt}"
+    if kind == "booster":
+        _booster(model, xgb).save_model(str(file))
+    else:
+        model.save_model(str(file))  # type: ignore[attr-defined]
+    saved: dict[str, Any] = {"file": file.name, "format": fmt, "kind": kind}
+    classes = getattr(model, "classes_", None) if kind == "classifier" else None
+    if classes is not None:
+        saved["classes"] = np.asarray(classes).tolist()
+    return SavedFlavor(
+        framework="xgboost",
+        framework_version=str(xgb.__version__),
+        options=saved,
+        requirements=[f"xgboost=={xgb.__version__}"],
+    )
+
+
+def load(path: Path, options: Options, signature: Signature) -> Predictor:
+    """Rebuild the estimator of the recorded kind from its native model file."""
+    xgb = _import_xgboost()
+    kind = str(options.get("kind", "booster"))
+    file = path / str(options.get("file", "model.json"))
+    if kind not in _KINDS or file.parent != path:
+        raise FlavorError(f"invalid xgboost flavor options: {dict(options)!r}")
+    return XGBoostPredictor(_read(file, kind, xgb), signature)
+
+
+def _read(file: Path, kind: str, xgb: Any) -> Any:  # Any: an xgboost estimator or Booster
+    if kind == "booster":
+        return xgb.Booster(model_file=str(file))
+    model = xgb.XGBClassifier() if kind == "classifier" else xgb.XGBRegressor()
+    model.load_model(str(file))
+    return model
+
+
+def read_file(path: Path) -> object:
+    """Read a ``.json``/``.ubj`` model; an estimator if the file says which kind, else a Booster."""
+    xgb = _import_xgboost()
+    try:
+        booster = xgb.Booster(model_file=str(path))
+    except xgb.core.XGBoostError as exc:
+        raise FlavorError(f"cannot read xgboost model {path.name!r}: {exc}") from None
+    meta = json.loads(booster.attributes().get("scikit_learn") or "{}")
+    kind = {"classifier": "classifier", "regressor": "regressor"}.get(
+        meta.get("_estimator_type"), "booster"
+    )
+    return booster if kind == "booster" else _read(path, kind, xgb)
+
+
+def infer_signature(model: object) -> Signature | None:
+    """Columns from the booster's feature names, else one float32 tensor of its feature count."""
+    xgb = _import_xgboost()
+    try:
+        booster = _booster(model, xgb)
+    except (FlavorError, xgb.core.XGBoostError, AttributeError):  # not fitted
+        return None
+    names = booster.feature_names
+    if names:
+        return Signature("columns", tuple(TensorSpec(str(n), "float32") for n in names))
+    n_features = int(booster.num_features())
+    if n_features <= 0:
+        return None
+    return Signature("tensors", (TensorSpec("input", "float32", (-1, n_features)),))
+
+
+class XGBoostPredictor:
+    """Predictions (and probabilities for classifiers) from an XGBoost model."""
+
+    def __init__(self, model: Any, signature: Signature) -> None:  # Any: estimator or Booster
+        self.model = model
+        self.signature = signature
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Primary output ``predictions`` first, then ``probabilities`` for classifiers."""
+        data = _model_input(inputs, self.signature)
+        if hasattr(self.model, "predict_proba"):
+            proba = np.asarray(self.model.predict_proba(data))
+            return {"predictions": np.asarray(self.model.predict(data)), "probabilities": proba}
+        if hasattr(self.model, "inplace_predict"):
+            return {"predictions": np.asarray(self.model.inplace_predict(data))}
+        return {"predictions": np.asarray(self.model.predict(data))}
+
+
+def _model_input(inputs: Mapping[str, np.ndarray], signature: Signature) -> Any:
+    """A DataFrame in signature column order, or the single tensor; Any: either type."""
+    if signature.kind == "columns":
+        import pandas as pd
+
+        return pd.DataFrame({name: inputs[name] for name in signature.input_names})
+    if len(signature.inputs) != 1:
+        raise FlavorError(f"an xgboost model takes one input; signature has {len(inputs)}")
+    return inputs[signature.input_names[0]]

@@ -1,0 +1,93 @@
+"""The ``MetadataStore`` protocol: what the registry facade needs from a metadata backend.
+
+:class:`~modelport.registry.sql.SqlStore` implements it for SQLite and PostgreSQL; another
+package can register a different backend by URI scheme (see ``_backends``). Names are
+validated by the store, so every backend refuses the same names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Protocol
+
+from modelport.registry.entities import AliasChange, ModelInfo, ModelVersion, Page
+
+
+class MetadataStore(Protocol):
+    """Models, versions and aliases. Each method is one transaction.
+
+    A version is created ``pending`` (its number allocated atomically), then marked
+    ``ready`` once its artifact is stored, or ``failed``. Only ready versions may be aliased.
+    """
+
+    def close(self) -> None: ...
+
+    def create_model(
+        self, name: str, *, description: str = "", tags: Mapping[str, str] | None = None
+    ) -> ModelInfo: ...
+
+    def get_model(self, name: str) -> ModelInfo: ...
+
+    def list_models(
+        self, page_token: str | None = None, max_results: int = 100
+    ) -> Page[ModelInfo]: ...
+
+    def update_model(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelInfo: ...
+
+    def delete_model(self, name: str) -> list[str]:
+        """Returns the artifact keys of the deleted versions."""
+        ...
+
+    def create_version(
+        self,
+        name: str,
+        *,
+        flavor: str | None = None,
+        source: str = "",
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str = "",
+    ) -> ModelVersion: ...
+
+    def mark_version_ready(
+        self,
+        name: str,
+        version: int,
+        *,
+        artifact_key: str,
+        manifest_sha256: str,
+        flavor: str | None = None,
+    ) -> ModelVersion: ...
+
+    def mark_version_failed(self, name: str, version: int, error: str) -> ModelVersion: ...
+
+    def get_version(self, name: str, version: int) -> ModelVersion: ...
+
+    def list_versions(
+        self, name: str, page_token: str | None = None, max_results: int = 100
+    ) -> Page[ModelVersion]: ...
+
+    def latest_ready_version(self, name: str) -> ModelVersion | None: ...
+
+    def delete_version(self, name: str, version: int) -> str:
+        """Returns the deleted version's artifact key; VersionInUse while aliased."""
+        ...
+
+    def find_stale_pending(self, older_than: timedelta) -> list[ModelVersion]: ...
+
+    def set_alias(self, name: str, alias: str, version: int) -> AliasChange: ...
+
+    def get_alias(self, name: str, alias: str) -> ModelVersion: ...
+
+    def delete_alias(self, name: str, alias: str) -> AliasChange: ...
+
+    def list_aliases(self, name: str) -> dict[str, int]: ...
+
+    def alias_history(self, name: str, alias: str) -> list[AliasChange]: ...

@@ -1,0 +1,311 @@
+"""The ``Registry`` facade: register, look up, alias, load and delete model versions.
+
+It joins the metadata store (which versions exist, which are ready, where aliases point) to
+the artifact store (the files), and keeps them consistent with a two-phase registration:
+
+1. ``create_version`` allocates the number and records a *pending* row;
+2. the artifact is built in a temporary folder with :mod:`modelport.packaging`;
+3. the artifact store copies it into place under the version's key (atomically);
+4. ``mark_version_ready`` publishes it together with the manifest's SHA-256.
+
+Only ready versions are ever resolved, loaded or aliased, so readers never see half a
+version. If step 2-4 fails the version is marked failed and its files removed; if the
+process dies instead, the row stays pending and :meth:`Registry.cleanup_stale` finishes the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from modelport import packaging
+from modelport.artifact.manifest import MANIFEST_FILE, Manifest, read_manifest
+from modelport.config import Settings
+from modelport.errors import (
+    ArtifactCorrupted,
+    Conflict,
+    InvalidRef,
+    ModelportError,
+    NoReadyVersion,
+    NotFound,
+    VersionNotReady,
+)
+from modelport.packaging import LoadedModel
+from modelport.ref import ModelRef, validate_name
+from modelport.registry._backends import open_artifact_store, open_metadata_store
+from modelport.registry.artifact_store import ArtifactStore
+from modelport.registry.entities import AliasChange, ModelInfo, ModelVersion, Page
+from modelport.registry.metadata_store import MetadataStore
+
+logger = logging.getLogger(__name__)
+
+
+class Registry:
+    """Versioned models with aliases, backed by a metadata store and an artifact store.
+
+    >>> registry = Registry(registry_uri="sqlite:////tmp/mp/registry.db", artifact_uri="/tmp/mp/a")
+    >>> registry.register("churn", clf, input_example=X[:5]).version
+    1
+    >>> registry.set_alias("churn", "production", 1)
+    >>> registry.load("churn@production").predict(X)
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        registry_uri: str | None = None,
+        artifact_uri: str | None = None,
+    ) -> None:
+        settings = settings or Settings()
+        self._artifacts: ArtifactStore = open_artifact_store(
+            artifact_uri or settings.resolved_artifact_uri()
+        )
+        self._store: MetadataStore = open_metadata_store(
+            registry_uri or settings.resolved_registry_uri()
+        )
+
+    @property
+    def store(self) -> MetadataStore:
+        """The metadata store (for tools that need a call the facade does not offer)."""
+        return self._store
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The artifact store."""
+        return self._artifacts
+
+    def close(self) -> None:
+        """Release database connections."""
+        self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- registration -------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        model_or_path: object,
+        *,
+        input_example: object = None,
+        reference_data: object = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str = "",
+        flavor: str | None = None,
+        flavor_options: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Store a model object, or the artifact/bundle/model file at a path, as a new version.
+
+        ``flavor`` and ``flavor_options`` apply to model objects; a file's flavor comes from
+        the file. Returns the ready version; on failure the version is left ``failed``.
+        """
+        validate_name(name)
+        is_path = isinstance(model_or_path, str | Path)
+        kind = type(model_or_path)
+        source = str(model_or_path) if is_path else f"{kind.__module__}.{kind.__qualname__}"
+        pending = self._store.create_version(
+            name, flavor=flavor, source=source, metrics=metrics, tags=tags, description=description
+        )
+        try:
+            with tempfile.TemporaryDirectory(prefix="modelport-register-") as tmp:
+                path = Path(tmp) / name
+                if is_path:
+                    manifest = packaging.import_artifact(
+                        Path(str(model_or_path)),
+                        path,
+                        name=name,
+                        input_example=input_example,
+                        reference_data=reference_data,
+                        metrics=metrics,
+                        tags=tags,
+                        description=description,
+                    )
+                else:
+                    manifest = packaging.save(
+                        model_or_path,
+                        path,
+                        name=name,
+                        input_example=input_example,
+                        reference_data=reference_data,
+                        metrics=metrics,
+                        tags=tags,
+                        description=description,
+                        flavor=flavor,
+                        flavor_options=flavor_options,
+                    )
+                sha = packaging.manifest_sha256(path)
+                self._artifacts.put_dir(pending.artifact_key, path)
+            return self._store.mark_version_ready(
+                name,
+                pending.version,
+                artifact_key=pending.artifact_key,
+                manifest_sha256=sha,
+                flavor=manifest.flavor,
+            )
+        except BaseException as exc:
+            self._abandon(pending, exc)
+            raise
+
+    def _abandon(self, pending: ModelVersion, exc: BaseException) -> None:
+        """Mark a registration failed, then remove its files.
+
+        Files go only once the row is failed (or gone): if marking fails we cannot tell
+        whether ``mark_version_ready`` committed, and deleting a ready version's files would
+        lose it. A row left pending is picked up by :meth:`cleanup_stale`.
+        """
+        name, version = pending.name, pending.version
+        try:
+            self._store.mark_version_failed(name, version, _describe(exc))
+        except NotFound:
+            pass
+        except Exception:
+            logger.warning("could not mark %s/%d failed", name, version, exc_info=True)
+            return
+        try:
+            self._artifacts.delete(pending.artifact_key)
+        except Exception:
+            logger.warning("could not remove files of %s/%d", name, version, exc_info=True)
+
+    def cleanup_stale(self, older_than: timedelta) -> list[ModelVersion]:
+        """Fail pending versions older than ``older_than`` (their process died) and remove
+        their files. Returns the versions marked failed."""
+        failed: list[ModelVersion] = []
+        for stale in self._store.find_stale_pending(older_than):
+            try:
+                marked = self._store.mark_version_failed(
+                    stale.name, stale.version, f"registration did not finish within {older_than}"
+                )
+            except (Conflict, NotFound):
+                continue  # it finished (or was deleted) since we looked
+            self._artifacts.delete(stale.artifact_key)
+            logger.info("marked stale %s/%d failed", stale.name, stale.version)
+            failed.append(marked)
+        return failed
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def get_model(self, name: str) -> ModelInfo:
+        """A model with its newest ready version and aliases."""
+        return self._store.get_model(name)
+
+    def list_models(self, page_token: str | None = None, max_results: int = 100) -> Page[ModelInfo]:
+        """Models in name order, one page at a time."""
+        return self._store.list_models(page_token, max_results)
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        """One version, whatever its status."""
+        return self._store.get_version(name, version)
+
+    def list_versions(
+        self, name: str, page_token: str | None = None, max_results: int = 100
+    ) -> Page[ModelVersion]:
+        """Versions of a model, newest first."""
+        return self._store.list_versions(name, page_token, max_results)
+
+    def resolve(self, ref: str | Path | ModelRef) -> ModelVersion:
+        """The ready version a registry ref names: ``name``, ``name/3`` or ``name@alias``."""
+        parsed = ModelRef.parse(ref)
+        if parsed.name is None:
+            raise InvalidRef(str(ref), "a path is not a registry ref")
+        if parsed.alias is not None:
+            found = self._store.get_alias(parsed.name, parsed.alias)
+        elif parsed.version is not None:
+            found = self._store.get_version(parsed.name, parsed.version)
+        else:
+            latest = self._store.latest_ready_version(parsed.name)
+            if latest is None:
+                raise NoReadyVersion(parsed.name)
+            found = latest
+        if not found.is_ready:
+            raise VersionNotReady(found.name, found.version, found.status)
+        return found
+
+    def artifact_path(self, ref: str | Path | ModelRef) -> Path:
+        """A local folder holding the artifact a ref names (a path ref is returned as is)."""
+        parsed = ModelRef.parse(ref)
+        if parsed.path is not None:
+            return parsed.path
+        return self._artifacts.local_path(self.resolve(parsed).artifact_key)
+
+    def load(self, ref: str | Path | ModelRef) -> LoadedModel:
+        """Verify and load the model a ref names; registry refs also pin the manifest hash."""
+        parsed = ModelRef.parse(ref)
+        if parsed.path is not None:
+            return packaging.load_artifact(parsed.path)
+        version = self.resolve(parsed)
+        path = self._artifacts.local_path(version.artifact_key)
+        return packaging.load_artifact(path, manifest_sha256=version.manifest_sha256)
+
+    def manifest(self, ref: str | Path | ModelRef) -> Manifest:
+        """The manifest of the artifact a ref names, checked against the registry's hash."""
+        parsed = ModelRef.parse(ref)
+        if parsed.path is not None:
+            return read_manifest(parsed.path)
+        version = self.resolve(parsed)
+        path = self._artifacts.local_path(version.artifact_key)
+        if packaging.manifest_sha256(path) != version.manifest_sha256:
+            raise ArtifactCorrupted(MANIFEST_FILE, "sha256 does not match the registry's record")
+        return read_manifest(path)
+
+    # -- aliases and deletion ---------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> AliasChange:
+        """Point ``name@alias`` at a ready version."""
+        return self._store.set_alias(name, alias, version)
+
+    def delete_alias(self, name: str, alias: str) -> AliasChange:
+        """Remove an alias (its history remains)."""
+        return self._store.delete_alias(name, alias)
+
+    def list_aliases(self, name: str) -> dict[str, int]:
+        """Current aliases of a model."""
+        return self._store.list_aliases(name)
+
+    def alias_history(self, name: str, alias: str) -> list[AliasChange]:
+        """Every change of an alias, newest first."""
+        return self._store.alias_history(name, alias)
+
+    def delete_version(self, name_or_ref: str, version: int | None = None) -> ModelVersion:
+        """Delete a version and its files: ``delete_version("churn", 3)`` or ``("churn/3")``.
+
+        VersionInUse while an alias points at it. Returns the version as it was.
+        """
+        if version is None:
+            parsed = ModelRef.parse(name_or_ref)
+            if parsed.name is None or parsed.version is None:
+                raise InvalidRef(name_or_ref, "name a version to delete, like 'churn/3'")
+            name_or_ref, version = parsed.name, parsed.version
+        deleted = self._store.get_version(name_or_ref, version)
+        key = self._store.delete_version(name_or_ref, version)
+        self._artifacts.delete(key)
+        return deleted
+
+    def delete_model(self, name: str) -> None:
+        """Delete a model, all its versions and their files."""
+        for key in self._store.delete_model(name):
+            self._artifacts.delete(key)
+
+
+def _describe(exc: BaseException) -> str:
+    """The error text recorded on a failed version (no traceback: it may reach clients)."""
+    if isinstance(exc, ModelportError):
+        return f"{exc.code}: {exc}"
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return "registration interrupted"
+    return f"{type(exc).__name__}: {exc}"

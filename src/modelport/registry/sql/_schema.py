@@ -1,0 +1,145 @@
+"""The registry's tables as SQLAlchemy 2 typed ORM classes; private to the SQL store.
+
+The migrations in ``modelport/registry/migrations`` create exactly this schema; a test compares
+the two with Alembic's autogenerate so they cannot drift apart.
+
+- ``models``: one row per name. ``last_version`` is the highest number ever handed out, so
+  version numbers stay monotonic and are never reused after a version is deleted.
+- ``model_versions``: one row per version with its status and artifact key.
+- ``aliases``: current alias -> version. The composite foreign key to ``model_versions``
+  makes the database itself refuse to delete a version an alias points at.
+- ``alias_history``: every set/move/delete of an alias, for audit and rollback.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAME_LENGTH = 128
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, whatever the backend stores.
+
+    SQLite has no time zones and returns naive values; PostgreSQL returns values in the
+    session's time zone. Normalizing here means callers always get UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the registry; use datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+# Stable constraint names, so migrations can refer to them on every backend.
+_NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=_NAMING)
+    # JSON columns hold str -> str/float maps; Any because JSON is untyped at this boundary.
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UTCDateTime}
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+    # AUTOINCREMENT keeps SQLite from reusing the id of a deleted model, and ids name
+    # artifact keys, so a re-created model can never land on an old model's files.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class VersionRow(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_model_versions_model_id_version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    flavor: Mapped[str | None] = mapped_column(String(64))
+    artifact_key: Mapped[str] = mapped_column(String(512))
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AliasRow(Base):
+    __tablename__ = "aliases"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["model_id", "version"],
+            ["model_versions.model_id", "model_versions.version"],
+            name="fk_aliases_version_model_versions",
+        ),
+    )
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class AliasHistoryRow(Base):
+    __tablename__ = "alias_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    alias: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    version: Mapped[int | None] = mapped_column(Integer)
+    previous_version: Mapped[int | None] = mapped_column(Integer)
+    changed_at: Mapped[datetime]

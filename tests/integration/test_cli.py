@@ -1,0 +1,186 @@
+"""The CLI end to end, as a user runs it: real subprocesses, real files, checked exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import modelport
+
+pytestmark = pytest.mark.slow
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("modelport")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
+    env["MODELPORT_HOME"] = str(home)
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[LogisticRegression, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    y = (frame["a"] > frame["b"]).astype(int)
+    return LogisticRegression().fit(frame, y), frame
+
+
+def test_full_workflow(trained: tuple[LogisticRegression, pd.DataFrame], tmp_path: Path) -> None:
+    model, frame = trained
+    home = tmp_path / "home"
+    art = tmp_path / "art" / "churn"
+    modelport.save(model, art, input_example=frame.head(5))
+
+    r = run(home, "register", str(art), "--name", "churn", "--metric", "auc=0.91")
+    assert r.returncode == 0, r.stderr
+    assert "registered churn/1 flavor=sklearn" in r.stdout
+
+    pkl = tmp_path / "model.joblib"
+    joblib.dump(model, pkl)
+    r = run(home, "register", str(pkl), "--name", "churn", "--alias", "staging")
+    assert r.returncode == 0, r.stderr
+    assert "registered churn/2 flavor=sklearn (alias staging)" in r.stdout
+
+    bundle = tmp_path / "churn.tar"
+    r = run(home, "pack", "churn/1", str(bundle))
+    assert r.returncode == 0, r.stderr
+    r = run(home, "register", str(bundle), "--name", "churn")
+    assert "registered churn/3" in r.stdout, r.stderr
+
+    assert run(home, "alias", "set", "churn", "production", "1").returncode == 0
+    assert run(home, "alias", "set", "churn", "production", "3").returncode == 0
+
+    r = run(home, "models", "--json")
+    listed = json.loads(r.stdout)
+    assert listed[0]["name"] == "churn"
+    assert listed[0]["latest_version"] == 3
+    assert listed[0]["aliases"] == {"production": 3, "staging": 2}
+
+    r = run(home, "versions", "churn", "--json")
+    rows = json.loads(r.stdout)
+    assert [v["version"] for v in rows] == [3, 2, 1]
+    assert all(v["status"] == "ready" for v in rows)
+    assert rows[2]["metrics"] == {"auc": 0.91}
+
+    r = run(home, "alias", "history", "churn", "production", "--json")
+    history = [(c["previous_version"], c["version"]) for c in json.loads(r.stdout)]
+    assert history == [(1, 3), (None, 1)]
+    r = run(home, "alias", "history", "churn", "production")
+    assert "changed" in r.stdout
+
+    r = run(home, "info", "churn@production")
+    info = json.loads(r.stdout)
+    assert info["flavor"] == "sklearn"
+    assert [i["name"] for i in info["signature"]["inputs"]] == ["a", "b"]
+
+    rows_csv = tmp_path / "rows.csv"
+    frame.head(4).to_csv(rows_csv, index=False)
+    r = run(home, "predict", "churn@production", "--input", str(rows_csv))
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["predictions"] == model.predict(frame.head(4)).tolist()
+    np.testing.assert_allclose(got["probabilities"], model.predict_proba(frame.head(4)))
+
+    rows_json = tmp_path / "rows.json"
+    rows_json.write_text(json.dumps(frame.head(2).to_dict(orient="records")))
+    r = run(home, "predict", "churn/2", "--input", str(rows_json))
+    assert json.loads(r.stdout)["predictions"] == model.predict(frame.head(2)).tolist()
+
+    r = run(home, "delete", "churn/3")
+    assert r.returncode == 4
+    assert "version 3 is still the target of alias 'production'" in r.stderr
+
+    r = run(home, "delete", "churn/1")
+    assert r.returncode == 0, r.stderr
+    r = run(home, "predict", "churn/1", "--input", str(rows_csv))
+    assert r.returncode == 3
+    assert "model 'churn' has no version 1" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("info", "nope"), 3, "model 'nope' not found"),
+        (("info", "churn/x"), 2, "version 'x' must be a positive integer"),
+        (("alias", "set", "churn", "prod", "9"), 3, "model 'churn' has no version 9"),
+        (("register", "/does/not/exist.onnx", "--name", "x"), 3, "no modelport artifact at"),
+        (("register", "{art}", "--name", "../evil"), 2, "invalid model name '../evil'"),
+        (
+            ("predict", "churn/1", "--input", "{bad_rows}"),
+            2,
+            "input 'b': expected float64, got str",
+        ),
+        (("predict", "churn/1", "--input", "{missing_rows}"), 2, "missing input 'b'"),
+        (("register", "{art}", "--name", "y", "--metric", "auc"), 2, "must look like key=value"),
+    ],
+)
+def test_errors_are_one_line_with_exit_codes(
+    trained: tuple[LogisticRegression, pd.DataFrame],
+    tmp_path: Path,
+    args: tuple[str, ...],
+    code: int,
+    message: str,
+) -> None:
+    model, frame = trained
+    home = tmp_path / "home"
+    art = tmp_path / "churn"
+    modelport.save(model, art, input_example=frame.head(5))
+    assert run(home, "register", str(art), "--name", "churn").returncode == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"a": 1.0, "b": "high"}]))
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({"a": [1.0]}))
+    filled = [a.format(art=art, bad_rows=bad, missing_rows=missing) for a in args]
+    r = run(home, *filled)
+    assert r.returncode == code, (r.stdout, r.stderr)
+    assert r.stderr.startswith("error: ")
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_tampered_artifact_exit_code(
+    trained: tuple[LogisticRegression, pd.DataFrame], tmp_path: Path
+) -> None:
+    model, frame = trained
+    home = tmp_path / "home"
+    art = tmp_path / "churn"
+    modelport.save(model, art, input_example=frame.head(5))
+    assert run(home, "register", str(art), "--name", "churn").returncode == 0
+    registry = modelport.Registry(modelport.Settings(home=home))
+    try:
+        folder = registry.artifact_path("churn/1")
+    finally:
+        registry.close()
+    victim = folder / "model.skops"
+    victim.chmod(0o644)
+    victim.write_bytes(victim.read_bytes() + b"x")
+    r = run(home, "info", "churn/1")
+    assert r.returncode == 0, "info reads only the manifest"
+    rows = tmp_path / "rows.csv"
+    frame.head(1).to_csv(rows, index=False)
+    r = run(home, "predict", "churn/1", "--input", str(rows))
+    assert r.returncode == 5
+    assert f"artifact file '{victim.name}' is corrupted" in r.stderr
+
+
+def test_help_explains_every_command(tmp_path: Path) -> None:
+    r = run(tmp_path, "--help")
+    assert r.returncode == 0
+    for command in ("register", "models", "versions", "alias", "info", "predict", "delete", "pack"):
+        assert command in r.stdout
+    r = run(tmp_path, "alias", "--help")
+    assert "history" in r.stdout
+    r = run(tmp_path, "register", "--help")
+    assert ".onnx" in r.stdout

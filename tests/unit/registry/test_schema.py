@@ -1,0 +1,99 @@
+"""Migrations: the schema they build matches the ORM, they run once, and reopening is cheap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, event
+
+from modelport.errors import StoreError, UnsupportedURI
+from modelport.registry._backends import open_artifact_store, open_metadata_store, scheme_of
+from modelport.registry.artifact_store import LocalArtifactStore
+from modelport.registry.sql import SqlStore
+from modelport.registry.sql._engine import parse_url, schema_is_current
+from modelport.registry.sql._schema import Base
+
+
+def test_migrations_build_exactly_the_orm_schema(registry_uri: str) -> None:
+    SqlStore(registry_uri).close()
+    engine = create_engine(parse_url(registry_uri))
+    try:
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert schema_is_current(engine)
+    finally:
+        engine.dispose()
+
+
+def test_reopening_is_idempotent_and_keeps_data(registry_uri: str) -> None:
+    with SqlStore(registry_uri) as first:
+        first.create_version("churn")
+    with SqlStore(registry_uri) as second:
+        assert second.get_version("churn", 1).status == "pending"
+        assert second.create_version("churn").version == 2
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'sub' / 'registry.db'}"
+    SqlStore(uri).close()
+    engine = create_engine(uri)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
+
+
+def test_in_memory_sqlite_is_refused() -> None:
+    with pytest.raises(StoreError, match="in-memory SQLite"):
+        SqlStore("sqlite://")
+
+
+@pytest.mark.postgres
+def test_connection_errors_never_show_the_password() -> None:
+    uri = "postgresql://postgres:s3cret-pw@127.0.0.1:1/nodb?connect_timeout=2"
+    with pytest.raises(StoreError, match="registry database error") as info:
+        SqlStore(uri)
+    assert "s3cret-pw" not in str(info.value)
+    assert "***" in str(info.value)
+
+
+def test_stores_are_chosen_by_scheme(tmp_path: Path) -> None:
+    assert scheme_of("postgresql+psycopg://h/db") == "postgresql"
+    assert scheme_of("/plain/path") is None
+    store = open_artifact_store(str(tmp_path / "a"))
+    assert isinstance(store, LocalArtifactStore)
+    assert isinstance(open_artifact_store((tmp_path / "b").as_uri()), LocalArtifactStore)
+    meta = open_metadata_store(f"sqlite:///{tmp_path / 'r.db'}")
+    assert isinstance(meta, SqlStore)
+    meta.close()
+
+
+def test_unknown_schemes_are_refused_without_credentials() -> None:
+    with pytest.raises(UnsupportedURI, match="known schemes: file") as info:
+        open_artifact_store("gopher://user:pw@host/x")
+    assert ":pw@" not in str(info.value)
+    with pytest.raises(UnsupportedURI, match="known schemes: postgresql, sqlite"):
+        open_metadata_store("mysql://u@h/db")
+
+
+def test_sqlite_writes_take_the_lock_at_begin_and_reads_do_not(tmp_path: Path) -> None:
+    """A deferred BEGIN that later writes can deadlock with another writer; see _engine."""
+    statements: list[str] = []
+
+    def record(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    with SqlStore(f"sqlite:///{tmp_path / 'registry.db'}") as store:
+        event.listen(store._engine, "before_cursor_execute", record)
+        store.create_version("churn")
+        writes = [s for s in statements if s.startswith("BEGIN")]
+        statements.clear()
+        store.get_version("churn", 1)
+        reads = [s for s in statements if s.startswith("BEGIN")]
+        event.remove(store._engine, "before_cursor_execute", record)
+    assert writes == ["BEGIN IMMEDIATE"]
+    assert reads == ["BEGIN"]
