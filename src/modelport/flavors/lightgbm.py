@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from modelport.artifact.signature import Signature, TensorSpec
-from modelport.errors import FlavorError, MissingDependency
+from modelport.errors import FlavorError
 from modelport.flavors import Options, Predictor, SavedFlavor
+from modelport.flavors._framework import from_package, import_framework, model_input
 
 NAME = "lightgbm"
 FILE_SUFFIXES = (".txt",)
@@ -27,18 +28,9 @@ _KINDS = ("classifier", "regressor", "booster")
 _GENERATED_NAME = re.compile(r"Column_\d+")
 
 
-def _import_lightgbm() -> Any:  # Any: the lightgbm module, untyped
-    try:
-        import lightgbm
-    except ImportError:
-        raise MissingDependency("lightgbm", "lightgbm") from None
-    return lightgbm
-
-
 def handles(model: object) -> bool:
     """True for LightGBM estimators and boosters, decided by module name without importing."""
-    module = type(model).__module__
-    return module == "lightgbm" or module.startswith("lightgbm.")
+    return from_package(model, "lightgbm")
 
 
 def _booster(model: object, lgb: Any) -> Any:  # Any: lightgbm.Booster
@@ -68,7 +60,7 @@ def _kind_and_classes(model: object, booster: Any, lgb: Any) -> tuple[str, list[
 
 def save(model: object, path: Path, options: Options) -> SavedFlavor:
     """Save the booster as text and record the kind and classes needed to predict labels."""
-    lgb = _import_lightgbm()
+    lgb = import_framework("lightgbm", "lightgbm", "lightgbm")
     booster = _booster(model, lgb)
     kind, classes = _kind_and_classes(model, booster, lgb)
     booster.save_model(str(path / _FILE))
@@ -85,7 +77,7 @@ def save(model: object, path: Path, options: Options) -> SavedFlavor:
 
 def load(path: Path, options: Options, signature: Signature) -> Predictor:
     """Load the text model into a Booster and wrap it with the recorded classes."""
-    lgb = _import_lightgbm()
+    lgb = import_framework("lightgbm", "lightgbm", "lightgbm")
     kind = str(options.get("kind", "booster"))
     file = path / str(options.get("file", _FILE))
     if kind not in _KINDS or file.parent != path:
@@ -97,7 +89,7 @@ def load(path: Path, options: Options, signature: Signature) -> Predictor:
 
 def read_file(path: Path) -> object:
     """Read a LightGBM text model into a Booster."""
-    lgb = _import_lightgbm()
+    lgb = import_framework("lightgbm", "lightgbm", "lightgbm")
     try:
         return lgb.Booster(model_file=str(path))
     except lgb.basic.LightGBMError as exc:
@@ -106,7 +98,7 @@ def read_file(path: Path) -> object:
 
 def infer_signature(model: object) -> Signature | None:
     """Columns from real feature names, else one float64 tensor of the feature count."""
-    lgb = _import_lightgbm()
+    lgb = import_framework("lightgbm", "lightgbm", "lightgbm")
     try:
         booster = _booster(model, lgb)
     except FlavorError:
@@ -129,7 +121,7 @@ class LightGBMPredictor:
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Primary output ``predictions`` first, then ``probabilities`` for classifiers."""
-        raw = np.asarray(self.booster.predict(_model_input(inputs, self.signature)))
+        raw = np.asarray(self.booster.predict(model_input(inputs, self.signature, "LightGBM")))
         if self.classes is None:
             return {"predictions": raw}
         proba = np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
@@ -137,14 +129,3 @@ class LightGBMPredictor:
         if labels.dtype.kind in "US":
             labels = labels.astype(object)
         return {"predictions": labels, "probabilities": proba}
-
-
-def _model_input(inputs: Mapping[str, np.ndarray], signature: Signature) -> Any:
-    """A DataFrame in signature column order, or the single tensor; Any: either type."""
-    if signature.kind == "columns":
-        import pandas as pd
-
-        return pd.DataFrame({name: inputs[name] for name in signature.input_names})
-    if len(signature.inputs) != 1:
-        raise FlavorError(f"a LightGBM model takes one input; signature has {len(inputs)}")
-    return inputs[signature.input_names[0]]

@@ -16,6 +16,7 @@ import numpy as np
 from modelport.artifact.signature import Signature, TensorSpec
 from modelport.errors import FlavorError, MissingDependency
 from modelport.flavors import Options, Predictor, SavedFlavor
+from modelport.flavors._framework import from_package, import_framework
 
 NAME = "onnx"
 FILE_SUFFIXES = (".onnx",)
@@ -38,27 +39,10 @@ _ORT_DTYPES: dict[str, Any] = {  # Any: numpy dtype-likes
 }  # fmt: skip
 
 
-def _import_onnx() -> Any:  # Any: the onnx module, untyped
-    try:
-        import onnx
-    except ImportError:
-        raise MissingDependency("onnx", "onnx") from None
-    return onnx
-
-
-def _import_onnxruntime() -> Any:  # Any: the onnxruntime module, untyped
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingDependency("onnxruntime", "onnx") from None
-    return onnxruntime
-
-
 def handles(model: object) -> bool:
     """True for an ``onnx.ModelProto``, or bytes that parse as one when onnx is installed."""
-    module = type(model).__module__
-    if module == "onnx" or module.startswith("onnx."):
-        return isinstance(model, _import_onnx().ModelProto)
+    if from_package(model, "onnx"):
+        return isinstance(model, import_framework("onnx", "onnx", "onnx").ModelProto)
     if isinstance(model, bytes):
         try:
             return _parse(model) is not None
@@ -69,7 +53,7 @@ def handles(model: object) -> bool:
 
 def _parse(data: bytes) -> Any | None:  # Any: onnx.ModelProto
     """The ModelProto in ``data``, or None; protobuf accepts junk, so require a real graph."""
-    onnx = _import_onnx()
+    onnx = import_framework("onnx", "onnx", "onnx")
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
@@ -84,15 +68,15 @@ def _as_model_proto(model: object) -> Any:  # Any: onnx.ModelProto
         if parsed is None:
             raise FlavorError("the bytes given are not a serialized ONNX model")
         return parsed
-    if not isinstance(model, _import_onnx().ModelProto):
+    if not isinstance(model, import_framework("onnx", "onnx", "onnx").ModelProto):
         raise FlavorError(f"the onnx flavor cannot save a {type(model).__qualname__}")
     return model
 
 
 def save(model: object, path: Path, options: Options) -> SavedFlavor:
     """Write ``model.onnx`` after onnx's checker accepts it, so broken graphs fail early."""
-    onnx = _import_onnx()
-    ort = _import_onnxruntime()
+    onnx = import_framework("onnx", "onnx", "onnx")
+    ort = import_framework("onnxruntime", "onnxruntime", "onnx")
     proto = _as_model_proto(model)
     file = path / _FILE
     onnx.save_model(proto, str(file))
@@ -112,7 +96,7 @@ def save(model: object, path: Path, options: Options) -> SavedFlavor:
 
 def load(path: Path, options: Options, signature: Signature) -> Predictor:
     """Open an onnxruntime session on CPU for the saved graph."""
-    ort = _import_onnxruntime()
+    ort = import_framework("onnxruntime", "onnxruntime", "onnx")
     file = path / str(options.get("file", _FILE))
     if file.parent != path:
         raise FlavorError(f"invalid onnx flavor options: {dict(options)!r}")
@@ -130,7 +114,7 @@ def _session(file: Path, ort: Any) -> Any:  # Any: onnxruntime.InferenceSession
 
 def read_file(path: Path) -> object:
     """Read an ``.onnx`` file (and any external data beside it) into a ModelProto."""
-    onnx = _import_onnx()
+    onnx = import_framework("onnx", "onnx", "onnx")
     try:
         return onnx.load(str(path))
     except Exception as exc:  # protobuf DecodeError or a missing external-data file

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from modelport.artifact.signature import Signature, TensorSpec
-from modelport.errors import FlavorError, MissingDependency, UnsafeArtifact
+from modelport.errors import FlavorError, UnsafeArtifact
 from modelport.flavors import Options, Predictor, SavedFlavor, _pickle_guard
+from modelport.flavors._framework import from_package, import_framework, model_input
 
 NAME = "sklearn"
 FILE_SUFFIXES = (".pkl", ".pickle", ".joblib")
@@ -28,39 +29,14 @@ FILE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 _FILES = {"skops": "model.skops", "joblib": "model.joblib", "pickle": "model.pkl"}
 
 
-def _import_sklearn() -> Any:  # Any: the sklearn module, untyped
-    try:
-        import sklearn
-    except ImportError:
-        raise MissingDependency("scikit-learn", "sklearn") from None
-    return sklearn
-
-
-def _import_skops_io() -> Any:  # Any: the skops.io module, untyped
-    try:
-        import skops.io
-    except ImportError:
-        raise MissingDependency("skops", "sklearn") from None
-    return skops.io
-
-
-def _import_joblib() -> Any:  # Any: the joblib module, untyped
-    try:
-        import joblib
-    except ImportError:
-        raise MissingDependency("joblib", "sklearn") from None
-    return joblib
-
-
 def handles(model: object) -> bool:
     """True for scikit-learn estimators, decided by module name so nothing is imported."""
-    module = type(model).__module__
-    return (module == "sklearn" or module.startswith("sklearn.")) and hasattr(model, "predict")
+    return from_package(model, "sklearn") and hasattr(model, "predict")
 
 
 def save(model: object, path: Path, options: Options) -> SavedFlavor:
     """Write the estimator with skops (default) or joblib/pickle, and check it loads back."""
-    sklearn = _import_sklearn()
+    sklearn = import_framework("sklearn", "scikit-learn", "sklearn")
     serialization = str(options.get("serialization", "skops"))
     if serialization not in _FILES:
         raise FlavorError(
@@ -69,10 +45,10 @@ def save(model: object, path: Path, options: Options) -> SavedFlavor:
     file = path / _FILES[serialization]
     requirements = [f"scikit-learn=={sklearn.__version__}"]
     if serialization == "skops":
-        _import_skops_io().dump(model, file)
+        import_framework("skops.io", "skops", "sklearn").dump(model, file)
         requirements.append(f"skops=={_version('skops')}")
     elif serialization == "joblib":
-        _import_joblib().dump(model, file)
+        import_framework("joblib", "joblib", "sklearn").dump(model, file)
         requirements.append(f"joblib=={_version('joblib')}")
     else:
         with file.open("wb") as f:
@@ -92,13 +68,13 @@ def save(model: object, path: Path, options: Options) -> SavedFlavor:
 
 def load(path: Path, options: Options, signature: Signature) -> Predictor:
     """Rebuild the estimator from its file, refusing any type outside the allow-list."""
-    _import_sklearn()
+    import_framework("sklearn", "scikit-learn", "sklearn")
     serialization = str(options.get("serialization", "skops"))
     file = path / str(options.get("file", _FILES.get(serialization, "")))
     if file.parent != path or serialization not in _FILES:
         raise FlavorError(f"invalid sklearn flavor options: {dict(options)!r}")
     if serialization == "skops":
-        sio = _import_skops_io()
+        sio = import_framework("skops.io", "skops", "sklearn")
         trusted = _check_skops_types(file, sio)
         model = sio.load(file, trusted=trusted)
     elif serialization == "joblib":
@@ -112,7 +88,7 @@ def _check_loadable(file: Path, serialization: str) -> None:
     """Fail at save time, not when the model is served, if load would refuse what it holds."""
     try:
         if serialization == "skops":
-            _check_skops_types(file, _import_skops_io())
+            _check_skops_types(file, import_framework("skops.io", "skops", "sklearn"))
         elif serialization == "joblib":
             _pickle_guard.load_joblib(file)
         else:
@@ -136,7 +112,7 @@ def _check_skops_types(file: Path, sio: Any) -> list[str]:
 
 def read_file(path: Path) -> object:
     """Read a user's ``.pkl``/``.pickle``/``.joblib`` file through the pickle guard."""
-    _import_sklearn()
+    import_framework("sklearn", "scikit-learn", "sklearn")
     # joblib's reader also takes plain pickles, and users name joblib files ``.pkl`` too.
     return _pickle_guard.load_joblib(path)
 
@@ -190,22 +166,11 @@ class SklearnPredictor:
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Primary output ``predictions`` first, then ``probabilities`` when available."""
-        data = _model_input(inputs, self.signature)
+        data = model_input(inputs, self.signature, "scikit-learn")
         out = {"predictions": _canonical(np.asarray(self.model.predict(data)))}
         if hasattr(self.model, "predict_proba"):
             out["probabilities"] = np.asarray(self.model.predict_proba(data))
         return out
-
-
-def _model_input(inputs: Mapping[str, np.ndarray], signature: Signature) -> Any:
-    """A DataFrame in signature column order, or the single tensor; Any: either type."""
-    if signature.kind == "columns":
-        import pandas as pd
-
-        return pd.DataFrame({name: inputs[name] for name in signature.input_names})
-    if len(signature.inputs) != 1:
-        raise FlavorError(f"a scikit-learn model takes one input; signature has {len(inputs)}")
-    return inputs[signature.input_names[0]]
 
 
 def _canonical(arr: np.ndarray) -> np.ndarray:

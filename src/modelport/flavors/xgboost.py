@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from modelport.artifact.signature import Signature, TensorSpec
-from modelport.errors import FlavorError, MissingDependency
+from modelport.errors import FlavorError
 from modelport.flavors import Options, Predictor, SavedFlavor
+from modelport.flavors._framework import from_package, import_framework, model_input
 
 NAME = "xgboost"
 FILE_SUFFIXES = (".json", ".ubj")
@@ -25,18 +26,9 @@ _FORMATS = ("json", "ubj")
 _KINDS = ("classifier", "regressor", "booster")
 
 
-def _import_xgboost() -> Any:  # Any: the xgboost module, untyped
-    try:
-        import xgboost
-    except ImportError:
-        raise MissingDependency("xgboost", "xgboost") from None
-    return xgboost
-
-
 def handles(model: object) -> bool:
     """True for XGBoost estimators and boosters, decided by module name without importing."""
-    module = type(model).__module__
-    return module == "xgboost" or module.startswith("xgboost.")
+    return from_package(model, "xgboost")
 
 
 def _kind(model: object, xgb: Any) -> str:
@@ -57,7 +49,7 @@ def _booster(model: object, xgb: Any) -> Any:  # Any: xgboost.Booster
 
 def save(model: object, path: Path, options: Options) -> SavedFlavor:
     """Save with ``save_model`` in XGBoost's native format and record the estimator kind."""
-    xgb = _import_xgboost()
+    xgb = import_framework("xgboost", "xgboost", "xgboost")
     fmt = str(options.get("format", "json"))
     if fmt not in _FORMATS:
         raise FlavorError(f"unknown xgboost format {fmt!r}; use one of: {', '.join(_FORMATS)}")
@@ -81,7 +73,7 @@ def save(model: object, path: Path, options: Options) -> SavedFlavor:
 
 def load(path: Path, options: Options, signature: Signature) -> Predictor:
     """Rebuild the estimator of the recorded kind from its native model file."""
-    xgb = _import_xgboost()
+    xgb = import_framework("xgboost", "xgboost", "xgboost")
     kind = str(options.get("kind", "booster"))
     file = path / str(options.get("file", "model.json"))
     if kind not in _KINDS or file.parent != path:
@@ -99,7 +91,7 @@ def _read(file: Path, kind: str, xgb: Any) -> Any:  # Any: an xgboost estimator 
 
 def read_file(path: Path) -> object:
     """Read a ``.json``/``.ubj`` model; an estimator if the file says which kind, else a Booster."""
-    xgb = _import_xgboost()
+    xgb = import_framework("xgboost", "xgboost", "xgboost")
     try:
         booster = xgb.Booster(model_file=str(path))
     except xgb.core.XGBoostError as exc:
@@ -113,7 +105,7 @@ def read_file(path: Path) -> object:
 
 def infer_signature(model: object) -> Signature | None:
     """Columns from the booster's feature names, else one float32 tensor of its feature count."""
-    xgb = _import_xgboost()
+    xgb = import_framework("xgboost", "xgboost", "xgboost")
     try:
         booster = _booster(model, xgb)
     except (FlavorError, xgb.core.XGBoostError, AttributeError):  # not fitted
@@ -136,21 +128,10 @@ class XGBoostPredictor:
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Primary output ``predictions`` first, then ``probabilities`` for classifiers."""
-        data = _model_input(inputs, self.signature)
+        data = model_input(inputs, self.signature, "xgboost")
         if hasattr(self.model, "predict_proba"):
             proba = np.asarray(self.model.predict_proba(data))
             return {"predictions": np.asarray(self.model.predict(data)), "probabilities": proba}
         if hasattr(self.model, "inplace_predict"):
             return {"predictions": np.asarray(self.model.inplace_predict(data))}
         return {"predictions": np.asarray(self.model.predict(data))}
-
-
-def _model_input(inputs: Mapping[str, np.ndarray], signature: Signature) -> Any:
-    """A DataFrame in signature column order, or the single tensor; Any: either type."""
-    if signature.kind == "columns":
-        import pandas as pd
-
-        return pd.DataFrame({name: inputs[name] for name in signature.input_names})
-    if len(signature.inputs) != 1:
-        raise FlavorError(f"an xgboost model takes one input; signature has {len(inputs)}")
-    return inputs[signature.input_names[0]]

@@ -1,0 +1,49 @@
+"""The public surface: ``__all__`` is exactly what ``modelport`` exposes, and errors are stable."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import modelport
+from modelport import errors
+
+
+def test_all_matches_exposed_members() -> None:
+    exposed = {
+        name
+        for name, value in vars(modelport).items()
+        if not name.startswith("_")
+        and not (inspect.ismodule(value) and name != "errors")
+        and name != "annotations"
+    }
+    assert set(modelport.__all__) == exposed
+
+
+def _error_classes() -> list[type[errors.ModelportError]]:
+    return [
+        obj
+        for obj in vars(errors).values()
+        if isinstance(obj, type) and issubclass(obj, errors.ModelportError)
+    ]
+
+
+def test_every_error_has_a_unique_code_and_is_drawn_in_the_tree() -> None:
+    classes = _error_classes()
+    codes = [cls.code for cls in classes]
+    assert len(codes) == len(set(codes)), "codes must be unique"
+    doc = errors.__doc__ or ""
+    for cls in classes:
+        line = re.search(rf"\b{cls.__name__}\s+(\w+)\s+(\d+)", doc)
+        assert line is not None, f"{cls.__name__} missing from the tree in errors.py"
+        assert (line.group(1), int(line.group(2))) == (cls.code, cls.status)
+        assert 400 <= cls.status < 600
+        assert cls.exit_code != 0
+
+
+def test_messages_say_what_and_which() -> None:
+    assert str(errors.VersionNotFound("churn", 3)) == "model 'churn' has no version 3"
+    assert errors.VersionInUse("churn", 3, ["production"]).status == 409
+    assert errors.MissingDependency("xgboost", "xgboost").message.endswith(
+        "pip install 'modelport[xgboost]'"
+    )
