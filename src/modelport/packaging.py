@@ -12,7 +12,7 @@ import json
 import platform
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -62,16 +62,31 @@ class LoadedModel:
         return self.manifest.signature
 
     def predict(self, data: object) -> np.ndarray:
-        """Predict and return the primary (first) output."""
-        return next(iter(self.predict_outputs(data).values()))
+        """Predict and return the primary (first) output only, computing nothing else."""
+        primary = [self.signature.outputs[0].name] if self.signature.outputs else None
+        return next(iter(self.predict_outputs(data, primary).values()))
 
-    def predict_outputs(self, data: object) -> dict[str, np.ndarray]:
-        """Predict and return every named output.
+    def predict_outputs(
+        self, data: object, outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Predict and return the named outputs (default: all), in signature order.
 
         ``data``: numpy array, pandas DataFrame, list of records, or dict of arrays.
-        Raises SignatureError when it does not match the signature.
+        Raises SignatureError when it does not match the signature, InvalidInput when an
+        output name is unknown.
         """
-        return self._predictor.predict(self.signature.coerce(data))
+        known = [spec.name for spec in self.signature.outputs]
+        if outputs is not None and known:
+            unknown = [name for name in outputs if name not in known]
+            if unknown:
+                listed = ", ".join(known)
+                raise InvalidInput(
+                    f"model {self.name!r} has no output {unknown[0]!r} (outputs: {listed})"
+                )
+        result = self._predictor.predict(self.signature.coerce(data), outputs)
+        if outputs is None:
+            return result
+        return {name: arr for name, arr in result.items() if name in outputs}
 
     def input_example(self) -> dict[str, np.ndarray] | None:
         """The example recorded at save time, in canonical form (used for warm-up)."""

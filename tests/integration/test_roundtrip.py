@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import modelport
-from modelport.errors import ArtifactCorrupted
+from modelport.errors import ArtifactCorrupted, InvalidInput
 
 
 @dataclass
@@ -249,3 +249,20 @@ def test_edited_manifest_is_refused(registry: modelport.Registry, tmp_path: Path
     manifest.write_text(manifest.read_text().replace('"sklearn"', '"sklearn" '))
     with pytest.raises(ArtifactCorrupted, match="does not match the registry's record"):
         registry.load("m/1")
+
+
+@pytest.mark.parametrize("case_name", ["sklearn_logreg", "xgboost_classifier", "onnx_logreg"])
+def test_requested_outputs_only(case_name: str, tmp_path: Path) -> None:
+    case = CASES[case_name](tmp_path)
+    out = tmp_path / "m"
+    modelport.save(case.model, out, input_example=_head(case.x_train))
+    loaded = modelport.load(out)
+    names = [spec.name for spec in loaded.signature.outputs]
+    assert len(names) == 2
+    only_second = loaded.predict_outputs(case.x_test, [names[1]])
+    assert list(only_second) == [names[1]]
+    primary, second = case.expected.values()
+    _check({names[1]: only_second[names[1]]}, {names[1]: second})
+    _check({"p": loaded.predict(case.x_test)}, {"p": primary})
+    with pytest.raises(InvalidInput, match=rf"has no output 'nope' \(outputs: {names[0]}, "):
+        loaded.predict_outputs(case.x_test, ["nope"])

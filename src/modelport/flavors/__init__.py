@@ -23,7 +23,7 @@ other packages add flavors through the ``modelport.flavors`` entry-point group.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -39,9 +39,16 @@ Options = Mapping[str, Any]
 
 
 class Predictor(Protocol):
-    """Named numpy arrays in, named numpy arrays out, batch axis first. Sync; may be slow."""
+    """Named numpy arrays in, named numpy arrays out, batch axis first. Sync; may be slow.
 
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    ``outputs`` names the outputs the caller needs (None: all). It is a hint that lets a
+    flavor skip work, e.g. ``predict_proba`` when only ``predictions`` is wanted; returning
+    more is allowed, the caller drops what it did not ask for.
+    """
+
+    def predict(
+        self, inputs: Mapping[str, np.ndarray], outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]: ...
 
 
 @dataclass(frozen=True)

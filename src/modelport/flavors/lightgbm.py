@@ -8,7 +8,7 @@ predictions are ``classes[argmax(probabilities)]``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +119,13 @@ class LightGBMPredictor:
         self.signature = signature
         self.classes = classes
 
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Primary output ``predictions`` first, then ``probabilities`` for classifiers."""
+    def predict(
+        self, inputs: Mapping[str, np.ndarray], outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Primary output ``predictions`` first, then ``probabilities`` for classifiers.
+
+        Labels come from the probabilities, so both cost one pass; ``outputs`` saves nothing.
+        """
         raw = np.asarray(self.booster.predict(model_input(inputs, self.signature, "LightGBM")))
         if self.classes is None:
             return {"predictions": raw}

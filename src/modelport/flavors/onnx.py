@@ -7,7 +7,7 @@ type; outputs keep their graph names. A ZipMap output (skl2onnx classifiers' lis
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +156,10 @@ class OnnxPredictor:
         ]
         self.output_names = [o.name for o in session.get_outputs()]
 
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the graph; outputs in graph order with ZipMaps turned into 2-D arrays."""
+    def predict(
+        self, inputs: Mapping[str, np.ndarray], outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run the graph for the requested outputs (all by default), ZipMaps as 2-D arrays."""
         feed = {}
         for name, dtype, rank in self.inputs:
             if name not in inputs:
@@ -168,8 +170,9 @@ class OnnxPredictor:
             if rank == 2 and arr.ndim == 1:  # a table column fed to an [N, 1] graph input
                 arr = arr.reshape(-1, 1)
             feed[name] = arr
-        results = self.session.run(self.output_names, feed)
-        return {n: _to_array(r) for n, r in zip(self.output_names, results, strict=True)}
+        names = [n for n in self.output_names if outputs is None or n in outputs]
+        results = self.session.run(names or self.output_names, feed)
+        return {n: _to_array(r) for n, r in zip(names or self.output_names, results, strict=True)}
 
 
 def _to_array(value: object) -> np.ndarray:

@@ -25,7 +25,7 @@ import shutil
 import sys
 import types
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,8 +204,11 @@ class PyfuncPredictor:
     def __init__(self, model: PythonModel) -> None:
         self.model = model
 
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The user's outputs as numpy arrays, batch axis first."""
+    def predict(
+        self, inputs: Mapping[str, np.ndarray], outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The user's outputs as numpy arrays, batch axis first (all of them: user code
+        decides what it computes)."""
         result: Any = self.model.predict(dict(inputs))  # Any: users return what they return
         if isinstance(result, Mapping):
             return {str(k): np.asarray(v) for k, v in result.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import pickle
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -164,11 +164,15 @@ class SklearnPredictor:
         self.model = model
         self.signature = signature
 
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predict(
+        self, inputs: Mapping[str, np.ndarray], outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Primary output ``predictions`` first, then ``probabilities`` when available."""
         data = model_input(inputs, self.signature, "scikit-learn")
-        out = {"predictions": _canonical(np.asarray(self.model.predict(data)))}
-        if hasattr(self.model, "predict_proba"):
+        out: dict[str, np.ndarray] = {}
+        if outputs is None or "predictions" in outputs:
+            out["predictions"] = _canonical(np.asarray(self.model.predict(data)))
+        if hasattr(self.model, "predict_proba") and (outputs is None or "probabilities" in outputs):
             out["probabilities"] = np.asarray(self.model.predict_proba(data))
         return out
 

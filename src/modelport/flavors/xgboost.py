@@ -8,7 +8,7 @@ back as a classifier and still returns class probabilities.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -126,12 +126,18 @@ class XGBoostPredictor:
         self.model = model
         self.signature = signature
 
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predict(
+        self, inputs: Mapping[str, np.ndarray], outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Primary output ``predictions`` first, then ``probabilities`` for classifiers."""
         data = model_input(inputs, self.signature, "xgboost")
         if hasattr(self.model, "predict_proba"):
-            proba = np.asarray(self.model.predict_proba(data))
-            return {"predictions": np.asarray(self.model.predict(data)), "probabilities": proba}
+            out: dict[str, np.ndarray] = {}
+            if outputs is None or "predictions" in outputs:
+                out["predictions"] = np.asarray(self.model.predict(data))
+            if outputs is None or "probabilities" in outputs:
+                out["probabilities"] = np.asarray(self.model.predict_proba(data))
+            return out
         if hasattr(self.model, "inplace_predict"):
             return {"predictions": np.asarray(self.model.inplace_predict(data))}
         return {"predictions": np.asarray(self.model.predict(data))}
