@@ -8,6 +8,7 @@ folder (atomically). ``load_artifact`` verifies every checksum before the flavor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import shutil
@@ -31,7 +32,13 @@ from modelport.artifact.signature import (
     infer_signature,
 )
 from modelport.artifact.staging import staging_dir
-from modelport.errors import ArtifactCorrupted, ArtifactNotFound, FlavorError, InvalidInput
+from modelport.errors import (
+    ArtifactCorrupted,
+    ArtifactNotFound,
+    Conflict,
+    FlavorError,
+    InvalidInput,
+)
 from modelport.flavors import Flavor, Predictor, flavor_for_file, flavor_for_model, get_flavor
 from modelport.ref import validate_name
 
@@ -185,6 +192,21 @@ def load_artifact(path: str | Path, *, manifest_sha256: str | None = None) -> Lo
     verify_files(root, manifest.files)
     predictor = get_flavor(manifest.flavor).load(root, manifest.flavor_options, manifest.signature)
     return LoadedModel(manifest, predictor, root)
+
+
+def local_artifact(path: str | Path, cache_dir: Path) -> Path:
+    """The artifact folder behind a path ref: the folder itself, or a ``.tar`` bundle
+    unpacked once into ``cache_dir`` under its SHA-256 (so a changed bundle is unpacked anew).
+    """
+    source = Path(path)
+    if source.suffix.lower() in BUNDLE_SUFFIXES and source.is_file():
+        target = cache_dir / "bundles" / sha256_file(source)
+        if not target.exists():
+            # Conflict: another process unpacked the same bundle first, which is just as good.
+            with contextlib.suppress(Conflict):
+                unpack(source, target)
+        return target
+    return source
 
 
 def manifest_sha256(path: str | Path) -> str:

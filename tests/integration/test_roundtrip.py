@@ -266,3 +266,20 @@ def test_requested_outputs_only(case_name: str, tmp_path: Path) -> None:
     _check({"p": loaded.predict(case.x_test)}, {"p": primary})
     with pytest.raises(InvalidInput, match=rf"has no output 'nope' \(outputs: {names[0]}, "):
         loaded.predict_outputs(case.x_test, ["nope"])
+
+
+def test_a_bundle_loads_by_path_and_through_the_registry(tmp_path: Path) -> None:
+    from modelport.artifact.bundle import pack
+
+    case = sklearn_logreg(tmp_path)
+    folder = tmp_path / "m"
+    modelport.save(case.model, folder, input_example=_head(case.x_train))
+    bundle = pack(folder, tmp_path / "m.tar")
+    settings = modelport.Settings(home=tmp_path / "home")
+    _check(modelport.load(bundle, settings=settings).predict_outputs(case.x_test), case.expected)
+    assert not (tmp_path / "home" / "registry.db").exists(), "a path never opens the registry"
+    with modelport.Registry(settings) as registry:
+        assert registry.manifest(bundle).name == "m"
+        _check(registry.load(str(bundle)).predict_outputs(case.x_test), case.expected)
+    unpacked = list((tmp_path / "home" / "cache" / "bundles").iterdir())
+    assert len(unpacked) == 1, "the bundle is unpacked once and reused"

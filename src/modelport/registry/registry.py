@@ -63,6 +63,7 @@ class Registry:
         artifact_uri: str | None = None,
     ) -> None:
         settings = settings or Settings()
+        self._cache_dir = settings.resolved_cache_dir()
         self._artifacts: ArtifactStore = open_artifact_store(
             artifact_uri or settings.resolved_artifact_uri()
         )
@@ -240,14 +241,14 @@ class Registry:
         """A local folder holding the artifact a ref names (a path ref is returned as is)."""
         parsed = ModelRef.parse(ref)
         if parsed.path is not None:
-            return parsed.path
+            return packaging.local_artifact(parsed.path, self._cache_dir)
         return self._artifacts.local_path(self.resolve(parsed).artifact_key)
 
     def load(self, ref: str | Path | ModelRef) -> LoadedModel:
         """Verify and load the model a ref names; registry refs also pin the manifest hash."""
         parsed = ModelRef.parse(ref)
         if parsed.path is not None:
-            return packaging.load_artifact(parsed.path)
+            return packaging.load_artifact(packaging.local_artifact(parsed.path, self._cache_dir))
         version = self.resolve(parsed)
         path = self._artifacts.local_path(version.artifact_key)
         return packaging.load_artifact(path, manifest_sha256=version.manifest_sha256)
@@ -256,7 +257,7 @@ class Registry:
         """The manifest of the artifact a ref names, checked against the registry's hash."""
         parsed = ModelRef.parse(ref)
         if parsed.path is not None:
-            return read_manifest(parsed.path)
+            return read_manifest(packaging.local_artifact(parsed.path, self._cache_dir))
         version = self.resolve(parsed)
         path = self._artifacts.local_path(version.artifact_key)
         if packaging.manifest_sha256(path) != version.manifest_sha256:
