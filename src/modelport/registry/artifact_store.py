@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
@@ -47,6 +49,12 @@ class ArtifactStore(Protocol):
 
     def exists(self, key: str) -> bool:
         """True if a complete artifact is stored at ``key``."""
+        ...
+
+    def purge_partial(self, older_than: timedelta) -> int:
+        """Remove leftovers of puts or deletes interrupted more than ``older_than`` ago
+        (a killed process); returns how many were removed. Complete artifacts are untouched.
+        """
         ...
 
 
@@ -107,6 +115,16 @@ class LocalArtifactStore:
     def exists(self, key: str) -> bool:
         """True if the folder for ``key`` exists."""
         return self.path_for(key).is_dir()
+
+    def purge_partial(self, older_than: timedelta) -> int:
+        """Remove ``.tmp/put-*`` and ``.tmp/del-*`` folders last modified before the cutoff."""
+        cutoff = time.time() - older_than.total_seconds()
+        removed = 0
+        for leftover in (self.root / TEMP_DIR).iterdir():
+            if leftover.name.startswith(("put-", "del-")) and leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed += 1
+        return removed
 
     def __repr__(self) -> str:
         return f"LocalArtifactStore({str(self.root)!r})"

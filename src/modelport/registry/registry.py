@@ -185,7 +185,8 @@ class Registry:
 
     def cleanup_stale(self, older_than: timedelta) -> list[ModelVersion]:
         """Fail pending versions older than ``older_than`` (their process died) and remove
-        their files. Returns the versions marked failed."""
+        their files, and any half-copied folder the store was left with. Returns the versions
+        marked failed."""
         failed: list[ModelVersion] = []
         for stale in self._store.find_stale_pending(older_than):
             try:
@@ -197,6 +198,9 @@ class Registry:
             self._artifacts.delete(stale.artifact_key)
             logger.info("marked stale %s/%d failed", stale.name, stale.version)
             failed.append(marked)
+        purged = self._artifacts.purge_partial(older_than)
+        if purged:
+            logger.info("removed %d interrupted artifact copies", purged)
         return failed
 
     # -- lookup ---------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from modelport.errors import (
     VersionInUse,
     VersionNotReady,
 )
-from modelport.registry import Registry
+from modelport.registry import LocalArtifactStore, Registry
 
 Data = tuple[np.ndarray, np.ndarray]
 
@@ -124,6 +126,22 @@ def test_cleanup_stale_fails_abandoned_registrations(
     assert not registry.artifacts.exists(abandoned.artifact_key)
     assert registry.artifacts.exists(ready.artifact_key)
     assert registry.get_version("churn", 1).status == "ready"
+
+
+def test_cleanup_removes_interrupted_copies_but_not_recent_ones(
+    registry: Registry, tmp_path: Path
+) -> None:
+    store = registry.artifacts
+    assert isinstance(store, LocalArtifactStore)
+    old, recent = store.root / ".tmp" / "put-old", store.root / ".tmp" / "put-recent"
+    for leftover in (old, recent):
+        leftover.mkdir()
+        (leftover / "half-written.bin").write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    registry.cleanup_stale(timedelta(hours=1))
+    assert not old.exists()
+    assert recent.exists(), "a copy that may still be running is left alone"
 
 
 def test_pending_versions_are_not_resolved(registry: Registry) -> None:
