@@ -22,7 +22,7 @@ from rich.table import Table
 
 from modelport import packaging
 from modelport.artifact import bundle
-from modelport.config import Settings
+from modelport.config import ServingSettings, Settings
 from modelport.errors import InvalidInput, ModelportError
 from modelport.records import outputs_to_json, read_input_file
 from modelport.registry import Registry
@@ -333,6 +333,53 @@ def cleanup(
     with _registry() as reg:
         stale = reg.cleanup_stale(timedelta(minutes=older_than))
     out.print(f"marked {len(stale)} stale version(s) failed")
+
+
+@app.command()
+def serve(
+    refs: Annotated[
+        list[str] | None, typer.Argument(help="Models to serve: NAME, NAME/3, NAME@ALIAS, paths.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="deployment.yaml (models and settings).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Server processes sharing the port.")] = None,
+    max_batch_size: Annotated[int | None, typer.Option(help="Rows per batched predict.")] = None,
+    max_batch_delay_ms: Annotated[
+        float | None, typer.Option(help="Longest wait for a batch to fill.")
+    ] = None,
+    batching: Annotated[bool | None, typer.Option(help="Adaptive batching on/off.")] = None,
+    insecure_no_auth: Annotated[
+        bool, typer.Option(help="Allow a non-loopback address without authentication.")
+    ] = False,
+) -> None:
+    """Serve models over HTTP: Open Inference Protocol (V2), TF-Serving-style and MLflow-style.
+
+    A served NAME@ALIAS or NAME follows the registry: a new version is loaded and warmed
+    beside the old one, then traffic switches with no failed request.
+    """
+    from modelport.serving import ModelSpec, load_deployment
+    from modelport.serving import serve as run_server
+
+    deployment = load_deployment(config) if config else None
+    flags = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "max_batch_size": max_batch_size,
+        "max_batch_delay_ms": max_batch_delay_ms,
+        "batching": batching,
+    }
+    serving = {
+        **(deployment.serving if deployment else {}),
+        **{k: v for k, v in flags.items() if v is not None},
+    }
+    merged = ServingSettings.model_validate({**state.settings.serving.model_dump(), **serving})
+    settings = state.settings.model_copy(update={"serving": merged})
+    specs = [*(deployment.models if deployment else []), *(ModelSpec(ref=r) for r in refs or [])]
+    run_server(settings, specs, insecure_no_auth=insecure_no_auth)
 
 
 def main(argv: list[str] | None = None) -> None:

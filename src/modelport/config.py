@@ -8,12 +8,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_home() -> Path:
     return Path("~/.modelport").expanduser()
+
+
+class ServingSettings(BaseModel):
+    """How the HTTP server runs. Per-model batching can be overridden in ``deployment.yaml``."""
+
+    host: str = "127.0.0.1"
+    """Address to bind. Loopback by default; anything else should come with auth."""
+
+    port: int = 8000
+    workers: int = 1
+    """Server processes sharing the port."""
+
+    max_body_bytes: int = 64 * 1024 * 1024
+    """Requests with a larger body get 413 before it is read."""
+
+    request_timeout_s: float = 30.0
+    """A prediction not finished by then gets 504 (the request, not the model, is dropped)."""
+
+    max_batch_size: int = 64
+    """Most rows one batched ``predict`` call may take (requests are never split)."""
+
+    max_batch_delay_ms: float = 2.0
+    """Longest a request waits for others to join its batch, once traffic is concurrent."""
+
+    max_queue: int = 1024
+    """Requests a model may have waiting; more get 503 with Retry-After."""
+
+    poll_interval_s: float = 5.0
+    """How often a served ``name@alias`` or ``name`` checks the registry for a new version."""
+
+    batching: bool = True
+    """Adaptive batching for models whose signature has a batch axis."""
 
 
 class Settings(BaseSettings):
@@ -33,6 +65,9 @@ class Settings(BaseSettings):
     artifact_uri: str | None = None
     """Artifact store: a local folder (``file:///path`` or a plain path).
     Default: ``{home}/artifacts``."""
+
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    """Server settings, e.g. ``MODELPORT_SERVING__PORT=9000``."""
 
     cache_dir: Path | None = None
     """Where artifacts from remote stores are unpacked for loading. Default: ``{home}/cache``."""

@@ -23,8 +23,15 @@ Errors are mapped only at the edges: the server turns any ``ModelportError`` int
     │   ├── UnsafeArtifact               unsafe_artifact     422
     │   └── UnsafeBundle                 unsafe_bundle       422
     ├── FlavorError                      flavor_error        422
-    │   └── UnsupportedModel             unsupported_model   422
+    │   ├── UnsupportedModel             unsupported_model   422
+    │   └── PredictionFailed             prediction_failed   422
     ├── MissingDependency                missing_dependency  500
+    ├── ServingError                     serving_error       503
+    │   ├── ModelNotReady                model_not_ready     503
+    │   ├── Overloaded                   overloaded          503
+    │   ├── RequestTimeout               request_timeout     504
+    │   ├── PayloadTooLarge              payload_too_large   413
+    │   └── UnsupportedMediaType         unsupported_media_type 415
     └── StoreError                       store_error         500
         └── UnsupportedURI               unsupported_uri     400
 """
@@ -202,6 +209,16 @@ class UnsupportedModel(FlavorError):
         super().__init__(f"no flavor can handle {what}")
 
 
+class PredictionFailed(FlavorError):
+    """Input that matched the signature but the model still could not use (an unseen
+    category, say). A client problem, hence 4xx, but not one the signature could name."""
+
+    code = "prediction_failed"
+
+    def __init__(self, name: str, exc: BaseException) -> None:
+        super().__init__(f"model {name!r} failed to predict: {type(exc).__name__}: {exc}")
+
+
 class MissingDependency(ModelportError):
     """An optional framework is not installed; the message names the extra to install."""
 
@@ -211,6 +228,57 @@ class MissingDependency(ModelportError):
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
             f"{package} is not installed; install it with: pip install 'modelport[{extra}]'"
+        )
+
+
+class ServingError(ModelportError):
+    """The server cannot answer this request now; the request itself may be fine."""
+
+    code = "serving_error"
+    status = 503
+    exit_code = 7
+
+
+class ModelNotReady(ServingError):
+    code = "model_not_ready"
+
+    def __init__(self, name: str, state: str) -> None:
+        super().__init__(f"model {name!r} is not ready ({state})")
+
+
+class Overloaded(ServingError):
+    """The model's queue is full; clients should retry after ``retry_after`` seconds."""
+
+    code = "overloaded"
+    retry_after: int = 1
+
+    def __init__(self, name: str, limit: int) -> None:
+        super().__init__(f"model {name!r} has {limit} requests queued; retry later")
+
+
+class RequestTimeout(ServingError):
+    code = "request_timeout"
+    status = 504
+
+    def __init__(self, name: str, seconds: float) -> None:
+        super().__init__(f"model {name!r} did not answer within {seconds:g} s")
+
+
+class PayloadTooLarge(ServingError):
+    code = "payload_too_large"
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is larger than the limit of {limit} bytes")
+
+
+class UnsupportedMediaType(ServingError):
+    code = "unsupported_media_type"
+    status = 415
+
+    def __init__(self, content_type: str, accepted: list[str]) -> None:
+        super().__init__(
+            f"content type {content_type!r} is not accepted here; use {', '.join(accepted)}"
         )
 
 

@@ -82,18 +82,32 @@ class LoadedModel:
         Raises SignatureError when it does not match the signature, InvalidInput when an
         output name is unknown.
         """
-        known = [spec.name for spec in self.signature.outputs]
-        if outputs is not None and known:
-            unknown = [name for name in outputs if name not in known]
-            if unknown:
-                listed = ", ".join(known)
-                raise InvalidInput(
-                    f"model {self.name!r} has no output {unknown[0]!r} (outputs: {listed})"
-                )
-        result = self._predictor.predict(self.signature.coerce(data), outputs)
+        self.check_outputs(outputs)
+        return self.predict_arrays(self.signature.coerce(data), outputs)
+
+    def predict_arrays(
+        self, inputs: Mapping[str, np.ndarray], outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Predict on inputs already in canonical form (``signature.coerce``'s result).
+
+        The server calls this from a worker thread with a whole batch.
+        """
+        result = self._predictor.predict(inputs, outputs)
         if outputs is None:
             return result
         return {name: arr for name, arr in result.items() if name in outputs}
+
+    def check_outputs(self, outputs: Collection[str] | None) -> None:
+        """Raise InvalidInput naming the first requested output the model does not have."""
+        known = [spec.name for spec in self.signature.outputs]
+        if outputs is None or not known:
+            return
+        unknown = [name for name in outputs if name not in known]
+        if unknown:
+            listed = ", ".join(known)
+            raise InvalidInput(
+                f"model {self.name!r} has no output {unknown[0]!r} (outputs: {listed})"
+            )
 
     def input_example(self) -> dict[str, np.ndarray] | None:
         """The example recorded at save time, in canonical form (used for warm-up)."""

@@ -1,0 +1,429 @@
+"""Open Inference Protocol (KServe V2) REST bodies, with Triton's binary tensor data extension.
+
+A request is a JSON object::
+
+    {"id": "42", "parameters": {"binary_data_output": false},
+     "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}],
+     "outputs": [{"name": "y", "parameters": {"binary_data": true}}]}
+
+``data`` is row-major, flat or nested. With the binary extension the JSON is followed by raw
+tensor bytes, the header ``Inference-Header-Content-Length`` gives the JSON's length, and each
+binary tensor carries ``parameters.binary_data_size`` instead of ``data``; tensors appear in the
+tail in the order they appear in the JSON. Binary numbers are little-endian, BOOL is one byte,
+and each BYTES element is a 4-byte little-endian length followed by its bytes.
+Sources: kserve/open-inference-protocol ``specification/protocol/inference_rest.md`` and
+triton-inference-server/server ``docs/protocol/extension_binary_data.md``.
+
+JSON has no NaN or infinity. Like MLServer (SeldonIO/MLServer#1346), FP outputs write them as
+``null`` and a ``null`` in FP input data reads as NaN; ask for binary outputs to keep the
+distinction between NaN and the infinities.
+
+Binary inputs are decoded without copying, so their arrays are read-only views of the body.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelport.artifact.signature import Signature
+from modelport.errors import InvalidInput, ModelportError
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+JSON_TYPE = "application/json"
+BINARY_TYPE = "application/octet-stream"
+
+DATATYPES: dict[str, str] = {
+    "bool": "BOOL", "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
+    "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
+    "float16": "FP16", "float32": "FP32", "float64": "FP64", "str": "BYTES",
+}  # fmt: skip
+_DTYPES = {v: k for k, v in DATATYPES.items()}
+# Binary tensors are little-endian whatever the machine is.
+_WIRE = {v: np.dtype(k).newbyteorder("<") for k, v in DATATYPES.items() if k != "str"}
+_LENGTH = struct.Struct("<I")
+
+
+def to_dtype(datatype: str) -> str:
+    """The signature dtype for a V2 datatype, e.g. ``"FP32"`` -> ``"float32"``."""
+    try:
+        return _DTYPES[datatype]
+    except (KeyError, TypeError):
+        known = ", ".join(_DTYPES)
+        raise InvalidInput(f"unknown datatype {datatype!r} (known: {known})") from None
+
+
+@dataclass(frozen=True)
+class V2Request:
+    """A decoded inference request; ``outputs`` is None when the client wants every output."""
+
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    parameters: dict[str, Any]  # Any: free-form JSON values chosen by the client
+    outputs: list[str] | None
+    binary_outputs: dict[str, bool]
+    binary_default: bool
+
+    def wants_binary(self, output: str) -> bool:
+        """Whether ``output`` goes in the binary tail: its own flag, else the request's."""
+        return self.binary_outputs.get(output, self.binary_default)
+
+
+def decode_request(body: bytes, header_length: int | None) -> V2Request:
+    """Read an inference request; ``header_length`` is ``Inference-Header-Content-Length``."""
+    doc, tail = _split(body, header_length)
+    if not isinstance(doc, dict):
+        raise InvalidInput("inference request must be a JSON object")
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput("'id' must be a string")
+    parameters = _parameters(doc, "inference request")
+    inputs = _tensors(doc.get("inputs"), "inputs", "input", tail)
+    binary_default = _flag(parameters, "binary_data_output", "inference request")
+    outputs: list[str] | None = None
+    binary_outputs: dict[str, bool] = {}
+    if doc.get("outputs") is not None:
+        if not isinstance(doc["outputs"], list):
+            raise InvalidInput("'outputs' must be a list of objects")
+        outputs = []
+        for i, item in enumerate(doc["outputs"]):
+            name = _name(item, i, "outputs")
+            if name in outputs:
+                raise InvalidInput(f"output {name!r} is requested more than once")
+            outputs.append(name)
+            params = _parameters(item, f"output {name!r}")
+            if "binary_data" in params:
+                binary_outputs[name] = _flag(params, "binary_data", f"output {name!r}")
+    return V2Request(request_id, inputs, parameters, outputs, binary_outputs, binary_default)
+
+
+def encode_response(
+    model_name: str,
+    model_version: str | None,
+    outputs: Mapping[str, np.ndarray],
+    request: V2Request | None,
+) -> tuple[bytes, dict[str, str]]:
+    """Write the response for ``outputs``, honouring the request's output list and binary flags.
+
+    Returns the body and the headers to send with it (content type, and the JSON length when
+    a binary tail follows).
+    """
+    names = list(outputs) if request is None or request.outputs is None else request.outputs
+    doc: dict[str, Any] = {"model_name": model_name}  # Any: JSON values of several types
+    if model_version is not None:
+        doc["model_version"] = model_version
+    if request is not None and request.id is not None:
+        doc["id"] = request.id
+    missing = [n for n in names if n not in outputs]
+    if missing:
+        raise InvalidInput(
+            f"model has no output {missing[0]!r} (outputs: {', '.join(outputs) or 'none'})"
+        )
+    binary = {n: request is not None and request.wants_binary(n) for n in names}
+    doc["outputs"], tail = _encode_tensors({n: outputs[n] for n in names}, binary)
+    return _join(doc, tail)
+
+
+def encode_error(message: str) -> bytes:
+    """The protocol's error body, ``{"error": message}``."""
+    return orjson.dumps({"error": message})
+
+
+def model_metadata(
+    name: str, versions: list[str], platform: str, signature: Signature
+) -> dict[str, Any]:  # Any: a JSON document
+    """The model metadata response: inputs and outputs with datatype and ``-1`` shapes."""
+
+    def tensors(specs: Sequence[Any]) -> list[dict[str, Any]]:  # Any: TensorSpec / JSON values
+        return [
+            {"name": s.name, "datatype": DATATYPES[s.dtype], "shape": list(s.shape)} for s in specs
+        ]
+
+    return {
+        "name": name,
+        "versions": versions,
+        "platform": platform,
+        "inputs": tensors(signature.inputs),
+        "outputs": tensors(signature.outputs),
+    }
+
+
+def server_metadata(name: str, version: str, extensions: list[str]) -> dict[str, Any]:
+    """The server metadata response (``GET /v2``)."""
+    return {"name": name, "version": version, "extensions": extensions}
+
+
+# --- client side: the mirror images of the two functions above ---------------------------
+
+
+def encode_request(
+    inputs: Mapping[str, np.ndarray],
+    *,
+    outputs: list[str] | None = None,
+    binary: bool = False,
+    binary_outputs: bool = False,
+    request_id: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Write an inference request for ``inputs``; returns the body and its headers."""
+    doc: dict[str, Any] = {}  # Any: JSON values of several types
+    if request_id is not None:
+        doc["id"] = request_id
+    if binary_outputs:
+        doc["parameters"] = {"binary_data_output": True}
+    arrays = {n: np.asarray(a) for n, a in inputs.items()}
+    doc["inputs"], tail = _encode_tensors(arrays, dict.fromkeys(arrays, binary))
+    if outputs is not None:
+        doc["outputs"] = [{"name": n} for n in outputs]
+    return _join(doc, tail)
+
+
+def decode_response(
+    body: bytes, header_length: int | None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:  # Any: the rest of the JSON document
+    """Read an inference response: the outputs as arrays, and the other top-level fields."""
+    doc, tail = _split(body, header_length)
+    if not isinstance(doc, dict):
+        raise InvalidInput("inference response must be a JSON object")
+    outputs = _tensors(doc.pop("outputs", None), "outputs", "output", tail)
+    return outputs, doc
+
+
+# --- decoding -----------------------------------------------------------------------------
+
+
+def _split(body: bytes, header_length: int | None) -> tuple[object, memoryview]:
+    if header_length is None:
+        header, tail = body, memoryview(b"")
+    elif not 0 <= header_length <= len(body):
+        raise InvalidInput(f"{HEADER_LENGTH} is {header_length} but the body has {len(body)} bytes")
+    else:
+        header, tail = body[:header_length], memoryview(body)[header_length:]
+    try:
+        return orjson.loads(header), tail
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"invalid JSON: {exc}") from None
+
+
+def _tensors(items: object, key: str, what: str, tail: memoryview) -> dict[str, np.ndarray]:
+    if not isinstance(items, list) or not items:
+        raise InvalidInput(f"'{key}' must be a non-empty list of tensors")
+    out: dict[str, np.ndarray] = {}
+    offset = 0
+    for i, item in enumerate(items):
+        name = _name(item, i, key)
+        if name in out:
+            raise InvalidInput(f"{what} {name!r} appears more than once")
+        label = f"{what} {name!r}"
+        datatype, shape = item.get("datatype"), _shape(label, item.get("shape"))
+        if datatype not in _DTYPES:
+            raise InvalidInput(f"{label}: unknown datatype {datatype!r}")
+        size = _parameters(item, label).get("binary_data_size")
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise InvalidInput(f"{label}: binary_data_size must be a non-negative integer")
+            if offset + size > len(tail):
+                raise InvalidInput(
+                    f"{label}: binary_data_size {size} runs past the end of the body"
+                    + ("" if tail else f" (was {HEADER_LENGTH} sent?)")
+                )
+            out[name] = _from_binary(label, datatype, shape, tail[offset : offset + size])
+            offset += size
+        elif "data" in item:
+            out[name] = _from_json(label, datatype, shape, item["data"])
+        else:
+            raise InvalidInput(f"{label}: has neither 'data' nor binary_data_size")
+    if offset != len(tail):
+        raise InvalidInput(f"{len(tail) - offset} bytes of binary data follow the last tensor")
+    return out
+
+
+def _name(item: object, index: int, key: str) -> str:
+    if not isinstance(item, dict):
+        raise InvalidInput(f"'{key}' item {index} must be an object")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"'{key}' item {index} needs a 'name' string")
+    return name
+
+
+def _shape(label: str, shape: object) -> list[int]:
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in shape
+    ):
+        raise InvalidInput(f"{label}: 'shape' must be a list of integers, got {shape!r}")
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"{label}: shape {shape} has a negative dimension")
+    return shape
+
+
+def _parameters(item: dict[str, Any], label: str) -> dict[str, Any]:  # Any: client JSON
+    params = item.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidInput(f"{label}: 'parameters' must be an object")
+    return params
+
+
+def _flag(params: Mapping[str, object], key: str, label: str) -> bool:
+    value = params.get(key, False)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{label}: parameter {key!r} must be true or false")
+    return value
+
+
+def _count_error(label: str, shape: list[int], count: int, got: int) -> InvalidInput:
+    return InvalidInput(f"{label}: shape {shape} needs {count} elements, got {got}")
+
+
+def _from_json(label: str, datatype: str, shape: list[int], data: object) -> np.ndarray:
+    count = math.prod(shape)
+    if not isinstance(data, list):
+        data = [data]
+    if datatype == "BYTES":
+        try:
+            flat = np.asarray(data, dtype=object).ravel()
+        except ValueError:
+            raise InvalidInput(f"{label}: nested lists have different lengths") from None
+        if flat.size != count:
+            raise _count_error(label, shape, count, flat.size)
+        if not all(isinstance(v, str) for v in flat):
+            raise InvalidInput(f"{label}: BYTES data must be strings")
+        return flat.reshape(shape)
+    try:
+        raw = np.asarray(data)
+    except ValueError:
+        raise InvalidInput(f"{label}: nested lists have different lengths") from None
+    except OverflowError:  # e.g. -1 next to 2**64 - 1: no numpy integer holds both
+        raw = np.asarray(data, dtype=object)
+    if raw.size != count:
+        raise _count_error(label, shape, count, raw.size)
+    target = _WIRE[datatype].newbyteorder("=")
+    if raw.size == 0:
+        return np.empty(shape, dtype=target)
+    kind = raw.dtype.kind
+    if kind == "O" and target.kind == "f":
+        # JSON cannot carry NaN, so null stands for it (the same convention the encoder uses).
+        if not all(v is None or type(v) in (int, float) for v in raw.flat):
+            raise InvalidInput(f"{label}: {datatype} data must be numbers or null")
+        raw, kind = np.asarray(data, dtype=target), "f"
+    elif kind in "fO" and target.kind in "iu":
+        # Ints with no common numpy type (1 and 2**64 - 1) arrive as floats or objects.
+        raw = np.asarray(data, dtype=object)
+        if all(type(v) is int for v in raw.flat):
+            try:
+                raw, kind = raw.astype(target), target.kind
+            except OverflowError:
+                raise InvalidInput(f"{label}: values out of range for {datatype}") from None
+    allowed = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[target.kind]
+    if kind not in allowed:
+        want = {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}[target.kind]
+        raise InvalidInput(f"{label}: {datatype} data must be {want}")
+    if target.kind in "iu" and raw.dtype != target:
+        info = np.iinfo(target)
+        if raw.min() < info.min or raw.max() > info.max:
+            raise InvalidInput(f"{label}: values out of range for {datatype}")
+    return raw.astype(target, copy=False).reshape(shape)
+
+
+def _from_binary(label: str, datatype: str, shape: list[int], raw: memoryview) -> np.ndarray:
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        return _unpack_strings(label, shape, count, raw)
+    dtype = _WIRE[datatype]
+    if count * dtype.itemsize != len(raw):
+        raise InvalidInput(
+            f"{label}: shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, "
+            f"got {len(raw)}"
+        )
+    arr = np.frombuffer(raw, dtype=dtype)
+    if datatype == "BOOL" and count and arr.view(np.uint8).max() > 1:
+        raise InvalidInput(f"{label}: BOOL bytes must be 0 or 1")
+    return arr.reshape(shape)
+
+
+def _unpack_strings(label: str, shape: list[int], count: int, raw: memoryview) -> np.ndarray:
+    if count * _LENGTH.size > len(raw):  # before allocating anything for ``count``
+        raise InvalidInput(f"{label}: shape {shape} needs {count} elements, got {len(raw)} bytes")
+    out = np.empty(count, dtype=object)
+    pos = 0
+    try:
+        for i in range(count):
+            (length,) = _LENGTH.unpack_from(raw, pos)
+            pos += _LENGTH.size
+            if pos + length > len(raw):
+                raise InvalidInput(f"{label}: element {i} runs past its binary data")
+            out[i] = str(raw[pos : pos + length], "utf-8")
+            pos += length
+    except struct.error:
+        raise InvalidInput(f"{label}: binary data ends inside element {i}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{label}: element {i} is not UTF-8 text") from None
+    if pos != len(raw):
+        raise InvalidInput(f"{label}: {len(raw) - pos} bytes left after {count} elements")
+    return out.reshape(shape)
+
+
+# --- encoding -----------------------------------------------------------------------------
+
+
+def _datatype(name: str, arr: np.ndarray) -> str:
+    if arr.dtype.kind in "UO":
+        return "BYTES"
+    datatype = DATATYPES.get(arr.dtype.name)
+    if datatype is None:
+        raise ModelportError(f"tensor {name!r} has dtype {arr.dtype}, which V2 cannot carry")
+    return datatype
+
+
+def _encode_tensors(
+    arrays: Mapping[str, np.ndarray], binary: Mapping[str, bool]
+) -> tuple[list[dict[str, Any]], list[bytes]]:  # Any: JSON values of several types
+    items: list[dict[str, Any]] = []
+    tail: list[bytes] = []
+    for name, arr in arrays.items():
+        datatype = _datatype(name, arr)
+        item: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
+        if binary[name]:
+            chunk = _to_binary(datatype, arr)
+            item["parameters"] = {"binary_data_size": len(chunk)}
+            tail.append(chunk)
+        elif datatype == "BYTES":
+            item["data"] = [_text(v) for v in arr.ravel().tolist()]
+        else:
+            # orjson writes C-contiguous native-endian arrays itself, far faster than tolist().
+            item["data"] = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("=")).ravel()
+        items.append(item)
+    return items, tail
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _to_binary(datatype: str, arr: np.ndarray) -> bytes:
+    if datatype != "BYTES":
+        return np.ascontiguousarray(arr, dtype=_WIRE[datatype]).tobytes()
+    parts: list[bytes] = []
+    for value in arr.ravel().tolist():
+        data = value if isinstance(value, bytes) else _text(value).encode("utf-8")
+        parts += (_LENGTH.pack(len(data)), data)
+    return b"".join(parts)
+
+
+def _join(doc: dict[str, Any], tail: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not tail:
+        return header, {"Content-Type": JSON_TYPE}
+    headers = {"Content-Type": BINARY_TYPE, HEADER_LENGTH: str(len(header))}
+    return b"".join([header, *tail]), headers

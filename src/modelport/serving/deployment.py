@@ -1,0 +1,80 @@
+"""What a server serves: model specs from the command line or a ``deployment.yaml``.
+
+``deployment.yaml``::
+
+    serving:                # any ServingSettings field (port, workers, max_body_bytes, ...)
+      port: 8000
+    models:
+      - ref: churn@production     # name, name/3, name@alias, or a path
+        name: churn               # served name; default: the ref's model name or folder name
+        max_batch_size: 32        # per-model overrides of the batching settings
+        max_batch_delay_ms: 1
+        max_queue: 256
+        batching: true
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from modelport.config import ServingSettings
+from modelport.errors import InvalidInput
+from modelport.ref import ModelRef, validate_name
+
+
+class ModelSpec(BaseModel):
+    """One served model: its ref, the name it is served under, and batching overrides."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ref: str
+    name: str | None = None
+    max_batch_size: int | None = None
+    max_batch_delay_ms: float | None = None
+    max_queue: int | None = None
+    batching: bool | None = None
+
+    @property
+    def served_name(self) -> str:
+        """The ``{name}`` in the URLs."""
+        if self.name:
+            return validate_name(self.name)
+        parsed = ModelRef.parse(self.ref)
+        if parsed.path is not None:
+            return validate_name(parsed.path.name.removesuffix(".tar"))
+        assert parsed.name is not None
+        return parsed.name
+
+
+class Deployment(BaseModel):
+    """The whole file: server settings and the models to serve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    serving: dict[str, Any] = {}
+    models: list[ModelSpec] = []
+
+
+def load_deployment(path: Path) -> Deployment:
+    """Read and validate a deployment file; every problem is one clear InvalidInput."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        deployment = Deployment.model_validate(data)
+        ServingSettings.model_validate(deployment.serving)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read deployment file {str(path)!r}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"deployment file {str(path)!r} is not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"deployment file {str(path)!r}: {where}: {first['msg']}") from None
+    names = [spec.served_name for spec in deployment.models]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidInput(f"deployment file serves {duplicates[0]!r} twice; give one a name")
+    return deployment

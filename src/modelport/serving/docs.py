@@ -1,0 +1,212 @@
+"""``/openapi.json`` (OpenAPI 3.1, every route) and ``/docs`` (Swagger UI, served locally).
+
+The document is written by hand because the routes take raw bodies (validation is the
+signature's job, not a framework's), so there are no request models to generate it from.
+Swagger UI's files come from the ``swagger-ui-bundle`` package: nothing is fetched at run time.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version as _dist_version
+from typing import Any
+
+import swagger_ui_bundle
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from modelport.serving._http import json_response
+
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "integer"}}
+_ERROR = {
+    "description": "Error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+_ERRORS = {str(code): _ERROR for code in (400, 404, 413, 415, 422, 503, 504)}
+
+
+def _op(summary: str, *, body: str | None = None, versioned: bool = False) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": {"description": "OK"}, **_ERRORS},
+    }
+    params = [_NAME, _VERSION] if versioned else [_NAME]
+    if "{name}" in summary or versioned or body:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+        }
+    return op
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI description of every route the server answers."""
+    paths: dict[str, Any] = {
+        "/v2/health/live": {
+            "get": {"summary": "Server liveness", "responses": {"200": {"description": "live"}}}
+        },
+        "/v2/health/ready": {
+            "get": {
+                "summary": "Server readiness (all models ready)",
+                "responses": {"200": {"description": "ready"}, "503": _ERROR},
+            }
+        },
+        "/v2": {"get": {"summary": "Server metadata", "responses": {"200": {"description": "OK"}}}},
+        "/v2/repository/index": {
+            "get": {
+                "summary": "Model repository index",
+                "responses": {"200": {"description": "OK"}},
+            },
+            "post": {
+                "summary": "Model repository index",
+                "responses": {"200": {"description": "OK"}},
+            },
+        },
+        "/v2/repository/models/{name}/load": {"post": _op("Load or re-resolve a model")},
+        "/v2/repository/models/{name}/unload": {"post": _op("Unload a model")},
+        "/invocations": {
+            "post": _op("MLflow-style scoring of the first served model", body="MlflowRequest")
+            | {"parameters": []}
+        },
+        "/models/{name}/invocations": {
+            "post": _op("MLflow-style scoring of one model", body="MlflowRequest")
+        },
+        "/ping": {
+            "get": {
+                "summary": "MLflow-style health check",
+                "responses": {"200": {"description": "OK"}},
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "MLflow-style health check",
+                "responses": {"200": {"description": "OK"}},
+            }
+        },
+    }
+    for prefix, versioned in (
+        ("/v2/models/{name}", False),
+        ("/v2/models/{name}/versions/{version}", True),
+    ):
+        paths[prefix] = {"get": _op("Model metadata (inputs, outputs, state)", versioned=versioned)}
+        paths[f"{prefix}/ready"] = {"get": _op("Model readiness", versioned=versioned)}
+        paths[f"{prefix}/infer"] = {
+            "post": _op(
+                "Inference (Open Inference Protocol)", body="InferenceRequest", versioned=versioned
+            )
+        }
+    for prefix, versioned in (
+        ("/v1/models/{name}", False),
+        ("/v1/models/{name}/versions/{version}", True),
+    ):
+        paths[prefix] = {"get": _op("TF-Serving-style model status", versioned=versioned)}
+        paths[f"{prefix}:predict"] = {
+            "post": _op("TF-Serving-style predict", body="TfPredictRequest", versioned=versioned)
+        }
+    tensor = {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "datatype": {
+                "type": "string",
+                "enum": [
+                    "BOOL",
+                    "UINT8",
+                    "UINT16",
+                    "UINT32",
+                    "UINT64",
+                    "INT8",
+                    "INT16",
+                    "INT32",
+                    "INT64",
+                    "FP16",
+                    "FP32",
+                    "FP64",
+                    "BYTES",
+                ],
+            },
+            "parameters": {"type": "object"},
+            "data": {"type": "array"},
+        },
+    }
+    schemas = {
+        "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
+        "InferenceRequest": {
+            "type": "object",
+            "required": ["inputs"],
+            "properties": {
+                "id": {"type": "string"},
+                "parameters": {"type": "object"},
+                "inputs": {"type": "array", "items": tensor},
+                "outputs": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "parameters": {"type": "object"},
+                        },
+                    },
+                },
+            },
+        },
+        "TfPredictRequest": {
+            "type": "object",
+            "properties": {
+                "signature_name": {"type": "string"},
+                "instances": {"type": "array"},
+                "inputs": {},
+            },
+        },
+        "MlflowRequest": {
+            "type": "object",
+            "properties": {
+                "dataframe_split": {"type": "object"},
+                "dataframe_records": {"type": "array"},
+                "instances": {"type": "array"},
+                "inputs": {},
+                "params": {"type": "object"},
+            },
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "modelport", "version": _dist_version("modelport")},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>modelport API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+</body></html>"""
+
+
+def routes() -> list[Route | Mount]:
+    """``/openapi.json``, ``/docs`` and Swagger UI's static files."""
+    document = openapi_document()
+
+    async def openapi(request: Request) -> Response:
+        return json_response(document)
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(_PAGE)
+
+    return [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", page, methods=["GET"]),
+        Mount(
+            "/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs"
+        ),
+    ]

@@ -1,0 +1,62 @@
+"""MLflow-style scoring routes: ``POST /invocations``, ``GET /ping`` and ``GET /health``.
+
+MLflow serves one model per server, so ``/invocations`` scores the first model served;
+``/models/{name}/invocations`` picks one by name when several are served. Formats
+(``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``, CSV) live in
+:mod:`modelport.serving.codecs.mlflow`.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelport.errors import ModelNotFound, UnsupportedMediaType
+from modelport.serving._http import JSON, read_body
+from modelport.serving.codecs import mlflow as codec
+from modelport.serving.dataplane import DataPlane
+
+ACCEPTED = ["application/json", "text/csv"]
+# MLflow's error codes by HTTP status, so its clients see the shape they expect.
+_CODES = {400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 413: "BAD_REQUEST",
+          415: "BAD_REQUEST", 422: "BAD_REQUEST", 503: "TEMPORARILY_UNAVAILABLE",
+          504: "TEMPORARILY_UNAVAILABLE"}  # fmt: skip
+
+
+def encode_error(message: str, status: int) -> bytes:
+    """MLflow's error body: ``{"error_code": "BAD_REQUEST", "message": ...}``."""
+    return orjson.dumps({"error_code": _CODES.get(status, "INTERNAL_ERROR"), "message": message})
+
+
+def routes(plane: DataPlane) -> list[Route]:
+    """The MLflow-style routes, bound to ``plane``."""
+
+    async def invocations(request: Request) -> Response:
+        name = request.path_params.get("name") or _default_model(plane)
+        content_type = request.headers.get("content-type", "application/json")
+        media = content_type.split(";")[0].strip().lower()
+        if media not in ACCEPTED:
+            raise UnsupportedMediaType(media, ACCEPTED)
+        body = await read_body(request, plane.settings.max_body_bytes)
+        loaded = plane.model(name)
+        data = codec.decode_request(body, media, loaded.model.signature)
+        result = await plane.infer(name, data)
+        return Response(codec.encode_response(result.outputs), media_type=JSON)
+
+    async def ping(request: Request) -> Response:
+        return Response(b"\n", media_type=JSON)
+
+    return [
+        Route("/invocations", invocations, methods=["POST"]),
+        Route("/models/{name}/invocations", invocations, methods=["POST"]),
+        Route("/ping", ping, methods=["GET"]),
+        Route("/health", ping, methods=["GET"]),
+    ]
+
+
+def _default_model(plane: DataPlane) -> str:
+    for name in plane.manager.models:
+        return name
+    raise ModelNotFound("(none served)")

@@ -1,0 +1,129 @@
+"""Open Inference Protocol (KServe V2) routes: translate HTTP to the DataPlane and back.
+
+Health, server and model metadata, readiness, ``infer`` (JSON and the binary tensor data
+extension), and the model repository extension (index, load, unload). The wire format itself
+lives in :mod:`modelport.serving.codecs.v2`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version as _dist_version
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelport.serving._http import int_or_none, json_response, read_body
+from modelport.serving.codecs import v2 as codec
+from modelport.serving.dataplane import DataPlane
+
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def routes(plane: DataPlane) -> list[Route]:
+    """Every V2 route, bound to ``plane``."""
+
+    async def live(request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(request: Request) -> Response:
+        models = plane.manager.models.values()
+        is_ready = all(m.state == "ready" for m in models)
+        return json_response({"ready": is_ready}, status=200 if is_ready else 503)
+
+    async def server_metadata(request: Request) -> Response:
+        return json_response(
+            codec.server_metadata("modelport", _dist_version("modelport"), EXTENSIONS)
+        )
+
+    async def model_metadata(request: Request) -> Response:
+        name, version = _target(request)
+        loaded = plane.model(name, version)
+        served = plane.manager.models[name]
+        body: dict[str, Any] = codec.model_metadata(
+            name,
+            [str(loaded.version)] if loaded.version is not None else [],
+            loaded.model.manifest.flavor,
+            loaded.model.signature,
+        )
+        body.update({k: v for k, v in plane.manager.status(served).items() if k not in body})
+        return json_response(body)
+
+    async def model_ready(request: Request) -> Response:
+        name, version = _target(request)
+        plane.model(name, version)  # 404 unknown, 503 not ready
+        return json_response({"name": name, "ready": True})
+
+    async def infer(request: Request) -> Response:
+        name, version = _target(request)
+        loaded = plane.model(name, version)  # 404/503 before reading a byte of the body
+        body = await read_body(request, plane.settings.max_body_bytes)
+        header = request.headers.get(HEADER_LENGTH)
+        decoded = codec.decode_request(body, int_or_none(header, "Inference-Header-Content-Length"))
+        inputs = _fit_columns(decoded.inputs, loaded.model.signature.kind)
+        result = await plane.infer(name, inputs, version=version, outputs=decoded.outputs)
+        payload, headers = codec.encode_response(
+            name, _str(result.version), result.outputs, decoded
+        )
+        media = headers.pop("content-type", "application/json")
+        return Response(payload, media_type=media, headers=headers)
+
+    async def repository_index(request: Request) -> Response:
+        return json_response([_index_entry(plane, n) for n in plane.manager.models])
+
+    async def repository_load(request: Request) -> Response:
+        name = request.path_params["name"]
+        served = await plane.manager.load(name)
+        status = 200 if served.state == "ready" and served.error is None else 503
+        return json_response(_index_entry(plane, name), status=status)
+
+    async def repository_unload(request: Request) -> Response:
+        name = request.path_params["name"]
+        await plane.manager.unload(name)
+        return json_response(_index_entry(plane, name))
+
+    model = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
+    return [
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route(model, model_metadata, methods=["GET"]),
+        Route(versioned, model_metadata, methods=["GET"]),
+        Route(f"{model}/ready", model_ready, methods=["GET"]),
+        Route(f"{versioned}/ready", model_ready, methods=["GET"]),
+        Route(f"{model}/infer", infer, methods=["POST"]),
+        Route(f"{versioned}/infer", infer, methods=["POST"]),
+        Route("/v2/repository/index", repository_index, methods=["GET", "POST"]),
+        Route("/v2/repository/models/{name}/load", repository_load, methods=["POST"]),
+        Route("/v2/repository/models/{name}/unload", repository_unload, methods=["POST"]),
+    ]
+
+
+def _target(request: Request) -> tuple[str, int | None]:
+    params = request.path_params
+    return params["name"], int_or_none(params.get("version"), "version")
+
+
+def _str(version: int | None) -> str | None:
+    return None if version is None else str(version)
+
+
+def _fit_columns(inputs: dict[str, np.ndarray], kind: str) -> dict[str, np.ndarray]:
+    """V2 clients send a table column as shape [N] or [N, 1]; the signature wants [N]."""
+    if kind != "columns":
+        return inputs
+    return {n: a.reshape(-1) if a.ndim == 2 and a.shape[1] == 1 else a for n, a in inputs.items()}
+
+
+def _index_entry(plane: DataPlane, name: str) -> dict[str, Any]:
+    status = plane.manager.status(plane.manager.models[name])
+    entry: dict[str, Any] = {"name": name, "state": status["state"].upper()}
+    if status.get("version") is not None:
+        entry["version"] = str(status["version"])
+    if "error" in status:
+        entry["reason"] = status["error"]
+    return entry
