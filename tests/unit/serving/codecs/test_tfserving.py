@@ -114,7 +114,7 @@ def test_columnar_responses() -> None:
 def test_nonfinite_outputs_use_tf_tokens() -> None:
     out = {"y": np.array([np.nan, np.inf, -np.inf, 1.0], dtype=np.float32)}
     assert tfserving.encode_response(out, True) == b'{"predictions":[NaN,Infinity,-Infinity,1.0]}'
-    two = {"y": out["y"], "z": np.arange(4)}
+    two: dict[str, np.ndarray] = {"y": out["y"], "z": np.arange(4)}
     assert json.loads(tfserving.encode_response(two, True))["predictions"][1]["y"] == np.inf
 
 

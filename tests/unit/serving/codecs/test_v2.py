@@ -34,7 +34,7 @@ def _roundtrip(arrays: dict[str, np.ndarray], binary: bool) -> dict[str, np.ndar
     return v2.decode_request(body, int(length) if length else None).inputs
 
 
-def _body(*inputs: dict[str, Any], **extra: Any) -> bytes:
+def _body(*inputs: object, **extra: Any) -> bytes:
     return orjson.dumps({"inputs": list(inputs), **extra})
 
 
