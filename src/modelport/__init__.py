@@ -14,6 +14,7 @@ from modelport import errors
 from modelport._load import load
 from modelport.artifact.manifest import Manifest
 from modelport.artifact.signature import Signature, TensorSpec
+from modelport.client import Client
 from modelport.config import Settings
 from modelport.errors import ModelportError
 from modelport.packaging import LoadedModel, save
@@ -21,6 +22,7 @@ from modelport.ref import ModelRef
 from modelport.registry import Registry
 
 __all__ = [
+    "Client",
     "LoadedModel",
     "Manifest",
     "ModelRef",

@@ -268,7 +268,8 @@ def _cast(spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
         )
     if got == target:
         return arr
-    if not np.can_cast(got, target, casting="same_kind"):
+    integers = got.kind in "iub" and target.kind in "iu"
+    if not integers and not np.can_cast(got, target, casting="same_kind"):
         raise SignatureError(
             f"input {spec.name!r}: expected {want}, got {got} which cannot be safely cast"
         )

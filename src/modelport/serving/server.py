@@ -10,6 +10,7 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 from typing import Any
 
 import uvicorn
@@ -49,6 +50,9 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
         "log_level": "info",
         "timeout_graceful_shutdown": GRACEFUL_SECONDS,
     }
+    # uvicorn drains on SIGTERM, restores the previous handler and re-raises the signal;
+    # with this no-op handler in place the re-raise is harmless and a drained stop exits 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     if cfg.workers > 1:
         # Worker processes rebuild the app from this variable: uvicorn needs an import string.
         os.environ[_SPEC_ENV] = json.dumps(

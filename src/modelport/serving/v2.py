@@ -68,8 +68,7 @@ def routes(plane: DataPlane) -> list[Route]:
         payload, headers = codec.encode_response(
             name, _str(result.version), result.outputs, decoded
         )
-        media = headers.pop("content-type", "application/json")
-        return Response(payload, media_type=media, headers=headers)
+        return Response(payload, headers=headers)
 
     async def repository_index(request: Request) -> Response:
         return json_response([_index_entry(plane, n) for n in plane.manager.models])

@@ -137,6 +137,13 @@ def test_int_narrowing_checks_the_range() -> None:
         sig.coerce(np.array([1000], dtype=np.int64))
 
 
+def test_int_to_unsigned_checks_the_range() -> None:
+    sig = Signature("tensors", (TensorSpec("input", "uint8", (-1,)),))
+    assert sig.coerce([0, 255])["input"].dtype == np.uint8
+    with pytest.raises(SignatureError, match=r"expected uint8, got int64 values outside its range"):
+        sig.coerce([-1, 3])
+
+
 def test_wrong_trailing_shape() -> None:
     sig = infer_signature(np.zeros((2, 4)))
     with pytest.raises(

@@ -125,3 +125,10 @@ def test_rows_need_one_batch_size() -> None:
 
 def test_error_body() -> None:
     assert orjson.loads(tfserving.encode_error("bad")) == {"error": "bad"}
+
+
+def test_outputs_of_any_layout_and_text_type() -> None:
+    out = {"t": np.arange(4).reshape(2, 2).T, "s": np.array([b"ab", "c"], dtype=object)}
+    assert orjson.loads(tfserving.encode_response(out, False)) == {
+        "outputs": {"t": [[0, 2], [1, 3]], "s": ["ab", "c"]}
+    }

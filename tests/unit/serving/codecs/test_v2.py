@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from modelport.artifact.signature import Signature, TensorSpec
-from modelport.errors import InvalidInput
+from modelport.errors import InvalidInput, ModelportError
 from modelport.serving.codecs import v2
 
 NUMERIC = [d for d in v2.DATATYPES if d != "str"]
@@ -335,3 +335,19 @@ def test_encode_then_decode_is_identity(arrays: dict[str, np.ndarray], binary: b
             np.testing.assert_array_equal(got[name], arr)
         else:  # JSON has no NaN/inf: they come back as NaN (see the module docstring)
             np.testing.assert_array_equal(got[name], np.where(np.isfinite(arr), arr, np.nan))
+
+
+def test_outputs_of_any_layout_and_text_type() -> None:
+    out = {
+        "t": np.arange(6, dtype=">i4").reshape(2, 3).T,
+        "s": np.array([b"ab", "c"], dtype=object),
+    }
+    body, _ = v2.encode_response("m", None, out, None)
+    doc = orjson.loads(body)
+    assert doc["outputs"][0]["data"] == [0, 3, 1, 4, 2, 5]
+    assert doc["outputs"][1]["data"] == ["ab", "c"]
+
+
+def test_outputs_v2_cannot_carry() -> None:
+    with pytest.raises(ModelportError, match="tensor 'd' has dtype datetime64"):
+        v2.encode_response("m", None, {"d": np.array(["2024-01-01"], dtype="datetime64[D]")}, None)

@@ -1,0 +1,228 @@
+"""Serving across a model's life: swaps under load, SIGTERM mid-request, every datatype, client."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+
+import modelport
+from modelport.errors import InvalidInput, NotFound
+
+from ._server import running_server
+
+pytestmark = pytest.mark.slow
+
+
+def _user_module(tmp: Path, source: str) -> Any:
+    """Import user code from its own file, as a notebook user's module would be."""
+    name = f"user_{uuid.uuid4().hex[:8]}"
+    (tmp / f"{name}.py").write_text(textwrap.dedent(source))
+    sys.path.insert(0, str(tmp))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(tmp))
+
+
+def _xy() -> tuple[np.ndarray, np.ndarray]:
+    x, y = make_classification(n_samples=1000, n_features=20, random_state=0)
+    return x.astype(np.float32), y
+
+
+def test_swap_under_load_never_fails_a_request(tmp_path: Path) -> None:
+    x, y = _xy()
+    v1_model = LogisticRegression(max_iter=300).fit(x, y)
+    v2_model = LogisticRegression(max_iter=300).fit(x, 1 - y)  # predicts the opposite
+    probe = x[:8]
+    settings = modelport.Settings(home=tmp_path)
+    with modelport.Registry(settings) as registry:
+        registry.register("churn", v1_model, input_example=x[:5])
+        registry.register("churn", v2_model, input_example=x[:5])
+        registry.set_alias("churn", "production", 1)
+    env = {"MODELPORT_SERVING__POLL_INTERVAL_S": "0.3"}
+    body = {
+        "inputs": [
+            {"name": "input", "shape": [8, 20], "datatype": "FP32", "data": probe.ravel().tolist()}
+        ]
+    }
+    seen: list[tuple[int, str | None, list[int] | None]] = []
+    stop = threading.Event()
+
+    with running_server(tmp_path, "churn@production", env=env) as server:
+
+        def hammer() -> None:
+            with httpx.Client(timeout=10) as client:
+                deadline = time.monotonic() + 60  # bounded, whatever happens
+                while not stop.is_set() and time.monotonic() < deadline:
+                    r = client.post(f"{server.url}/v2/models/churn/infer", json=body)
+                    if r.status_code == 200:
+                        doc = r.json()
+                        seen.append((200, doc["model_version"], doc["outputs"][0]["data"]))
+                    else:
+                        seen.append((r.status_code, None, None))
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            _wait_for(lambda: len(seen) > 20)
+            with modelport.Registry(settings) as registry:
+                registry.set_alias("churn", "production", 2)
+            _wait_for(lambda: any(v == "2" for _, v, _ in seen[-5:]))
+            with modelport.Registry(settings) as registry:
+                broken = registry.register("churn", v1_model, input_example=x[:5])
+                victim = registry.artifact_path(f"churn/{broken.version}") / "model.skops"
+                victim.chmod(0o644)
+                victim.write_bytes(b"not a model any more")
+                registry.set_alias("churn", "production", broken.version)
+            forced = httpx.post(f"{server.url}/v2/repository/models/churn/load", timeout=30)
+            assert forced.status_code == 503
+            assert "version 3" in forced.json()["reason"]
+            before = len(seen)
+            _wait_for(lambda: len(seen) > before + 20)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        meta = httpx.get(f"{server.url}/v2/models/churn").json()
+
+    assert all(status == 200 for status, _, _ in seen), {s for s, _, _ in seen}
+    versions = [v for _, v, _ in seen]
+    first_v2 = versions.index("2")
+    assert set(versions[:first_v2]) == {"1"}
+    assert set(versions[first_v2:]) == {"2"}, "once switched, never back, and never to broken v3"
+    for _, version, preds in seen:
+        model = v1_model if version == "1" else v2_model
+        assert preds == model.predict(probe).tolist()
+    assert meta["version"] == 2
+    assert "version 3" in meta["error"]
+    assert "corrupted" in meta["error"]
+
+
+def _wait_for(condition: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+SLOW = """
+import time
+
+import numpy as np
+
+from modelport.flavors.pyfunc import PythonModel
+
+
+class Slow(PythonModel):
+    def predict(self, inputs):
+        time.sleep(1.0)
+        return inputs["input"].sum(axis=1)
+"""
+
+
+def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
+    slow = _user_module(tmp_path, SLOW).Slow()
+    modelport.save(slow, tmp_path / "slow", input_example=np.ones((1, 3)))
+    env = {"MODELPORT_SERVING__BATCHING": "false"}
+    with running_server(tmp_path, str(tmp_path / "slow"), env=env) as server:
+        body = {
+            "inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]
+        }
+
+        def call() -> httpx.Response:
+            return httpx.post(f"{server.url}/v2/models/slow/infer", json=body, timeout=30)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = [pool.submit(call) for _ in range(4)]
+            time.sleep(0.4)  # all four are inside predict now
+            server.process.send_signal(signal.SIGTERM)
+            responses = [f.result() for f in futures]
+        assert server.process.wait(timeout=30) == 0
+    assert [r.status_code for r in responses] == [200] * 4
+    assert all(r.json()["outputs"][0]["data"] == [6.0] for r in responses)
+
+
+ECHO = """
+from modelport.flavors.pyfunc import PythonModel
+
+
+class Echo(PythonModel):
+    def predict(self, inputs):
+        return {f"{name}_out": value for name, value in inputs.items()}
+"""
+
+DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+          "float16", "float32", "float64"]  # fmt: skip
+
+
+def test_every_v2_datatype_through_a_server(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    example: dict[str, np.ndarray] = {
+        d: (rng.integers(0, 2, (2, 3)).astype(d) if d != "bool" else rng.random((2, 3)) > 0.5)
+        for d in DTYPES
+    }
+    example["str"] = np.array([["a", "bé", "c"], ["d", "", "f"]], dtype=object)
+    echo = _user_module(tmp_path, ECHO).Echo()
+    modelport.save(echo, tmp_path / "echo", input_example=example)
+    with (
+        running_server(tmp_path, str(tmp_path / "echo")) as server,
+        modelport.Client(server.url) as client,
+    ):
+        meta = client.metadata("echo")
+        assert {i["name"]: i["datatype"] for i in meta["inputs"]}["float16"] == "FP16"
+        for binary in (False, True):
+            out = client.predict("echo", example, binary=binary)
+            for name, arr in example.items():
+                got = out[f"{name}_out"]
+                assert got.shape == arr.shape
+                if name == "str":
+                    assert got.tolist() == arr.tolist()
+                else:
+                    assert got.dtype == arr.dtype, (name, binary)
+                    np.testing.assert_array_equal(got, arr)
+
+
+def test_python_client(tmp_path: Path) -> None:
+    x, y = _xy()
+    model = LogisticRegression(max_iter=300).fit(x, y)
+    frame = pd.DataFrame({"a": x[:, 0].astype(np.float64), "b": x[:, 1].astype(np.float64)})
+    table = LogisticRegression().fit(frame, y)
+    with modelport.Registry(modelport.Settings(home=tmp_path)) as registry:
+        registry.register("churn", model, input_example=x[:5])
+        registry.register("table", table, input_example=frame.head())
+    with (
+        running_server(tmp_path, "churn", "table") as server,
+        modelport.Client(server.url) as client,
+    ):
+        assert client.live()
+        assert client.ready("churn")
+        out = client.predict("churn", x[:50])
+        np.testing.assert_array_equal(out["predictions"], model.predict(x[:50]))
+        big = np.tile(x, (3, 1))  # > 64 KiB: goes over the binary extension
+        np.testing.assert_allclose(
+            client.predict("churn", big)["probabilities"], model.predict_proba(big), rtol=1e-5
+        )
+        got = client.predict("table", frame.head(9), outputs=["predictions"])
+        assert list(got) == ["predictions"]
+        np.testing.assert_array_equal(got["predictions"], table.predict(frame.head(9)))
+        with pytest.raises(NotFound, match="model 'nope' not found"):
+            client.predict("nope", x[:1])
+        with pytest.raises(InvalidInput, match=r"expected shape \[-1, 20\]"):
+            client.predict("churn", x[:2, :5])
