@@ -6,12 +6,15 @@ Everything lives under ./.demo (registry.db + artifacts/), so the demo never tou
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
@@ -105,7 +108,45 @@ def main() -> None:
     cli("versions", "churn")
     cli("alias", "history", "churn", "production")
     cli("predict", "churn@production", "--input", str(rows))
-    print("\ndemo done: registry and artifacts are in", DEMO)
+    serve_and_show(x_test.head(2))
+
+
+PORT = int(os.environ.get("DEMO_PORT", "8000"))
+
+
+def serve_and_show(rows: pd.DataFrame) -> None:
+    """Start `modelport serve`, prove the curl lines work, then keep serving until Ctrl-C."""
+    exe = Path(sys.executable).with_name("modelport")
+    env = {**os.environ, "MODELPORT_HOME": str(DEMO)}
+    server = subprocess.Popen([str(exe), "serve", "churn@production", "--port", str(PORT)], env=env)
+    url = f"http://127.0.0.1:{PORT}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        v2 = {"inputs": [
+            {"name": c, "shape": [2], "datatype": "BYTES" if c == "plan" else "FP64",
+             "data": rows[c].tolist()} for c in rows.columns]}  # fmt: skip
+        tf = {"instances": rows.to_dict(orient="records")}
+        mlflow = {"dataframe_split": rows.to_dict(orient="split")}
+        for path, body in (("/v2/models/churn/infer", v2), ("/v1/models/churn:predict", tf),
+                           ("/invocations", mlflow)):  # fmt: skip
+            text = json.dumps(body)
+            print(f"\n$ curl -s {url}{path} -H 'Content-Type: application/json' -d '{text}'")
+            print(httpx.post(f"{url}{path}", content=text,
+                             headers={"Content-Type": "application/json"}).text)  # fmt: skip
+        print(f"\nserving churn@production at {url} (docs: {url}/docs); Ctrl-C to stop")
+        if os.environ.get("DEMO_NO_WAIT"):
+            return
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.terminate()
+        server.wait()
 
 
 if __name__ == "__main__":
