@@ -60,23 +60,28 @@ def test_swap_under_load_never_fails_a_request(tmp_path: Path) -> None:
             {"name": "input", "shape": [8, 20], "datatype": "FP32", "data": probe.ravel().tolist()}
         ]
     }
+    # One log per client: a client sends its next request only after the previous answer,
+    # so its own log is in time order (requests of different clients may overlap a swap).
+    logs: list[list[tuple[int, str | None, list[int] | None]]] = [[] for _ in range(4)]
     seen: list[tuple[int, str | None, list[int] | None]] = []
     stop = threading.Event()
 
     with running_server(tmp_path, "churn@production", env=env) as server:
 
-        def hammer() -> None:
+        def hammer(log: list[tuple[int, str | None, list[int] | None]]) -> None:
             with httpx.Client(timeout=10) as client:
                 deadline = time.monotonic() + 60  # bounded, whatever happens
                 while not stop.is_set() and time.monotonic() < deadline:
                     r = client.post(f"{server.url}/v2/models/churn/infer", json=body)
                     if r.status_code == 200:
                         doc = r.json()
-                        seen.append((200, doc["model_version"], doc["outputs"][0]["data"]))
+                        entry = (200, doc["model_version"], doc["outputs"][0]["data"])
                     else:
-                        seen.append((r.status_code, None, None))
+                        entry = (r.status_code, None, None)
+                    log.append(entry)
+                    seen.append(entry)
 
-        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        threads = [threading.Thread(target=hammer, args=(log,)) for log in logs]
         for t in threads:
             t.start()
         try:
@@ -102,10 +107,11 @@ def test_swap_under_load_never_fails_a_request(tmp_path: Path) -> None:
         meta = httpx.get(f"{server.url}/v2/models/churn").json()
 
     assert all(status == 200 for status, _, _ in seen), {s for s, _, _ in seen}
-    versions = [v for _, v, _ in seen]
-    first_v2 = versions.index("2")
-    assert set(versions[:first_v2]) == {"1"}
-    assert set(versions[first_v2:]) == {"2"}, "once switched, never back, and never to broken v3"
+    for log in logs:
+        versions = [v for _, v, _ in log]
+        first_v2 = versions.index("2")
+        assert set(versions[:first_v2]) == {"1"}
+        assert set(versions[first_v2:]) == {"2"}, "once switched, never back, never broken v3"
     for _, version, preds in seen:
         model = v1_model if version == "1" else v2_model
         assert preds == model.predict(probe).tolist()

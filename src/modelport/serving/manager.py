@@ -113,11 +113,16 @@ class ModelManager:
         if self._registry is not None:
             self._registry.close()
 
-    def get(self, name: str, version: int | None = None) -> LoadedVersion:
-        """The version answering for ``name``; 404 if unknown, 503 while not ready."""
+    def served(self, name: str) -> ServedModel:
+        """The served model called ``name``; 404 if there is none."""
         served = self.models.get(name)
         if served is None:
             raise ModelNotFound(name)
+        return served
+
+    def get(self, name: str, version: int | None = None) -> LoadedVersion:
+        """The version answering for ``name``; 404 if unknown, 503 while not ready."""
+        served = self.served(name)
         current = served.current
         if current is None:
             raise ModelNotReady(name, served.error or served.state)
@@ -127,18 +132,14 @@ class ModelManager:
 
     async def load(self, name: str) -> ServedModel:
         """Resolve the model's ref now and swap to its version if it changed."""
-        served = self.models.get(name)
-        if served is None:
-            raise ModelNotFound(name)
+        served = self.served(name)
         async with served.lock:
             await self._swap(served)
         return served
 
     async def unload(self, name: str) -> ServedModel:
         """Stop serving ``name`` until the next ``load``."""
-        served = self.models.get(name)
-        if served is None:
-            raise ModelNotFound(name)
+        served = self.served(name)
         async with served.lock:
             old, served.current, served.state = served.current, None, "unloaded"
             if old is not None:

@@ -42,7 +42,7 @@ def routes(plane: DataPlane) -> list[Route]:
     async def model_metadata(request: Request) -> Response:
         name, version = _target(request)
         loaded = plane.model(name, version)
-        served = plane.manager.models[name]
+        served = plane.manager.served(name)
         body: dict[str, Any] = codec.model_metadata(
             name,
             [str(loaded.version)] if loaded.version is not None else [],
