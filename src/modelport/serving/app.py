@@ -12,7 +12,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -22,6 +21,7 @@ from modelport.config import Settings
 from modelport.errors import ModelportError, Overloaded
 from modelport.serving import docs, mlflow, tfserving, v2
 from modelport.serving._http import JSON
+from modelport.serving.codecs import v2 as v2_codec
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.deployment import ModelSpec
 from modelport.serving.manager import ModelManager
@@ -59,7 +59,7 @@ def _error_body(request: Request, message: str, status: int) -> bytes:
     path = request.url.path
     if path == "/invocations" or path.endswith("/invocations"):
         return mlflow.encode_error(message, status)
-    return orjson.dumps({"error": message})
+    return v2_codec.encode_error(message)  # TF-style routes use the same {"error": ...} body
 
 
 async def _modelport_error(request: Request, exc: Exception) -> Response:

@@ -8,7 +8,6 @@ MLflow serves one model per server, so ``/invocations`` scores the first model s
 
 from __future__ import annotations
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -26,8 +25,8 @@ _CODES = {400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 413: "BAD_REQUEST"
 
 
 def encode_error(message: str, status: int) -> bytes:
-    """MLflow's error body: ``{"error_code": "BAD_REQUEST", "message": ...}``."""
-    return orjson.dumps({"error_code": _CODES.get(status, "INTERNAL_ERROR"), "message": message})
+    """MLflow's error body, with the MLflow error code for ``status``."""
+    return codec.encode_error(message, _CODES.get(status, "INTERNAL_ERROR"))
 
 
 def routes(plane: DataPlane) -> list[Route]:
