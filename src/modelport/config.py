@@ -35,8 +35,13 @@ class ServingSettings(BaseModel):
     max_batch_size: int = 64
     """Most rows one batched ``predict`` call may take (requests are never split)."""
 
-    max_batch_delay_ms: float = 2.0
-    """Longest a request waits for others to join its batch, once traffic is concurrent."""
+    max_batch_delay_ms: float = 0.0
+    """Extra wait for a full batch once traffic is concurrent. 0: a batch is what queued
+    while the previous one ran, which already grows with the load and adds no latency."""
+
+    inline_predict_ms: float = 1.0
+    """Models whose measured ``predict`` takes less run it on the event loop: a thread hop
+    would cost more than the call. Slower ones run in worker threads. 0: always threads."""
 
     max_queue: int = 1024
     """Requests a model may have waiting; more get 503 with Retry-After."""

@@ -252,6 +252,29 @@ def test_bad_input_gets_a_precise_4xx(
     assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status", "message"),
+    [
+        ("GET", "/v2/models/churn/infer", 405, "no route GET /v2/models/churn/infer"),
+        ("PUT", "/v1/models/churn:predict", 405, "no route PUT /v1/models/churn:predict"),
+        ("GET", "/invocations", 405, "no route GET /invocations"),
+        ("POST", "/v2/models/churn/extra/infer", 404, "no route POST"),
+        ("POST", "/v2/models//infer", 404, "no route POST"),
+        ("POST", "/models/a/b/invocations", 404, "no route POST"),
+    ],
+)
+def test_inference_paths_check_method_and_shape(
+    server: Server, method: str, path: str, status: int, message: str
+) -> None:
+    r = httpx.request(method, f"{server.url}{path}", content=b"{}")
+    assert r.status_code == status, r.text
+    body = r.json()
+    text = body["error"] if "error" in body else body["message"]  # MLflow's shape has message
+    assert message in text
+    if status == 405:
+        assert r.headers["allow"] == "POST"
+
+
 def test_wrong_dtype_names_the_input(server: Server) -> None:
     body = {
         "inputs": [{"name": "input", "shape": [1, 20], "datatype": "BYTES", "data": ["a"] * 20}]

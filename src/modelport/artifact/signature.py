@@ -29,6 +29,12 @@ NUMERIC_DTYPES = (
 )  # fmt: skip
 STRING_DTYPE = "str"
 DTYPES = (*NUMERIC_DTYPES, STRING_DTYPE)
+_NUMPY_DTYPES = {name: np.dtype(name) for name in NUMERIC_DTYPES}
+
+
+def _np_dtype(name: str) -> np.dtype[Any]:
+    """numpy's dtype for a signature dtype name (parsing the name costs more than the lookup)."""
+    return _NUMPY_DTYPES.get(name) or np.dtype(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,8 @@ class Signature:
         """
         raw = self._columns_of(data) if self.kind == "columns" else self._tensors_of(data)
         out = {spec.name: _conform(spec, raw[spec.name]) for spec in self.inputs}
+        if len(out) == 1:
+            return out
         lengths = {name: arr.shape[0] for name, arr in out.items() if arr.ndim > 0}
         if len(set(lengths.values())) > 1:
             sizes = ", ".join(f"{n}={size}" for n, size in lengths.items())
@@ -102,7 +110,7 @@ class Signature:
 
     def _tensors_of(self, data: object) -> dict[str, object]:
         names = self.input_names
-        if isinstance(data, Mapping):
+        if type(data) is dict or isinstance(data, Mapping):  # the first test is the cheap one
             _require(names, data.keys())
             return {n: data[n] for n in names}
         if len(names) != 1:
@@ -258,7 +266,9 @@ def _cast(spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
         if got.kind == "O" and all(v is None or isinstance(v, str) for v in arr.flat):
             return arr
         raise SignatureError(f"input {spec.name!r}: expected str, got {_describe(arr)}")
-    target = np.dtype(want)
+    target = _np_dtype(want)
+    if got == target:
+        return arr
     if got.kind == "O":
         arr = _objects_to_numbers(spec, arr, target)
         got = arr.dtype

@@ -1,36 +1,108 @@
-"""Small HTTP helpers shared by the protocol modules: bounded body reads, JSON responses."""
+"""HTTP plumbing shared by the protocol modules, below any web framework.
+
+Inference routes are answered straight from ASGI (:mod:`modelport.serving.asgi`), so what a
+protocol's ``infer`` needs is here in plain terms: a :class:`Call` in (the model named in the
+path, headers, a bounded body read) and a :class:`Reply` out. :func:`error_reply` is the one
+mapping from exceptions to responses, used by those routes and by the Starlette app alike.
+The other routes are Starlette's and answer with :func:`json_response`.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope
 
-from modelport.errors import InvalidInput, PayloadTooLarge
+from modelport.errors import InvalidInput, ModelportError, Overloaded, PayloadTooLarge
+
+logger = logging.getLogger(__name__)
 
 JSON = "application/json"
+ErrorBody = Callable[[str, int], bytes]
+"""A protocol's error body for (message, status)."""
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing more than ``limit`` bytes before holding them in memory.
+@dataclass(slots=True)
+class Reply:
+    """A whole response: body, headers (content type included) and status."""
 
-    A declared ``Content-Length`` over the limit is refused without reading; a chunked body
-    is counted as it streams and refused as soon as it passes the limit.
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=lambda: {"Content-Type": JSON})
+    status: int = 200
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its whole body arrived; there is no one to answer."""
+
+
+class Call:
+    """One inference request: the model and version named in its path, its headers, its body."""
+
+    __slots__ = ("_limit", "_receive", "_scope", "name", "version")
+
+    def __init__(
+        self, scope: Scope, receive: Receive, name: str | None, version: int | None, limit: int
+    ) -> None:
+        self.name = name
+        self.version = version
+        self._scope = scope
+        self._receive = receive
+        self._limit = limit
+
+    def header(self, name: bytes) -> str | None:
+        """The value of header ``name`` (lower-case, as ASGI gives them), or None."""
+        for key, value in self._scope["headers"]:
+            if key == name:
+                return str(value.decode("latin-1"))
+        return None
+
+    async def body(self) -> bytes:
+        """The whole body, refusing more than the limit before holding it in memory.
+
+        A declared ``Content-Length`` over the limit is refused without reading; a chunked
+        body is counted as it streams and refused as soon as it passes the limit.
+        """
+        declared = self.header(b"content-length")
+        if declared is not None:
+            if not (declared.isascii() and declared.isdigit()):
+                raise InvalidInput(f"invalid Content-Length {declared[:40]!r}")
+            if int(declared) > self._limit:
+                raise PayloadTooLarge(self._limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._limit:
+                raise PayloadTooLarge(self._limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def error_reply(exc: BaseException, error_body: ErrorBody, method: str, path: str) -> Reply:
+    """The response for ``exc``: its own status and message, or a generic 500.
+
+    Only a :class:`ModelportError` says what went wrong; anything else is logged with its
+    traceback and answered ``internal server error``, so no internals reach a client.
     """
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InvalidInput(f"invalid Content-Length {declared[:40]!r}")
-        if int(declared) > limit:
-            raise PayloadTooLarge(limit)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(limit)
-    return bytes(body)
+    if not isinstance(exc, ModelportError):
+        logger.error("unexpected error on %s %s", method, path, exc_info=exc)
+        return Reply(error_body("internal server error", 500), status=500)
+    headers = {"Content-Type": JSON}
+    if isinstance(exc, Overloaded):
+        headers["Retry-After"] = str(exc.retry_after)
+    if exc.status >= 500:
+        logger.warning("%s %s -> %d: %s", method, path, exc.status, exc)
+    return Reply(error_body(exc.message, exc.status), headers, exc.status)
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -43,6 +115,6 @@ def int_or_none(value: str | None, what: str) -> int | None:
     """A path or query value that must be a positive integer when present."""
     if value is None:
         return None
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise InvalidInput(f"{what} {value[:40]!r} must be a positive integer")
     return int(value)

@@ -1,16 +1,19 @@
 """The ASGI app: every protocol's routes over one DataPlane, one error mapping, one lifespan.
 
-Errors are mapped only here: any ModelportError becomes its status and the protocol's error
-body (``{"error": message}`` for V2 and TF-style routes, MLflow's shape on ``/invocations``);
-anything else is logged with its traceback and answered with a generic 500, so no
-internals reach a client.
+Inference routes are answered by :class:`~modelport.serving.asgi.InferenceRoutes`, in front;
+the rest are Starlette routes behind it. Errors are mapped by
+:func:`~modelport.serving._http.error_reply` on both sides: any ModelportError becomes its
+status and the protocol's error body (``{"error": message}`` for V2 and TF-style routes,
+MLflow's shape on ``/invocations``); anything else is logged with its traceback and answered
+with a generic 500, so no internals reach a client.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
+import gc
 from collections.abc import AsyncIterator
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,18 +21,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelport.config import Settings
-from modelport.errors import ModelportError, Overloaded
+from modelport.errors import ModelportError
 from modelport.serving import docs, mlflow, tfserving, v2
-from modelport.serving._http import JSON
-from modelport.serving.codecs import v2 as v2_codec
+from modelport.serving._http import error_reply
+from modelport.serving.asgi import Endpoint, InferenceRoutes
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.deployment import ModelSpec
 from modelport.serving.manager import ModelManager
 
-logger = logging.getLogger(__name__)
 
-
-def create_app(settings: Settings, specs: list[ModelSpec]) -> Starlette:
+def create_app(settings: Settings, specs: list[ModelSpec]) -> InferenceRoutes:
     """Build the server app for ``specs``; models load when the app starts."""
     manager = ModelManager(settings, specs)
     plane = DataPlane(manager, settings.serving)
@@ -37,42 +38,33 @@ def create_app(settings: Settings, specs: list[ModelSpec]) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await manager.start()
+        # Everything alive now (modules, models) lives as long as the server: keep it out of
+        # the cyclic collector, whose full passes over it were the server's worst pauses.
+        gc.freeze()
         try:
             yield
         finally:
             await manager.stop()
 
-    app = Starlette(
-        routes=[*v2.routes(plane), *tfserving.routes(plane), *mlflow.routes(plane), *docs.routes()],
+    routes = Starlette(
+        routes=[*v2.routes(plane), *tfserving.routes(plane), *mlflow.routes(), *docs.routes()],
         lifespan=lifespan,
-        exception_handlers={
-            ModelportError: _modelport_error,
-            HTTPException: _http_error,
-            Exception: _unexpected_error,
-        },
+        # ModelportError is handled by the exception middleware; the Exception entry goes to
+        # Starlette's outermost middleware, which answers and then re-raises for the log.
+        exception_handlers={ModelportError: _error, HTTPException: _http_error, Exception: _error},
     )
-    app.state.plane = plane
-    return app
-
-
-def _error_body(request: Request, message: str, status: int) -> bytes:
-    path = request.url.path
-    if path == "/invocations" or path.endswith("/invocations"):
-        return mlflow.encode_error(message, status)
-    return v2_codec.encode_error(message)  # TF-style routes use the same {"error": ...} body
-
-
-async def _modelport_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ModelportError)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
-    if exc.status >= 500:
-        logger.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc)
-    return Response(
-        _error_body(request, exc.message, exc.status),
-        status_code=exc.status,
-        media_type=JSON,
-        headers=headers,
+    return InferenceRoutes(
+        routes,
+        v2=Endpoint(partial(v2.infer, plane), v2.error_body),
+        tfserving=Endpoint(partial(tfserving.predict, plane), v2.error_body),
+        mlflow=Endpoint(partial(mlflow.invocations, plane), mlflow.encode_error),
+        max_body_bytes=settings.serving.max_body_bytes,
     )
+
+
+async def _error(request: Request, exc: Exception) -> Response:
+    reply = error_reply(exc, v2.error_body, request.method, request.url.path)
+    return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -82,18 +74,5 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         if exc.status_code in (404, 405)
         else str(exc.detail)
     )
-    return Response(
-        _error_body(request, message, exc.status_code),
-        status_code=exc.status_code,
-        media_type=JSON,
-        headers=exc.headers,
-    )
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    logger.exception("unexpected error on %s %s", request.method, request.url.path)
-    return Response(
-        _error_body(request, "internal server error", 500),
-        status_code=500,
-        media_type=JSON,
-    )
+    headers = {"Content-Type": "application/json", **(exc.headers or {})}
+    return Response(v2.error_body(message, exc.status_code), exc.status_code, headers=headers)

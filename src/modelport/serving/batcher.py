@@ -3,14 +3,16 @@
 Each request's canonical inputs (already checked against the signature, so a malformed
 request never gets here and fails alone) wait in a queue with a future. One loop per model
 takes as many queued requests as fit in ``max_batch_size`` rows, concatenates them along the
-batch axis, runs ``predict`` once in a worker thread, and splits the outputs back by row
-counts. Requests are never split across batches.
+batch axis, runs ``predict`` once (through its :class:`~modelport.serving.runner.PredictRunner`),
+and splits the outputs back by row counts. Requests are never split across batches.
 
-"Adaptive": with no concurrency a request runs at once (no added latency). Once the last
-batch held more than one request, the loop waits up to ``max_delay`` for more to arrive,
-because under load that is what fills batches. If a batched ``predict`` fails, every request
-in that batch is retried alone, so only the request that broke it fails; no future is ever
-left waiting.
+"Adaptive": a batch is whatever queued while the previous one ran, so a lone request runs at
+once (no added latency) and, under load, batches grow with the load by themselves. With
+``max_delay`` above zero, once the last batch held more than one request the loop also waits
+up to that long for a full batch: larger batches for models where a call is expensive and
+rows are cheap (GPUs), at the cost of that much latency. If a batched ``predict`` fails, every
+request in that batch is retried alone, so only the request that broke it fails; no future is
+ever left waiting.
 """
 
 from __future__ import annotations
@@ -20,18 +22,17 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Collection
-from concurrent.futures import Executor
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from modelport.errors import FlavorError, Overloaded
+from modelport.errors import FlavorError, Overloaded, RequestTimeout
+from modelport.serving.runner import PredictRunner
 
 logger = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
-PredictFn = Callable[[Arrays, Collection[str] | None], Arrays]
 
 
 @dataclass(slots=True)
@@ -64,8 +65,7 @@ class AdaptiveBatcher:
     def __init__(
         self,
         name: str,
-        predict: PredictFn,
-        executor: Executor,
+        run: PredictRunner,
         *,
         max_batch_size: int,
         max_delay: float,
@@ -73,8 +73,7 @@ class AdaptiveBatcher:
     ) -> None:
         self.name = name
         self.stats = BatchStats()
-        self._predict = predict
-        self._executor = executor
+        self._runner = run
         self._max_rows = max(1, max_batch_size)
         self._max_delay = max_delay
         self._max_queue = max_queue
@@ -89,8 +88,15 @@ class AdaptiveBatcher:
     def queued(self) -> int:
         return len(self._queue)
 
-    async def submit(self, inputs: Arrays, outputs: Collection[str] | None) -> Arrays:
-        """Queue one request and wait for its share of a batch's outputs."""
+    async def submit(
+        self, inputs: Arrays, outputs: Collection[str] | None, timeout: float
+    ) -> Arrays:
+        """Queue one request and wait for its share of a batch's outputs, up to ``timeout`` s.
+
+        A request that times out is dropped from the queue; if its batch is already running,
+        the batch finishes for the others. The timer is a plain loop callback: cheaper than
+        ``asyncio.timeout``, which showed up in the profile at a tenth of a request's cost.
+        """
         if len(self._queue) >= self._max_queue:
             raise Overloaded(self.name, self._max_queue)
         loop = asyncio.get_running_loop()
@@ -102,7 +108,11 @@ class AdaptiveBatcher:
         item = _Item(inputs, outputs, int(rows), loop.create_future())
         self._queue.append(item)
         self._wakeup.set()
-        return await item.future
+        expiry = loop.call_later(timeout, _expire, item.future, self.name, timeout)
+        try:
+            return await item.future
+        finally:
+            expiry.cancel()
 
     async def close(self) -> None:
         """Stop the loop; anything still queued is failed rather than left waiting."""
@@ -122,8 +132,14 @@ class AdaptiveBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self._last_batch_requests > 1 and self._max_delay > 0:
-                await self._fill(time.monotonic() + self._max_delay)
+            if self._last_batch_requests > 1:
+                if self._max_delay > 0:
+                    await self._fill(time.monotonic() + self._max_delay)
+                else:
+                    # One turn of the loop lets requests whose bytes arrived while the last
+                    # batch ran be read and join this one: at 32 concurrent clients, batches
+                    # of ~28 instead of ~13, for no measurable latency.
+                    await asyncio.sleep(0)
             batch = self._take()
             self._last_batch_requests = len(batch)
             await self._execute(batch)
@@ -153,7 +169,6 @@ class AdaptiveBatcher:
     async def _execute(self, batch: list[_Item]) -> None:
         if not batch:
             return
-        loop = asyncio.get_running_loop()
         wanted = _union(batch)
         try:
             if len(batch) == 1:
@@ -163,7 +178,7 @@ class AdaptiveBatcher:
                     name: np.concatenate([item.inputs[name] for item in batch])
                     for name in batch[0].inputs
                 }
-            outputs = await loop.run_in_executor(self._executor, self._predict, merged, wanted)
+            outputs = await self._runner(merged, wanted)
             self.stats.record(len(batch))
             if len(batch) == 1:
                 _resolve(batch[0], outputs)
@@ -205,6 +220,11 @@ def _union(batch: list[_Item]) -> Collection[str] | None:
     for item in batch:
         names.update(item.outputs or ())
     return names
+
+
+def _expire(future: asyncio.Future[Arrays], name: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(RequestTimeout(name, timeout))
 
 
 def _resolve(item: _Item, outputs: Arrays) -> None:

@@ -7,14 +7,13 @@ the logic, and every error a client can cause, lives here once.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 
 from modelport.config import ServingSettings
-from modelport.errors import ModelportError, PredictionFailed, RequestTimeout
+from modelport.errors import ModelportError, PredictionFailed
 from modelport.serving.manager import LoadedVersion, ModelManager
 
 
@@ -40,23 +39,22 @@ class DataPlane:
 
     async def infer(
         self,
-        name: str,
+        loaded: LoadedVersion,
         data: object,
         *,
-        version: int | None = None,
         outputs: Collection[str] | None = None,
     ) -> InferenceResult:
-        """Check ``data`` against the model's signature and predict, within the timeout."""
-        loaded = self.manager.get(name, version)
+        """Check ``data`` against ``loaded``'s signature and predict, within the timeout.
+
+        ``loaded`` comes from :meth:`model`, which a protocol calls first: it needs the
+        signature to decode the body, and an unknown model is refused before the body is read.
+        """
         inputs = loaded.model.signature.coerce(data)
         loaded.model.check_outputs(outputs)
-        timeout = self.settings.request_timeout_s
         try:
-            result = await asyncio.wait_for(loaded.predict(inputs, outputs), timeout)
-        except TimeoutError:
-            raise RequestTimeout(name, timeout) from None
+            result = await loaded.predict(inputs, outputs, self.settings.request_timeout_s)
         except ModelportError:
             raise
         except Exception as exc:  # the model rejected values the signature let through
-            raise PredictionFailed(name, exc) from exc
-        return InferenceResult(name, loaded.version, result)
+            raise PredictionFailed(loaded.name, exc) from exc
+        return InferenceResult(loaded.name, loaded.version, result)

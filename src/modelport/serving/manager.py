@@ -15,20 +15,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Collection
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 from modelport.config import ServingSettings, Settings
-from modelport.errors import ModelNotFound, ModelNotReady, VersionNotFound
+from modelport.errors import ModelNotFound, ModelNotReady, RequestTimeout, VersionNotFound
 from modelport.packaging import LoadedModel, load_artifact, local_artifact
 from modelport.ref import ModelRef
 from modelport.registry import ModelVersion, Registry
 from modelport.serving.batcher import AdaptiveBatcher
 from modelport.serving.deployment import ModelSpec
+from modelport.serving.runner import PredictRunner
 
 logger = logging.getLogger(__name__)
 
@@ -44,20 +44,27 @@ class LoadedVersion:
     name: str
     version: int | None
     model: LoadedModel
+    runner: PredictRunner
     batcher: AdaptiveBatcher | None
-    executor: Executor
     load_seconds: float
     inflight: int = 0
 
-    async def predict(self, inputs: Arrays, outputs: Collection[str] | None) -> Arrays:
-        """Run through the batcher when there is one, else straight in a worker thread."""
+    async def predict(
+        self, inputs: Arrays, outputs: Collection[str] | None, timeout: float
+    ) -> Arrays:
+        """Run through the batcher when there is one, else straight through the runner.
+
+        Raises :class:`RequestTimeout` when no answer comes within ``timeout`` seconds.
+        """
         self.inflight += 1
         try:
             if self.batcher is not None:
-                return await self.batcher.submit(inputs, outputs)
-            loop = asyncio.get_running_loop()
-            call = partial(self.model.predict_arrays, inputs, outputs)
-            return await loop.run_in_executor(self.executor, call)
+                return await self.batcher.submit(inputs, outputs, timeout)
+            try:
+                async with asyncio.timeout(timeout):
+                    return await self.runner(inputs, outputs)
+            except TimeoutError:
+                raise RequestTimeout(self.name, timeout) from None
         finally:
             self.inflight -= 1
 
@@ -156,13 +163,19 @@ class ModelManager:
             if served.current is None:
                 served.state = "loading"
             started = time.monotonic()
-            model = await self._run(self._load_and_warm, served, target)
+            model, cost = await self._run(self._load_and_warm, served, target)
+            runner = PredictRunner(
+                model.predict_arrays,
+                self._executor,
+                inline_below=self.settings.serving.inline_predict_ms / 1000.0,
+                cost=cost,
+            )
             loaded = LoadedVersion(
                 served.name,
                 target.version if target is not None else None,
                 model,
-                self._batcher_for(served, model),
-                self._executor,
+                runner,
+                self._batcher_for(served, model, runner),
                 time.monotonic() - started,
             )
         except Exception as exc:  # keep serving the old version, and say why
@@ -189,7 +202,10 @@ class ModelManager:
             return None
         return self._open_registry().resolve(ref)
 
-    def _load_and_warm(self, served: ServedModel, target: ModelVersion | None) -> LoadedModel:
+    def _load_and_warm(
+        self, served: ServedModel, target: ModelVersion | None
+    ) -> tuple[LoadedModel, float | None]:
+        """The model, warmed up with its input example, and one timed call's seconds."""
         ref = served.ref
         if ref.path is not None:
             model = load_artifact(local_artifact(ref.path, self.settings.resolved_cache_dir()))
@@ -199,11 +215,16 @@ class ModelManager:
             path = registry.artifacts.local_path(target.artifact_key)
             model = load_artifact(path, manifest_sha256=target.manifest_sha256)
         example = model.input_example()
-        if example is not None:
-            model.predict_arrays(example)  # warm-up: fail here, not on the first request
-        return model
+        if example is None:
+            return model, None
+        model.predict_arrays(example)  # warm-up: fail here, not on the first request
+        started = time.perf_counter()  # the first call pays for lazy set-up; time the second
+        model.predict_arrays(example)
+        return model, time.perf_counter() - started
 
-    def _batcher_for(self, served: ServedModel, model: LoadedModel) -> AdaptiveBatcher | None:
+    def _batcher_for(
+        self, served: ServedModel, model: LoadedModel, runner: PredictRunner
+    ) -> AdaptiveBatcher | None:
         base: ServingSettings = self.settings.serving
         spec = served.spec
         enabled = spec.batching if spec.batching is not None else base.batching
@@ -216,8 +237,7 @@ class ModelManager:
         )
         return AdaptiveBatcher(
             served.name,
-            model.predict_arrays,
-            self._executor,
+            runner,
             max_batch_size=spec.max_batch_size or base.max_batch_size,
             max_delay=delay / 1000.0,
             max_queue=spec.max_queue or base.max_queue,

@@ -1,6 +1,8 @@
 """MLflow-style scoring routes: ``POST /invocations``, ``GET /ping`` and ``GET /health``.
 
-MLflow serves one model per server, so ``/invocations`` scores the first model served;
+:func:`invocations` is answered from :mod:`modelport.serving.asgi`; ``/ping`` and ``/health``
+are Starlette routes. MLflow serves one model per server, so ``/invocations`` scores the first
+model served;
 ``/models/{name}/invocations`` picks one by name when several are served. Formats
 (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``, CSV) live in
 :mod:`modelport.serving.codecs.mlflow`.
@@ -13,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelport.errors import ModelNotFound, UnsupportedMediaType
-from modelport.serving._http import JSON, read_body
+from modelport.serving._http import JSON, Call, Reply
 from modelport.serving.codecs import mlflow as codec
 from modelport.serving.dataplane import DataPlane
 
@@ -29,30 +31,29 @@ def encode_error(message: str, status: int) -> bytes:
     return codec.encode_error(message, _CODES.get(status, "INTERNAL_ERROR"))
 
 
-def routes(plane: DataPlane) -> list[Route]:
-    """The MLflow-style routes, bound to ``plane``."""
-
-    async def invocations(request: Request) -> Response:
-        name = request.path_params.get("name") or _default_model(plane)
-        content_type = request.headers.get("content-type", "application/json")
-        media = content_type.split(";")[0].strip().lower()
-        if media not in ACCEPTED:
-            raise UnsupportedMediaType(media, ACCEPTED)
-        body = await read_body(request, plane.settings.max_body_bytes)
-        loaded = plane.model(name)
-        data = codec.decode_request(body, media, loaded.model.signature)
-        result = await plane.infer(name, data)
-        return Response(codec.encode_response(result.outputs), media_type=JSON)
+def routes() -> list[Route]:
+    """The MLflow-style health routes (``/invocations`` is :func:`invocations`)."""
 
     async def ping(request: Request) -> Response:
         return Response(b"\n", media_type=JSON)
 
     return [
-        Route("/invocations", invocations, methods=["POST"]),
-        Route("/models/{name}/invocations", invocations, methods=["POST"]),
         Route("/ping", ping, methods=["GET"]),
         Route("/health", ping, methods=["GET"]),
     ]
+
+
+async def invocations(plane: DataPlane, call: Call) -> Reply:
+    """``POST [/models/{name}]/invocations`` (served from :mod:`asgi`)."""
+    name = call.name or _default_model(plane)
+    media = (call.header(b"content-type") or JSON).split(";")[0].strip().lower()
+    if media not in ACCEPTED:
+        raise UnsupportedMediaType(media, ACCEPTED)
+    loaded = plane.model(name)
+    body = await call.body()
+    data = codec.decode_request(body, media, loaded.model.signature)
+    result = await plane.infer(loaded, data)
+    return Reply(codec.encode_response(result.outputs), {"Content-Type": JSON})
 
 
 def _default_model(plane: DataPlane) -> str:

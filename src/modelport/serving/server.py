@@ -14,11 +14,11 @@ import signal
 from typing import Any
 
 import uvicorn
-from starlette.applications import Starlette
 
 from modelport.config import Settings
 from modelport.errors import InvalidInput
 from modelport.serving.app import create_app
+from modelport.serving.asgi import InferenceRoutes
 from modelport.serving.deployment import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,10 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
         "http": "httptools",
         "loop": "uvloop",
         "access_log": False,
+        # No "server: uvicorn" header (it names our stack to scanners and costs a header per
+        # response), and no X-Forwarded-* rewriting: nothing here uses the client address.
+        "server_header": False,
+        "proxy_headers": False,
         "log_level": "info",
         "timeout_graceful_shutdown": GRACEFUL_SECONDS,
     }
@@ -71,7 +75,7 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
         uvicorn.run(create_app(settings, specs), **options)
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> InferenceRoutes:
     """The app factory each worker process calls (see :func:`serve`)."""
     data = json.loads(os.environ[_SPEC_ENV])
     settings = Settings.model_validate(data["settings"])

@@ -1,7 +1,8 @@
 """Open Inference Protocol (KServe V2) routes: translate HTTP to the DataPlane and back.
 
-Health, server and model metadata, readiness, ``infer`` (JSON and the binary tensor data
-extension), and the model repository extension (index, load, unload). The wire format itself
+Health, server and model metadata, readiness and the model repository extension (index, load,
+unload) are Starlette routes; :func:`infer` (JSON and the binary tensor data extension) is
+answered from :mod:`modelport.serving.asgi`. The wire format itself
 lives in :mod:`modelport.serving.codecs.v2`.
 """
 
@@ -15,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelport.serving._http import int_or_none, json_response, read_body
+from modelport.serving._http import Call, Reply, int_or_none, json_response
 from modelport.serving.codecs import v2 as codec
 from modelport.serving.dataplane import DataPlane
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-HEADER_LENGTH = "inference-header-content-length"
+HEADER_LENGTH = b"inference-header-content-length"
 
 
 def routes(plane: DataPlane) -> list[Route]:
@@ -57,19 +58,6 @@ def routes(plane: DataPlane) -> list[Route]:
         plane.model(name, version)  # 404 unknown, 503 not ready
         return json_response({"name": name, "ready": True})
 
-    async def infer(request: Request) -> Response:
-        name, version = _target(request)
-        loaded = plane.model(name, version)  # 404/503 before reading a byte of the body
-        body = await read_body(request, plane.settings.max_body_bytes)
-        header = request.headers.get(HEADER_LENGTH)
-        decoded = codec.decode_request(body, int_or_none(header, "Inference-Header-Content-Length"))
-        inputs = _fit_columns(decoded.inputs, loaded.model.signature.kind)
-        result = await plane.infer(name, inputs, version=version, outputs=decoded.outputs)
-        payload, headers = codec.encode_response(
-            name, _str(result.version), result.outputs, decoded
-        )
-        return Response(payload, headers=headers)
-
     async def repository_index(request: Request) -> Response:
         return json_response([_index_entry(plane, n) for n in plane.manager.models])
 
@@ -94,12 +82,30 @@ def routes(plane: DataPlane) -> list[Route]:
         Route(versioned, model_metadata, methods=["GET"]),
         Route(f"{model}/ready", model_ready, methods=["GET"]),
         Route(f"{versioned}/ready", model_ready, methods=["GET"]),
-        Route(f"{model}/infer", infer, methods=["POST"]),
-        Route(f"{versioned}/infer", infer, methods=["POST"]),
         Route("/v2/repository/index", repository_index, methods=["GET", "POST"]),
         Route("/v2/repository/models/{name}/load", repository_load, methods=["POST"]),
         Route("/v2/repository/models/{name}/unload", repository_unload, methods=["POST"]),
     ]
+
+
+async def infer(plane: DataPlane, call: Call) -> Reply:
+    """``POST /v2/models/{name}[/versions/{v}]/infer`` (served from :mod:`asgi`)."""
+    assert call.name is not None  # the path always names the model
+    loaded = plane.model(call.name, call.version)  # 404/503 before reading the body
+    body = await call.body()
+    header = int_or_none(call.header(HEADER_LENGTH), "Inference-Header-Content-Length")
+    decoded = codec.decode_request(body, header)
+    inputs = _fit_columns(decoded.inputs, loaded.model.signature.kind)
+    result = await plane.infer(loaded, inputs, outputs=decoded.outputs)
+    payload, headers = codec.encode_response(
+        call.name, _str(result.version), result.outputs, decoded
+    )
+    return Reply(payload, headers)
+
+
+def error_body(message: str, status: int) -> bytes:
+    """The V2 error body, ``{"error": message}``; TF-style routes use the same."""
+    return codec.encode_error(message)
 
 
 def _target(request: Request) -> tuple[str, int | None]:

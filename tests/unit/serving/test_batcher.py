@@ -10,10 +10,17 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from modelport.errors import FlavorError, Overloaded
+from modelport.errors import FlavorError, Overloaded, RequestTimeout
 from modelport.serving.batcher import AdaptiveBatcher
+from modelport.serving.runner import PredictFn, PredictRunner
 
 Arrays = dict[str, np.ndarray]
+TIMEOUT = 30.0
+
+
+def threaded(predict: PredictFn, executor: ThreadPoolExecutor) -> PredictRunner:
+    """A runner that always uses the pool, as a slow model's would."""
+    return PredictRunner(predict, executor, inline_below=0.0)
 
 
 def double(inputs: Arrays, outputs: Collection[str] | None) -> Arrays:
@@ -35,8 +42,7 @@ def make(executor: ThreadPoolExecutor, **kw: float) -> AdaptiveBatcher:
     options = {"max_batch_size": 16, "max_delay": 0.005, "max_queue": 1000} | kw
     return AdaptiveBatcher(
         "m",
-        double,
-        executor,
+        threaded(double, executor),
         max_batch_size=int(options["max_batch_size"]),
         max_delay=options["max_delay"],
         max_queue=int(options["max_queue"]),
@@ -47,7 +53,7 @@ def test_concurrent_requests_are_batched_and_answers_match(executor: ThreadPoolE
     async def main() -> list[Arrays]:
         batcher = make(executor)
         rows = [np.array([[float(i), float(i) + 0.5]]) for i in range(64)]
-        results = await asyncio.gather(*(batcher.submit({"x": r}, None) for r in rows))
+        results = await asyncio.gather(*(batcher.submit({"x": r}, None, TIMEOUT) for r in rows))
         assert batcher.stats.largest_batch > 1
         assert batcher.stats.requests == 64
         assert batcher.stats.batches < 64
@@ -63,7 +69,7 @@ def test_batches_never_exceed_max_rows(executor: ThreadPoolExecutor) -> None:
     async def main() -> None:
         batcher = make(executor, max_batch_size=8)
         data = [np.ones((3, 2)) * i for i in range(20)]
-        results = await asyncio.gather(*(batcher.submit({"x": d}, None) for d in data))
+        results = await asyncio.gather(*(batcher.submit({"x": d}, None, TIMEOUT) for d in data))
         for d, out in zip(data, results, strict=True):
             assert out["y"].shape == (3, 2)
             np.testing.assert_array_equal(out["y"], d * 2)
@@ -79,7 +85,7 @@ def test_one_bad_request_fails_alone(executor: ThreadPoolExecutor) -> None:
         rows = [np.array([[1.0, 2.0]]) * i for i in range(32)]
         rows[7] = np.array([[-1.0, 1.0]])
         out = await asyncio.gather(
-            *(batcher.submit({"x": r}, None) for r in rows), return_exceptions=True
+            *(batcher.submit({"x": r}, None, TIMEOUT) for r in rows), return_exceptions=True
         )
         await batcher.close()
         return out
@@ -98,8 +104,8 @@ def test_requested_outputs_are_filtered_per_request(executor: ThreadPoolExecutor
     async def main() -> tuple[Arrays, Arrays]:
         batcher = make(executor)
         a, b = await asyncio.gather(
-            batcher.submit({"x": np.ones((1, 2))}, ["y"]),
-            batcher.submit({"x": np.ones((1, 2))}, None),
+            batcher.submit({"x": np.ones((1, 2))}, ["y"], TIMEOUT),
+            batcher.submit({"x": np.ones((1, 2))}, None, TIMEOUT),
         )
         await batcher.close()
         return a, b
@@ -117,15 +123,18 @@ def test_full_queue_is_refused(executor: ThreadPoolExecutor) -> None:
         return {"y": inputs["x"]}
 
     async def main() -> None:
-        batcher = AdaptiveBatcher("m", slow, executor, max_batch_size=1, max_delay=0.0, max_queue=2)
-        first = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 1))}, None))
+        batcher = AdaptiveBatcher(
+            "m", threaded(slow, executor), max_batch_size=1, max_delay=0.0, max_queue=2
+        )
+        first = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 1))}, None, TIMEOUT))
         await asyncio.sleep(0.05)  # the first is now running; the next two wait in the queue
         queued = [
-            asyncio.ensure_future(batcher.submit({"x": np.ones((1, 1))}, None)) for _ in range(2)
+            asyncio.ensure_future(batcher.submit({"x": np.ones((1, 1))}, None, TIMEOUT))
+            for _ in range(2)
         ]
         await asyncio.sleep(0.01)
         with pytest.raises(Overloaded, match=r"model 'm' has 2 requests queued"):
-            await batcher.submit({"x": np.ones((1, 1))}, None)
+            await batcher.submit({"x": np.ones((1, 1))}, None, TIMEOUT)
         release.set()
         await asyncio.gather(first, *queued)
         await batcher.close()
@@ -141,10 +150,12 @@ def test_close_fails_what_is_still_queued(executor: ThreadPoolExecutor) -> None:
         return {"y": inputs["x"]}
 
     async def main() -> None:
-        batcher = AdaptiveBatcher("m", slow, executor, max_batch_size=1, max_delay=0, max_queue=9)
-        running = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 1))}, None))
+        batcher = AdaptiveBatcher(
+            "m", threaded(slow, executor), max_batch_size=1, max_delay=0, max_queue=9
+        )
+        running = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 1))}, None, TIMEOUT))
         await asyncio.sleep(0.05)
-        waiting = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 1))}, None))
+        waiting = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 1))}, None, TIMEOUT))
         await asyncio.sleep(0.01)
         await batcher.close()
         with pytest.raises(FlavorError, match="was unloaded"):
@@ -161,10 +172,10 @@ def test_a_model_that_drops_rows_fails_the_batch_clearly(executor: ThreadPoolExe
 
     async def main() -> list[Arrays | BaseException]:
         batcher = AdaptiveBatcher(
-            "m", summary, executor, max_batch_size=8, max_delay=0.01, max_queue=9
+            "m", threaded(summary, executor), max_batch_size=8, max_delay=0.01, max_queue=9
         )
         out = await asyncio.gather(
-            *(batcher.submit({"x": np.ones((2, 1))}, None) for _ in range(4)),
+            *(batcher.submit({"x": np.ones((2, 1))}, None, TIMEOUT) for _ in range(4)),
             return_exceptions=True,
         )
         await batcher.close()
@@ -175,3 +186,47 @@ def test_a_model_that_drops_rows_fails_the_batch_clearly(executor: ThreadPoolExe
     for result in results:
         assert not isinstance(result, BaseException)
         np.testing.assert_array_equal(result["total"], [2.0])
+
+
+def test_with_no_delay_a_batch_is_what_queued_while_the_last_one_ran(
+    executor: ThreadPoolExecutor,
+) -> None:
+    async def main() -> list[Arrays]:
+        batcher = make(executor, max_delay=0.0)
+        rows = [np.array([[float(i), 0.0]]) for i in range(40)]
+        results = await asyncio.gather(*(batcher.submit({"x": r}, None, TIMEOUT) for r in rows))
+        # all 40 queued before the loop first ran: full batches of 16, then the rest
+        assert batcher.stats.sizes == {16: 2, 8: 1}
+        lone = await batcher.submit({"x": np.array([[7.0, 0.0]])}, None, TIMEOUT)
+        np.testing.assert_array_equal(lone["y"], [[14.0, 0.0]])
+        assert batcher.stats.sizes[1] == 1  # alone: run at once, not held back for company
+        await batcher.close()
+        return results
+
+    for i, out in enumerate(asyncio.run(main())):
+        np.testing.assert_array_equal(out["y"], [[2.0 * i, 0.0]])
+
+
+def test_a_request_that_times_out_fails_alone_and_leaves_the_queue(
+    executor: ThreadPoolExecutor,
+) -> None:
+    release = threading.Event()
+
+    def slow(inputs: Arrays, outputs: Collection[str] | None) -> Arrays:
+        release.wait(5)
+        return {"y": inputs["x"]}
+
+    async def main() -> None:
+        batcher = AdaptiveBatcher(
+            "m", threaded(slow, executor), max_batch_size=1, max_delay=0, max_queue=9
+        )
+        running = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 1))}, None, TIMEOUT))
+        await asyncio.sleep(0.05)
+        with pytest.raises(RequestTimeout, match=r"model 'm' did not answer within 0.05 s"):
+            await batcher.submit({"x": np.ones((1, 1))}, None, 0.05)
+        release.set()
+        np.testing.assert_array_equal((await running)["y"], [[1.0]])
+        assert batcher.stats.requests == 1  # the timed-out request never ran
+        await batcher.close()
+
+    asyncio.run(main())

@@ -1,0 +1,113 @@
+"""The server's outermost ASGI app: inference answered directly, every other route by Starlette.
+
+``/v2/models/{name}[/versions/{v}]/infer``, ``/v1/models/{name}[/versions/{v}]:predict`` and
+``[/models/{name}]/invocations`` are matched on the path, read, dispatched to their protocol's
+``infer`` and answered here, without Starlette's router, middleware stack and request and
+response objects. With batching, one ``predict`` serves many requests, so on a one-core server
+that machinery, not the model, was most of the time per request (py-spy; the figures are in
+the README). Health, metadata, the repository extension and the docs stay Starlette routes.
+Both sides map errors through :func:`~modelport.serving._http.error_reply`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from modelport.serving._http import (
+    Call,
+    ClientDisconnected,
+    ErrorBody,
+    Reply,
+    error_reply,
+    int_or_none,
+)
+
+Handler = Callable[[Call], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One protocol's inference handler and the error body its clients expect."""
+
+    handler: Handler
+    error_body: ErrorBody
+
+
+class InferenceRoutes:
+    """Answers the inference routes itself and hands everything else to ``app``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        v2: Endpoint,
+        tfserving: Endpoint,
+        mlflow: Endpoint,
+        max_body_bytes: int,
+    ) -> None:
+        self.app = app
+        self._v2 = v2
+        self._tfserving = tfserving
+        self._mlflow = mlflow
+        self._limit = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            target = self._match(scope["path"])
+            if target is not None:
+                await self._answer(scope, receive, send, *target)
+                return
+        await self.app(scope, receive, send)
+
+    def _match(self, path: str) -> tuple[Endpoint, str | None, str | None] | None:
+        """The endpoint, model name and version text for an inference path, else None."""
+        if path.startswith("/v2/models/") and path.endswith("/infer"):
+            return _named(self._v2, path[len("/v2/models/") : -len("/infer")])
+        if path.startswith("/v1/models/") and path.endswith(":predict"):
+            return _named(self._tfserving, path[len("/v1/models/") : -len(":predict")])
+        if path == "/invocations":
+            return self._mlflow, None, None
+        if path.startswith("/models/") and path.endswith("/invocations"):
+            name = path[len("/models/") : -len("/invocations")]
+            return (self._mlflow, name, None) if name and "/" not in name else None
+        return None
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        endpoint: Endpoint,
+        name: str | None,
+        version: str | None,
+    ) -> None:
+        method, path = scope["method"], scope["path"]
+        try:
+            if method != "POST":
+                message = f"no route {method} {path}"
+                allow = {"Content-Type": "application/json", "Allow": "POST"}
+                reply = Reply(endpoint.error_body(message, 405), allow, 405)
+            else:
+                number = int_or_none(version, "version")
+                reply = await endpoint.handler(Call(scope, receive, name, number, self._limit))
+        except ClientDisconnected:
+            return
+        except Exception as exc:  # every failure gets its protocol's error body
+            reply = error_reply(exc, endpoint.error_body, method, path)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+        raw.append((b"content-length", str(len(reply.body)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": raw})
+        await send({"type": "http.response.body", "body": reply.body})
+
+
+def _named(endpoint: Endpoint, rest: str) -> tuple[Endpoint, str, str | None] | None:
+    """Split ``name`` or ``name/versions/v``; anything else is not an inference path."""
+    parts = rest.split("/")
+    if len(parts) == 1 and parts[0]:
+        return endpoint, parts[0], None
+    if len(parts) == 3 and parts[0] and parts[1] == "versions":
+        return endpoint, parts[0], parts[2]
+    return None
