@@ -7,6 +7,9 @@ One run measures, for a LogisticRegression on 20 float features
 - a minimal hand-written FastAPI + uvicorn endpoint that calls ``predict``;
 - ``modelport serve`` (V2 JSON; binary tensors for 256 rows), batching on and off, 1 and 2 workers;
 
+Like the FastAPI endpoint, which returns ``predictions`` only, the V2 requests ask for the
+``predictions`` output only (V2 returns every output by default: here also ``probabilities``).
+
 with ``wrk`` (Debian package) pinned to core 0 and the server pinned to core 1 (``taskset``).
 Run: ``.venv/bin/python benchmarks/serving.py [--seconds 10]``. Needs ``wrk`` on PATH.
 """
@@ -204,10 +207,10 @@ def main() -> None:
         )
         v2_cases = []
         for n, r in rows.items():
-            body, headers = codec.encode_request({"input": r})
+            body, headers = codec.encode_request({"input": r}, outputs=["predictions"])
             v2_cases.append(("", n, body, headers))
         binary_body, binary_headers = codec.encode_request(
-            {"input": rows[256]}, binary=True, binary_outputs=True
+            {"input": rows[256]}, outputs=["predictions"], binary=True, binary_outputs=True
         )
         for workers in (1, 2):
             for batching in (True, False):

@@ -10,18 +10,49 @@ from modelport.ref import ModelRef
 from modelport.registry import Registry
 
 
-def load(ref: str | Path | ModelRef, *, settings: Settings | None = None) -> LoadedModel:
+def load(
+    ref: str | Path | ModelRef,
+    *,
+    settings: Settings | None = None,
+    require_signed: str | Path | None = None,
+) -> LoadedModel:
     """Load ``churn@production``, ``churn/3``, ``churn`` (latest ready), a folder or a bundle.
 
     Registry refs use ``settings`` (default: built from ``MODELPORT_*`` env vars). Paths never
     open the registry; a ``.tar`` bundle is unpacked once into the cache, keyed by its hash.
+    ``require_signed`` (a PEM Ed25519 public key file) refuses, before anything is
+    deserialized, an artifact that is not signed by that key or changed since it was signed.
 
-    >>> model = modelport.load("churn@production")
+    >>> model = modelport.load("churn@production", require_signed="signing.pub")
     >>> model.predict(rows)
     """
     parsed = ModelRef.parse(ref)
     config = settings or Settings()
     if parsed.path is not None:
-        return load_artifact(local_artifact(parsed.path, config.resolved_cache_dir()))
+        path = local_artifact(parsed.path, config.resolved_cache_dir())
+        return load_artifact(path, public_key=require_signed)
     with Registry(config) as registry:
-        return registry.load(parsed)
+        if require_signed is None:
+            return registry.load(parsed)
+        # Registry.load plus the signature check (it takes no public key yet).
+        version = registry.resolve(parsed)
+        return load_artifact(
+            registry.artifacts.local_path(version.artifact_key),
+            manifest_sha256=version.manifest_sha256,
+            public_key=require_signed,
+            trust_unsafe=version.trusts_unsafe,
+        )
+
+
+def registered_artifact(registry: Registry, ref: str | Path | ModelRef) -> tuple[Path, str | None]:
+    """The local folder of the artifact a ref names, and the manifest SHA-256 the registry
+    recorded for it (None for a path ref, which has no record).
+
+    Resolves the ref once, so the folder and the hash belong to the same version even while
+    an alias moves.
+    """
+    parsed = ModelRef.parse(ref)
+    if parsed.path is not None:
+        return registry.artifact_path(parsed), None
+    version = registry.resolve(parsed)
+    return registry.artifacts.local_path(version.artifact_key), version.manifest_sha256

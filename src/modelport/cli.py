@@ -12,7 +12,8 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -21,10 +22,12 @@ from rich.console import Console
 from rich.table import Table
 
 from modelport import packaging
-from modelport.artifact import bundle
+from modelport._load import registered_artifact
+from modelport.artifact import bundle, signing
 from modelport.config import ServingSettings, Settings
 from modelport.errors import InvalidInput, ModelportError
 from modelport.records import outputs_to_json, read_input_file
+from modelport.ref import ModelRef
 from modelport.registry import Registry
 from modelport.registry.entities import Page
 
@@ -128,6 +131,14 @@ def register(
     alias: Annotated[
         str | None, typer.Option(help="Also point this alias at the new version.")
     ] = None,
+    trust_unsafe: Annotated[
+        bool,
+        typer.Option(
+            help="Register a model that the safety checks refuse (a pickle naming a global "
+            "outside the allow-list, dangerous pyfunc code), recording you as the one who "
+            "trusts it. Loading it can run any code: use only for models from a known source."
+        ),
+    ] = False,
 ) -> None:
     """Register a new version of NAME from PATH and print its ref."""
     metrics = {k: float(v) for k, v in _kv(metric, "metric").items()}
@@ -140,11 +151,17 @@ def register(
             tags=_kv(tag, "tag"),
             description=description,
             input_example=input_example,
+            trust_unsafe=trust_unsafe,
         )
         if alias:
             reg.set_alias(name, alias, version.version)
     suffix = f" (alias {alias})" if alias else ""
-    out.print(f"registered {version.name}/{version.version} flavor={version.flavor}{suffix}")
+    if version.trusted_unsafe_by is not None:
+        suffix += f" (trusted by {version.trusted_unsafe_by}: loads without the allow-list)"
+    out.print(
+        f"registered {version.name}/{version.version} flavor={version.flavor}{suffix}",
+        markup=False,
+    )
 
 
 @app.command()
@@ -276,10 +293,24 @@ def _opt(value: int | None, none: str = "-") -> str:
 
 @app.command()
 def info(ref: Annotated[str, typer.Argument(help="NAME, NAME/3, NAME@ALIAS or a path.")]) -> None:
-    """Show a version's manifest: flavor, signature, metrics, lineage and files."""
+    """Show a version's manifest: flavor, signature, metrics, lineage and files.
+
+    For a registered version, "trusted_unsafe" says who registered it with --trust-unsafe
+    and when (null: it was not, and it loads through the safety checks).
+    """
     with _registry() as reg:
-        manifest = reg.manifest(ref)
-    out.print_json(data=manifest.to_dict())
+        parsed = ModelRef.parse(ref)
+        version = reg.resolve(parsed) if parsed.path is None else None
+        # Read the manifest of the version just resolved, even if an alias moves meanwhile.
+        manifest = reg.manifest(f"{version.name}/{version.version}" if version else parsed)
+    data = manifest.to_dict()
+    if version is not None:
+        data["trusted_unsafe"] = (
+            {"by": version.trusted_unsafe_by, "at": _iso(version.trusted_unsafe_at)}
+            if version.trusted_unsafe_by is not None
+            else None
+        )
+    out.print_json(data=data)
 
 
 @app.command()
@@ -325,6 +356,80 @@ def unpack(
     out.print(f"unpacked to {target}")
 
 
+# -- artifact signing (Ed25519) ------------------------------------------------------------
+
+
+@app.command()
+def keygen(
+    private: Annotated[
+        Path,
+        typer.Option(
+            "--private", help="Private key file to create (PEM, mode 0600). Keep it secret."
+        ),
+    ],
+    public: Annotated[
+        Path,
+        typer.Option(
+            "--public", help="Public key file to create (PEM); give it to whoever verifies."
+        ),
+    ],
+) -> None:
+    """Create an Ed25519 key pair for signing artifacts. Never overwrites an existing file."""
+    fingerprint = signing.generate_keypair(private, public)
+    out.print(f"wrote private key {private} and public key {public}", markup=False)
+    out.print(f"key fingerprint: {fingerprint}", markup=False)
+
+
+@app.command()
+def sign(
+    ref: Annotated[
+        str, typer.Argument(help="NAME/3, NAME@ALIAS, NAME (latest) or an artifact folder.")
+    ],
+    key: Annotated[
+        Path, typer.Option("--key", help="Private key (PEM) made by 'modelport keygen'.")
+    ],
+) -> None:
+    """Sign REF's modelport.json with an Ed25519 key, writing modelport.sig beside it.
+
+    A registered version is signed in place, in the registry's artifact store, after its
+    manifest is checked against the registry's record and every file against its checksum.
+    To ship a signed bundle, sign the folder and then pack it: the bundle carries the
+    signature. Signing again replaces the signature.
+    """
+    parsed = ModelRef.parse(ref)
+    if parsed.path is not None and parsed.path.is_file():
+        raise InvalidInput(f"{ref} is a file; sign the artifact folder, then pack it")
+    with _registry() as reg:
+        path, pinned = registered_artifact(reg, parsed)
+        written = signing.sign_artifact(path, key, manifest_sha256=pinned)
+    fingerprint = signing.fingerprint(signing.load_private_key(key).public_key())
+    out.print(f"signed {ref} with key {fingerprint} (wrote {written})", markup=False)
+
+
+@app.command()
+def verify(
+    ref: Annotated[
+        str, typer.Argument(help="NAME/3, NAME@ALIAS, NAME, an artifact folder or a .tar bundle.")
+    ],
+    public_key: Annotated[
+        Path, typer.Option("--public-key", help="Trusted public key (PEM) to check against.")
+    ],
+) -> None:
+    """Check that REF is signed by --public-key and unchanged since: exit 0 if so.
+
+    Otherwise exit 5 and say why: not signed, signed by another key, manifest edited after
+    signing, or which file changed (exit 2 for an unreadable key file). Nothing is loaded.
+    """
+    with _registry() as reg:
+        path, pinned = registered_artifact(reg, ref)
+        verified = signing.verify_artifact(path, public_key, manifest_sha256=pinned)
+    files = len(verified.manifest.files)
+    out.print(
+        f"verified {ref}: signed by key {verified.key_fingerprint}, {files} files match",
+        markup=False,
+    )
+
+
 @app.command()
 def cleanup(
     older_than: Annotated[int, typer.Option(help="Minutes a version may stay pending.")] = 60,
@@ -351,9 +456,27 @@ def serve(
         float | None, typer.Option(help="Longest wait for a batch to fill.")
     ] = None,
     batching: Annotated[bool | None, typer.Option(help="Adaptive batching on/off.")] = None,
+    auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--auth",
+            help="Require API keys (Authorization: Bearer) even on loopback. "
+            "Always on for other addresses unless --insecure-no-auth.",
+        ),
+    ] = None,
     insecure_no_auth: Annotated[
-        bool, typer.Option(help="Allow a non-loopback address without authentication.")
+        bool, typer.Option(help="Serve a non-loopback address WITHOUT API keys (warns).")
     ] = False,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate chain: serve HTTPS (with --tls-key).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert.")] = None,
+    require_signed: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ed25519 public key (see `modelport keygen`): refuse models not signed with it."
+        ),
+    ] = None,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol (V2), TF-Serving-style and MLflow-style.
 
@@ -371,6 +494,10 @@ def serve(
         "max_batch_size": max_batch_size,
         "max_batch_delay_ms": max_batch_delay_ms,
         "batching": batching,
+        "auth": auth,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "require_signed": require_signed,
     }
     serving = {
         **(deployment.serving if deployment else {}),
@@ -380,6 +507,86 @@ def serve(
     settings = state.settings.model_copy(update={"serving": merged})
     specs = [*(deployment.models if deployment else []), *(ModelSpec(ref=r) for r in refs or [])]
     run_server(settings, specs, insecure_no_auth=insecure_no_auth)
+
+
+# -- API keys for the server -----------------------------------------------------------------
+
+keys_app = typer.Typer(help="Create, list and revoke the API keys the server accepts.")
+app.add_typer(keys_app, name="keys")
+
+
+class _KeyScope(StrEnum):
+    predict = "predict"
+    read = "read"
+    admin = "admin"
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A unique name for the key, e.g. ci.")],
+    scope: Annotated[
+        _KeyScope,
+        typer.Option(help="predict: call models; read: read metadata; admin: everything."),
+    ],
+    model: Annotated[
+        str | None, typer.Option(help="Allow this model only [default: every model].")
+    ] = None,
+) -> None:
+    """Create an API key and print its token: it is shown this once and never stored."""
+    with _registry() as reg:
+        key, token = reg.create_key(name, scope.value, model=model)
+    err.print(
+        f"warning: store this token now, it will not be shown again "
+        f"(key {key.name!r}, id {key.key_id}, scope {key.scope})",
+        markup=False,
+        highlight=False,
+    )
+    out.print(token, markup=False, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List API keys (name, key id, scope, model, created, revoked); never their secrets."""
+    with _registry() as reg:
+        keys = _all(reg.list_keys)
+    if as_json:
+        out.print_json(
+            data=[
+                {
+                    "name": k.name,
+                    "key_id": k.key_id,
+                    "scope": k.scope,
+                    "model": k.model,
+                    "created_at": k.created_at.isoformat(),
+                    "revoked_at": _iso(k.revoked_at),
+                }
+                for k in keys
+            ]
+        )
+        return
+    table = Table("name", "key id", "scope", "model", "created", "revoked")
+    for k in keys:
+        table.add_row(
+            k.name,
+            k.key_id,
+            k.scope,
+            k.model or "(all)",
+            k.created_at.strftime("%Y-%m-%d %H:%M"),
+            k.revoked_at.strftime("%Y-%m-%d %H:%M") if k.revoked_at else "-",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="Name of the key to revoke.")]) -> None:
+    """Revoke the key NAME for good; servers stop accepting it within seconds."""
+    with _registry() as reg:
+        key = reg.revoke_key(name)
+    out.print(f"revoked key {key.name!r} (id {key.key_id})", markup=False)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,6 +52,23 @@ class ServingSettings(BaseModel):
     batching: bool = True
     """Adaptive batching for models whose signature has a batch axis."""
 
+    auth: bool = False
+    """Require API keys (``Authorization: Bearer``). Always on for a non-loopback ``host``
+    unless the server is started with ``--insecure-no-auth``."""
+
+    auth_cache_s: float = 5.0
+    """How long a checked API key is trusted before the registry is asked again (a revoked
+    key stops working within this time)."""
+
+    tls_cert: Path | None = None
+    """PEM certificate chain: serve HTTPS (with ``tls_key``)."""
+
+    tls_key: Path | None = None
+    """PEM private key for ``tls_cert``."""
+
+    require_signed: Path | None = None
+    """Ed25519 public key (PEM): refuse to load any model not signed with its private key."""
+
 
 class Settings(BaseSettings):
     """Where the registry lives. Values given to the constructor (CLI flags) win over env vars."""

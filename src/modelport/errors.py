@@ -8,12 +8,16 @@ Errors are mapped only at the edges: the server turns any ``ModelportError`` int
     ├── InvalidName                      invalid_name        400
     ├── InvalidRef                       invalid_ref         400
     ├── InvalidInput                     invalid_input       400
-    │   └── SignatureError               signature_error     400
+    │   ├── SignatureError               signature_error     400
+    │   └── InvalidSigningKey            invalid_signing_key 400
+    ├── Unauthenticated                  unauthenticated     401
+    ├── Forbidden                        forbidden           403
     ├── NotFound                         not_found           404
     │   ├── ModelNotFound                model_not_found     404
     │   ├── VersionNotFound              version_not_found   404
     │   ├── AliasNotFound                alias_not_found     404
     │   ├── NoReadyVersion               no_ready_version    404
+    │   ├── KeyNotFound                  key_not_found       404
     │   └── ArtifactNotFound             artifact_not_found  404
     ├── Conflict                         conflict            409
     │   ├── VersionNotReady              version_not_ready   409
@@ -21,7 +25,12 @@ Errors are mapped only at the edges: the server turns any ``ModelportError`` int
     ├── ArtifactError                    artifact_error      422
     │   ├── ArtifactCorrupted            artifact_corrupted  422
     │   ├── UnsafeArtifact               unsafe_artifact     422
-    │   └── UnsafeBundle                 unsafe_bundle       422
+    │   │   └── UntrustedArtifact        untrusted_artifact  422
+    │   ├── UnsafeBundle                 unsafe_bundle       422
+    │   └── SigningError                 signing_error       422
+    │       ├── ArtifactUnsigned         artifact_unsigned   422
+    │       ├── SignedByOtherKey         signed_by_other_key 422
+    │       └── BadArtifactSignature     bad_artifact_signature 422
     ├── FlavorError                      flavor_error        422
     │   ├── UnsupportedModel             unsupported_model   422
     │   └── PredictionFailed             prediction_failed   422
@@ -90,6 +99,39 @@ class SignatureError(InvalidInput):
     code = "signature_error"
 
 
+class InvalidSigningKey(InvalidInput):
+    """An Ed25519 key file for artifact signing that is missing, unreadable or of another kind."""
+
+    code = "invalid_signing_key"
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"signing key {path}: {reason}")
+
+
+class Unauthenticated(ModelportError):
+    """A request without a valid API key: missing, malformed, unknown, wrong or revoked.
+
+    The message never says which, so a caller cannot probe for key ids that exist.
+    """
+
+    code = "unauthenticated"
+    status = 401
+
+    def __init__(self, reason: str = "invalid or revoked API key") -> None:
+        super().__init__(reason)
+
+
+class Forbidden(ModelportError):
+    """A valid API key whose scope or model restriction does not cover this request."""
+
+    code = "forbidden"
+    status = 403
+
+    def __init__(self, key_name: str, scope: str, model: str | None) -> None:
+        where = f"model {model!r}" if model is not None else "this server"
+        super().__init__(f"API key {key_name!r} has no {scope!r} access to {where}")
+
+
 class NotFound(ModelportError):
     """Something named by the caller does not exist."""
 
@@ -131,6 +173,13 @@ class ArtifactNotFound(NotFound):
 
     def __init__(self, location: str) -> None:
         super().__init__(f"no modelport artifact at {location}")
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no API key named {name!r}")
 
 
 class Conflict(ModelportError):
@@ -185,6 +234,21 @@ class UnsafeArtifact(ArtifactError):
         super().__init__(f"refusing to load {path!r}: {reason}")
 
 
+class UntrustedArtifact(UnsafeArtifact):
+    """Registration refused an artifact the safe loaders would refuse (a pickle global
+    outside the allow-list, dangerous pyfunc code); the message says how to trust it."""
+
+    code = "untrusted_artifact"
+
+    def __init__(self, detail: str) -> None:
+        # Skips UnsafeArtifact's (path, reason) message: ``detail`` already is one.
+        ArtifactError.__init__(
+            self,
+            f"{detail}; if you trust where it came from, register it with trust_unsafe=True "
+            "(CLI: --trust-unsafe)",
+        )
+
+
 class UnsafeBundle(ArtifactError):
     """A bundle entry that would land outside the target directory."""
 
@@ -192,6 +256,35 @@ class UnsafeBundle(ArtifactError):
 
     def __init__(self, entry: str, reason: str) -> None:
         super().__init__(f"refusing bundle entry {entry!r}: {reason}")
+
+
+class SigningError(ArtifactError):
+    """An artifact that was required to be signed by a trusted key and is not."""
+
+    code = "signing_error"
+
+
+class ArtifactUnsigned(SigningError):
+    code = "artifact_unsigned"
+
+    def __init__(self, location: str, signature_file: str) -> None:
+        super().__init__(f"artifact at {location} is not signed (it has no {signature_file})")
+
+
+class SignedByOtherKey(SigningError):
+    code = "signed_by_other_key"
+
+    def __init__(self, signed_by: str, trusted: str) -> None:
+        super().__init__(f"artifact is signed by key {signed_by}, not by the trusted key {trusted}")
+
+
+class BadArtifactSignature(SigningError):
+    """A signature that does not match the manifest: edited after signing, or forged."""
+
+    code = "bad_artifact_signature"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"artifact signature is invalid: {reason}")
 
 
 class FlavorError(ModelportError):

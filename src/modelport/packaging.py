@@ -9,11 +9,12 @@ folder (atomically). ``load_artifact`` verifies every checksum before the flavor
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import platform
 import shutil
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -31,6 +32,7 @@ from modelport.artifact.signature import (
     example_to_json,
     infer_signature,
 )
+from modelport.artifact.signing import verify_artifact
 from modelport.artifact.staging import staging_dir
 from modelport.errors import (
     ArtifactCorrupted,
@@ -142,12 +144,15 @@ def save(
     flavor: str | None = None,
     flavor_options: Mapping[str, Any] | None = None,
     lineage: Mapping[str, Any] | None = None,
+    trust_unsafe: bool = False,
 ) -> Manifest:
     """Write ``model`` as an artifact folder at ``path`` (which must not exist yet).
 
     The signature comes from ``input_example`` (recommended: it also fixes the output
     signature and is used to warm the model up), else from the model itself where the
     flavor can tell. ``reference_data`` (e.g. the training set) is summarized for drift.
+    ``trust_unsafe`` skips the flavor's safety checks (the pickle allow-list) for a model
+    whose every part you trust.
 
     >>> modelport.save(clf, "out/churn", input_example=X[:5], reference_data=X_train)
     """
@@ -156,7 +161,8 @@ def save(
     chosen = get_flavor(flavor) if flavor else flavor_for_model(model)
     signature, example = _signature_for(chosen, model, input_example)
     with staging_dir(target) as tmp:
-        saved = chosen.save(model, tmp, dict(flavor_options or {}))
+        options = dict(flavor_options or {})
+        saved = chosen.save(model, tmp, options, **_trusting(chosen.save, trust_unsafe))
         example_file = profile_file = None
         if example is not None:
             example_file = _write_json(tmp / EXAMPLE_FILE, example_to_json(signature, example))
@@ -165,7 +171,8 @@ def save(
             profile_file = _write_json(tmp / PROFILE_FILE, profile)
         if example is not None:
             # Prove the files load and predict before publishing, and learn the outputs.
-            outputs = chosen.load(tmp, saved.options, signature).predict(example)
+            trust = _trusting(chosen.load, trust_unsafe)
+            outputs = chosen.load(tmp, saved.options, signature, **trust).predict(example)
             signature = signature.with_outputs(outputs)
         manifest = Manifest(
             name=model_name,
@@ -189,23 +196,64 @@ def save(
     return manifest
 
 
-def load_artifact(path: str | Path, *, manifest_sha256: str | None = None) -> LoadedModel:
+def load_artifact(
+    path: str | Path,
+    *,
+    manifest_sha256: str | None = None,
+    public_key: str | Path | None = None,
+    trust_unsafe: bool = False,
+) -> LoadedModel:
     """Verify and load the artifact folder at ``path``.
 
     ``manifest_sha256`` (recorded by the registry) also pins the manifest itself. Every file's
-    checksum is verified before the flavor deserializes anything.
+    checksum is verified before the flavor deserializes anything. With ``public_key`` (a PEM
+    Ed25519 public key file) the artifact must also carry a valid signature by that key
+    (:func:`modelport.artifact.signing.verify_artifact`), checked before anything else; an
+    unsigned, otherwise-signed or edited artifact raises a SigningError.
+    ``trust_unsafe`` skips the pickle allow-list: pass it only for a version registered as
+    trusted (``ModelVersion.trusts_unsafe``), never because a file says so.
     """
     root = Path(path)
-    if manifest_sha256 is not None:
-        manifest_file = root / MANIFEST_FILE
-        if not manifest_file.is_file():
-            raise ArtifactNotFound(str(root))
-        if sha256_file(manifest_file) != manifest_sha256:
-            raise ArtifactCorrupted(MANIFEST_FILE, "sha256 does not match the registry's record")
+    if public_key is not None:
+        manifest = verify_artifact(root, Path(public_key), manifest_sha256=manifest_sha256).manifest
+    else:
+        if manifest_sha256 is not None:
+            manifest_file = root / MANIFEST_FILE
+            if not manifest_file.is_file():
+                raise ArtifactNotFound(str(root))
+            if sha256_file(manifest_file) != manifest_sha256:
+                raise ArtifactCorrupted(
+                    MANIFEST_FILE, "sha256 does not match the registry's record"
+                )
+        manifest = read_manifest(root)
+        verify_files(root, manifest.files)
+    flavor = get_flavor(manifest.flavor)
+    trust = _trusting(flavor.load, trust_unsafe)
+    predictor = flavor.load(root, manifest.flavor_options, manifest.signature, **trust)
+    return LoadedModel(manifest, predictor, root)
+
+
+def find_unsafe(path: str | Path) -> list[tuple[str, str]]:
+    """``(file, reason)`` for what in the artifact at ``path`` a safe load would refuse, or
+    that looks dangerous (pyfunc code), found without running it; empty when nothing is.
+
+    Checksums are verified first, so what was checked is what will be loaded.
+    """
+    root = Path(path)
     manifest = read_manifest(root)
     verify_files(root, manifest.files)
-    predictor = get_flavor(manifest.flavor).load(root, manifest.flavor_options, manifest.signature)
-    return LoadedModel(manifest, predictor, root)
+    scan: Callable[[Path, Mapping[str, Any]], list[tuple[str, str]]] | None = getattr(
+        get_flavor(manifest.flavor), "find_unsafe", None
+    )
+    return [] if scan is None else scan(root, manifest.flavor_options)
+
+
+def _trusting(hook: Callable[..., object], trust_unsafe: bool) -> dict[str, bool]:
+    """``{"trust_unsafe": True}`` when trusting and the hook takes it; else nothing, so
+    flavors whose formats run no code (and plugins) need not declare the keyword."""
+    if trust_unsafe and "trust_unsafe" in inspect.signature(hook).parameters:
+        return {"trust_unsafe": True}
+    return {}
 
 
 def local_artifact(path: str | Path, cache_dir: Path) -> Path:
@@ -238,11 +286,14 @@ def import_artifact(
     metrics: Mapping[str, float] | None = None,
     tags: Mapping[str, str] | None = None,
     description: str = "",
+    trust_unsafe: bool = False,
 ) -> Manifest:
     """Make a verified artifact folder at ``path`` from what a user has at ``source``.
 
     ``source`` may be an artifact folder, a ``.tar`` bundle, or a plain model file
     (``.pkl``/``.joblib``, ``.onnx``, XGBoost ``.json``/``.ubj``, LightGBM ``.txt``).
+    A plain pickle file is read through the allow-list unless ``trust_unsafe``; an artifact
+    folder or bundle is copied as it is (see :func:`find_unsafe`).
     """
     src = Path(source)
     if src.is_dir():
@@ -254,7 +305,7 @@ def import_artifact(
             unpacked = unpack(src, Path(tmp) / "artifact")
             return _copy_artifact(unpacked, Path(path), name, metrics, tags, description)
     chosen = flavor_for_file(src)
-    model = chosen.read_file(src)
+    model = chosen.read_file(src, **_trusting(chosen.read_file, trust_unsafe))
     return save(
         model,
         path,
@@ -266,6 +317,7 @@ def import_artifact(
         description=description,
         flavor=chosen.NAME,
         lineage={"source": src.name, "conversion": f"{src.suffix.lower()} file -> {chosen.NAME}"},
+        trust_unsafe=trust_unsafe,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -34,9 +35,16 @@ class Server:
 
 @contextmanager
 def running_server(
-    home: Path, *args: str, env: dict[str, str] | None = None, ready_timeout: float = 60.0
+    home: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 60.0,
+    ca: Path | None = None,
 ) -> Iterator[Server]:
-    """Start the server, wait until /v2/health/live answers, and always stop it."""
+    """Start the server, wait until /v2/health/live answers, and always stop it.
+
+    With ``ca`` (the certificate the server presents), the server is reached over HTTPS.
+    """
     port = free_port()
     log = home / f"server-{port}.log"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
@@ -49,14 +57,17 @@ def running_server(
             stderr=subprocess.STDOUT,
             env=environ,
         )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
+    scheme = "http" if ca is None else "https"
+    server = Server(f"{scheme}://127.0.0.1:{port}", process, log)
+    verify: bool | ssl.SSLContext = True if ca is None else ssl.create_default_context(cafile=ca)
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited with {process.returncode}:\n{server.logs()}")
             try:
-                if httpx.get(f"{server.url}/v2/health/live", timeout=1).status_code == 200:
+                live = httpx.get(f"{server.url}/v2/health/live", timeout=1, verify=verify)
+                if live.status_code == 200:
                     break
             except httpx.TransportError:
                 pass

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import getpass
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import joblib
@@ -184,3 +189,105 @@ def test_help_explains_every_command(tmp_path: Path) -> None:
     assert "history" in r.stdout
     r = run(tmp_path, "register", "--help")
     assert ".onnx" in r.stdout
+
+
+def test_api_keys_end_to_end(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    r = run(home, "keys", "create", "--name", "ci", "--scope", "predict", "--model", "churn")
+    assert r.returncode == 0, r.stderr
+    token = r.stdout.strip()
+    assert re.fullmatch(r"mp_[0-9a-f]{16}_[0-9a-f]{64}", token), r.stdout
+    assert r.stderr.startswith("warning: ")
+    assert r.stderr.count("\n") == 1
+    assert "will not be shown again" in r.stderr
+    assert token not in r.stderr
+    secret = token.rsplit("_", 1)[1]
+    with modelport.Registry(modelport.Settings(home=home)) as registry:
+        key = registry.authenticate(token)
+    assert (key.name, key.scope, key.model) == ("ci", "predict", "churn")
+
+    r = run(home, "keys", "create", "--name", "ci", "--scope", "read")
+    assert r.returncode == 4
+    assert "an API key named 'ci' already exists" in r.stderr
+    r = run(home, "keys", "create", "--name", "x", "--scope", "write")
+    assert r.returncode == 2, "typer refuses an unknown scope"
+    assert run(home, "keys", "create", "--name", "ops", "--scope", "admin").returncode == 0
+
+    r = run(home, "keys", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(r.stdout)
+    assert [(k["name"], k["scope"], k["model"]) for k in listed] == [
+        ("ci", "predict", "churn"),
+        ("ops", "admin", None),
+    ]
+    assert listed[0]["key_id"] == key.key_id
+    assert listed[0]["revoked_at"] is None
+    r = run(home, "keys", "list")
+    assert "ci" in r.stdout
+    assert key.key_id in r.stdout
+    for shown in (json.dumps(listed), r.stdout):
+        assert secret not in shown
+
+    r = run(home, "keys", "revoke", "ci")
+    assert r.returncode == 0, r.stderr
+    assert f"revoked key 'ci' (id {key.key_id})" in r.stdout
+    with (
+        modelport.Registry(modelport.Settings(home=home)) as registry,
+        pytest.raises(modelport.errors.Unauthenticated, match="invalid or revoked API key"),
+    ):
+        registry.authenticate(token)
+    revoked = json.loads(run(home, "keys", "list", "--json").stdout)
+    assert revoked[0]["revoked_at"] is not None
+    assert revoked[1]["revoked_at"] is None
+
+    r = run(home, "keys", "revoke", "nope")
+    assert r.returncode == 3
+    assert r.stderr == "error: no API key named 'nope'\n"
+    r = run(home, "keys", "--help")
+    assert all(command in r.stdout for command in ("create", "list", "revoke"))
+
+
+class _Payload:
+    """Unpickling this runs ``os.system(command)``."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
+        return os.system, (self.command,)
+
+
+def test_register_trust_unsafe_and_info(
+    trained: tuple[LogisticRegression, pd.DataFrame], tmp_path: Path
+) -> None:
+    model, frame = trained
+    home = tmp_path / "home"
+    marker = tmp_path / "MARKER"
+    trapped = copy.deepcopy(model)
+    trapped.hook_ = _Payload(f"touch {marker}")
+    evil = tmp_path / "evil.pkl"
+    joblib.dump(trapped, evil)
+    system = f"{os.system.__module__}.system"
+
+    r = run(home, "register", str(evil), "--name", "evil")
+    assert r.returncode == 5, (r.stdout, r.stderr)
+    assert f"global '{system}' is not allowed" in r.stderr
+    assert "--trust-unsafe" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not marker.exists()
+
+    r = run(home, "register", str(evil), "--name", "evil", "--trust-unsafe")
+    assert r.returncode == 0, r.stderr
+    assert f"registered evil/2 flavor=sklearn (trusted by {getpass.getuser()}" in r.stdout
+    assert marker.exists(), "a trusted pickle is read as it is (expected here)"
+    info = json.loads(run(home, "info", "evil/2").stdout)
+    assert info["trusted_unsafe"]["by"] == getpass.getuser()
+    assert datetime.fromisoformat(info["trusted_unsafe"]["at"]).tzinfo is not None
+
+    art = tmp_path / "churn"
+    modelport.save(model, art, input_example=frame.head(5))
+    assert run(home, "register", str(art), "--name", "churn").returncode == 0
+    assert json.loads(run(home, "info", "churn").stdout)["trusted_unsafe"] is None
+    assert "trusted_unsafe" not in json.loads(run(home, "info", str(art)).stdout)
+    r = run(home, "register", "--help")
+    assert "--trust-unsafe" in r.stdout

@@ -1,6 +1,7 @@
 """Single-file bundles (``.tar``) for moving an artifact between machines.
 
-``pack`` writes the artifact folder's files under one top-level folder named after the model.
+``pack`` writes the artifact folder's files under one top-level folder named after the model:
+``modelport.json``, every file it lists, and ``modelport.sig`` when the artifact is signed.
 ``unpack`` refuses, before writing anything, every entry that is absolute, contains ``..``,
 is a link, a device or a FIFO, or would land outside the target; then it extracts into a
 staging folder that is renamed into place, so a refused or broken bundle leaves nothing behind.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from modelport.artifact.manifest import MANIFEST_FILE, read_manifest
+from modelport.artifact.manifest import MANIFEST_FILE, SIGNATURE_FILE, read_manifest
 from modelport.artifact.staging import staging_dir
 from modelport.errors import ArtifactCorrupted, ArtifactNotFound, UnsafeBundle
 
@@ -19,11 +20,13 @@ from modelport.errors import ArtifactCorrupted, ArtifactNotFound, UnsafeBundle
 def pack(artifact: Path, bundle: Path) -> Path:
     """Write ``artifact`` (a folder with ``modelport.json``) into the tar file ``bundle``."""
     manifest = read_manifest(artifact)
+    sig = artifact / SIGNATURE_FILE
+    signed = [SIGNATURE_FILE] if sig.is_file() and not sig.is_symlink() else []
     bundle.parent.mkdir(parents=True, exist_ok=True)
     tmp = bundle.with_name(f".tmp-{bundle.name}")
     try:
         with tarfile.open(tmp, "w") as tar:
-            for rel in [MANIFEST_FILE, *sorted(manifest.files)]:
+            for rel in [MANIFEST_FILE, *signed, *sorted(manifest.files)]:
                 tar.add(artifact / rel, arcname=f"{manifest.name}/{rel}", recursive=False)
         tmp.replace(bundle)
     finally:

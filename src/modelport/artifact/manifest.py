@@ -7,6 +7,8 @@ An artifact is a folder::
       model.skops             the flavor's files (names chosen by the flavor)
       input_example.json      {"inputs": {name: nested lists}}  (optional)
       reference_profile.json  per-feature summary of the training data (optional)
+      modelport.sig           detached Ed25519 signature of modelport.json (optional, see
+                              modelport.artifact.signing); never listed in ``files``
 
 ``modelport.json`` holds (format_version 1)::
 
@@ -28,6 +30,7 @@ An artifact is a folder::
     lineage         {"source": where it came from, "parent": "name/3" or null,
                      "conversion": e.g. "pickle->skops" or null}
     files           {relative path: sha256 hex} for every file except modelport.json
+                    (and modelport.sig, which is written after the manifest)
 
 Every file listed in ``files`` is checked against its SHA-256 before anything is deserialized.
 The registry also records the manifest's own SHA-256, so the manifest cannot be edited either.
@@ -45,6 +48,7 @@ from modelport.artifact.signature import Signature
 from modelport.errors import ArtifactCorrupted, ArtifactNotFound
 
 MANIFEST_FILE = "modelport.json"
+SIGNATURE_FILE = "modelport.sig"
 FORMAT_VERSION = 1
 
 
@@ -91,10 +95,20 @@ class Manifest:
 
 def read_manifest(path: Path) -> Manifest:
     """Read ``path/modelport.json``; a missing file is ArtifactNotFound, a broken one corrupted."""
+    return parse_manifest(read_manifest_bytes(path))
+
+
+def read_manifest_bytes(path: Path) -> bytes:
+    """The exact bytes of ``path/modelport.json`` (what a signature covers)."""
     file = path / MANIFEST_FILE
     if not file.is_file():
         raise ArtifactNotFound(str(path))
+    return file.read_bytes()
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """Parse manifest bytes already read (and perhaps verified), so they are not read twice."""
     try:
-        return Manifest.from_dict(json.loads(file.read_text(encoding="utf-8")))
+        return Manifest.from_dict(json.loads(data.decode("utf-8")))
     except (ValueError, KeyError, TypeError) as exc:
         raise ArtifactCorrupted(MANIFEST_FILE, f"not a valid manifest ({exc})") from None

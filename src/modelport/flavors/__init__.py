@@ -16,6 +16,15 @@ A flavor is a module (or any object) with:
 - ``read_file(path) -> object`` - read a plain model file a user already has (``.onnx``, ...)
   into an in-memory model that ``save`` accepts. ``FILE_SUFFIXES`` lists the suffixes it takes.
 
+Optional, for flavors whose files can run code when loaded (sklearn pickles, pyfunc code):
+
+- ``find_unsafe(path, options) -> list[tuple[str, str]]`` - ``(file, reason)`` for what a
+  safe load would refuse or what looks dangerous, found without running it. The registry
+  calls it before a version is published, unless a person trusts the model.
+- a keyword ``trust_unsafe: bool = False`` on ``save``, ``load`` and ``read_file``: True skips
+  the flavor's safety checks. It is passed only when True and only to hooks that declare it,
+  so a flavor whose formats run no code needs neither.
+
 Built-in flavors are registered as import strings so a framework is imported only when used;
 other packages add flavors through the ``modelport.flavors`` entry-point group.
 """

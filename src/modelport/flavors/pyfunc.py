@@ -12,6 +12,10 @@ The instance itself is not stored: on load the class is instantiated with no arg
 
 Options recorded: ``{"module": "churn.model", "class": "ChurnModel",
 "artifacts": {name: relpath}}``.
+
+Loading runs the saved code, so registration first reads every ``.py`` file of the artifact
+with :mod:`modelport.flavors._code_guard` (``find_unsafe``) and refuses plainly dangerous calls
+unless a person trusts the code.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import numpy as np
 
 from modelport.artifact.signature import Signature
 from modelport.errors import FlavorError
-from modelport.flavors import Options, Predictor, SavedFlavor
+from modelport.flavors import Options, Predictor, SavedFlavor, _code_guard
 
 NAME = "pyfunc"
 FILE_SUFFIXES: tuple[str, ...] = ()
@@ -186,6 +190,12 @@ def _import_module(code_dir: Path, module_name: str) -> types.ModuleType:
         return importlib.import_module(f"{alias}.{module_name}")
     except Exception as exc:  # the user's module failed at import time
         raise FlavorError(f"importing pyfunc module {module_name!r} failed: {exc!r}") from None
+
+
+def find_unsafe(path: Path, options: Options) -> list[tuple[str, str]]:
+    """``(file, "line N calls os.system")`` for each dangerous call or import in the
+    artifact's ``.py`` files (its code and any artifact files), read without running them."""
+    return [(file, f"line {line} {what}") for file, line, what in _code_guard.scan_folder(path)]
 
 
 def read_file(path: Path) -> object:

@@ -6,6 +6,9 @@ Files written into the artifact's flavor folder:
   load, any type skops does not trust by default must pass the same allow-list as pickles.
 - ``model.joblib`` / ``model.pkl`` (``{"serialization": "joblib" | "pickle"}``): loaded through
   :mod:`modelport.flavors._pickle_guard`, which refuses globals outside the allow-list.
+
+``trust_unsafe=True`` (given only for versions a person registered as trusted) skips the
+allow-list: pickles are then loaded as they are, running whatever they name.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ def handles(model: object) -> bool:
     return from_package(model, "sklearn") and hasattr(model, "predict")
 
 
-def save(model: object, path: Path, options: Options) -> SavedFlavor:
-    """Write the estimator with skops (default) or joblib/pickle, and check it loads back."""
+def save(model: object, path: Path, options: Options, *, trust_unsafe: bool = False) -> SavedFlavor:
+    """Write the estimator with skops (default) or joblib/pickle, and check it loads back
+    through the allow-list (unless ``trust_unsafe``)."""
     sklearn = import_framework("sklearn", "scikit-learn", "sklearn")
     serialization = str(options.get("serialization", "skops"))
     if serialization not in _FILES:
@@ -53,7 +57,8 @@ def save(model: object, path: Path, options: Options) -> SavedFlavor:
     else:
         with file.open("wb") as f:
             pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
-    _check_loadable(file, serialization)
+    if not trust_unsafe:
+        _check_loadable(file, serialization)
     saved_options: dict[str, Any] = {"file": file.name, "serialization": serialization}
     classes = getattr(model, "classes_", None)
     if classes is not None:
@@ -66,14 +71,19 @@ def save(model: object, path: Path, options: Options) -> SavedFlavor:
     )
 
 
-def load(path: Path, options: Options, signature: Signature) -> Predictor:
-    """Rebuild the estimator from its file, refusing any type outside the allow-list."""
+def load(
+    path: Path, options: Options, signature: Signature, *, trust_unsafe: bool = False
+) -> Predictor:
+    """Rebuild the estimator from its file, refusing any type outside the allow-list unless
+    ``trust_unsafe``."""
     import_framework("sklearn", "scikit-learn", "sklearn")
     serialization = str(options.get("serialization", "skops"))
     file = path / str(options.get("file", _FILES.get(serialization, "")))
     if file.parent != path or serialization not in _FILES:
         raise FlavorError(f"invalid sklearn flavor options: {dict(options)!r}")
-    if serialization == "skops":
+    if trust_unsafe:
+        model = _load_unguarded(file, serialization)
+    elif serialization == "skops":
         sio = import_framework("skops.io", "skops", "sklearn")
         trusted = _check_skops_types(file, sio)
         model = sio.load(file, trusted=trusted)
@@ -84,20 +94,56 @@ def load(path: Path, options: Options, signature: Signature) -> Predictor:
     return SklearnPredictor(model, signature)
 
 
+def _load_unguarded(file: Path, serialization: str) -> Any:  # Any: whatever the file holds
+    """Load without the allow-list: only for files a person registered as trusted."""
+    if serialization == "skops":
+        sio = import_framework("skops.io", "skops", "sklearn")
+        return sio.load(file, trusted=sio.get_untrusted_types(file=file))
+    joblib = import_framework("joblib", "joblib", "sklearn")
+    # joblib's reader takes plain pickles as well.
+    return joblib.load(file)
+
+
+def find_unsafe(path: Path, options: Options) -> list[tuple[str, str]]:
+    """``(file, reason)`` for a model file that the allow-list refuses (at most one: the
+    file is refused at its first bad global). Loads through the guard, which runs nothing
+    outside the allow-list."""
+    serialization = str(options.get("serialization", "skops"))
+    file = path / str(options.get("file", _FILES.get(serialization, "")))
+    if file.parent != path or serialization not in _FILES:
+        raise FlavorError(f"invalid sklearn flavor options: {dict(options)!r}")
+    import_framework("sklearn", "scikit-learn", "sklearn")
+    try:
+        _guard(file, serialization)
+    except UnsafeArtifact as exc:
+        return [(file.name, _reason(exc))]
+    return []
+
+
+def _guard(file: Path, serialization: str) -> None:
+    """Raise UnsafeArtifact if ``file`` holds a type or global outside the allow-list."""
+    if serialization == "skops":
+        _check_skops_types(file, import_framework("skops.io", "skops", "sklearn"))
+    elif serialization == "joblib":
+        _pickle_guard.load_joblib(file)
+    else:
+        _pickle_guard.load_pickle(file)
+
+
+def _reason(exc: UnsafeArtifact) -> str:
+    """The reason part of ``refusing to load '<path>': <reason>``."""
+    return str(exc).partition("': ")[2] or str(exc)
+
+
 def _check_loadable(file: Path, serialization: str) -> None:
     """Fail at save time, not when the model is served, if load would refuse what it holds."""
     try:
-        if serialization == "skops":
-            _check_skops_types(file, import_framework("skops.io", "skops", "sklearn"))
-        elif serialization == "joblib":
-            _pickle_guard.load_joblib(file)
-        else:
-            _pickle_guard.load_pickle(file)
+        _guard(file, serialization)
     except UnsafeArtifact as exc:
-        reason = str(exc).partition(": ")[2]
         raise FlavorError(
-            f"this model cannot be saved safely: {reason}; a scikit-learn model may hold only "
-            "scikit-learn, numpy and scipy types"
+            f"this model cannot be saved safely: {_reason(exc)}; a scikit-learn model may hold "
+            "only scikit-learn, numpy and scipy types (trust_unsafe=True skips this check for "
+            "a model you trust)"
         ) from None
 
 
@@ -110,9 +156,12 @@ def _check_skops_types(file: Path, sio: Any) -> list[str]:
     return unknown
 
 
-def read_file(path: Path) -> object:
-    """Read a user's ``.pkl``/``.pickle``/``.joblib`` file through the pickle guard."""
+def read_file(path: Path, *, trust_unsafe: bool = False) -> object:
+    """Read a user's ``.pkl``/``.pickle``/``.joblib`` file through the pickle guard (or, with
+    ``trust_unsafe``, as it is)."""
     import_framework("sklearn", "scikit-learn", "sklearn")
+    if trust_unsafe:
+        return _load_unguarded(path, "joblib")
     # joblib's reader also takes plain pickles, and users name joblib files ``.pkl`` too.
     return _pickle_guard.load_joblib(path)
 

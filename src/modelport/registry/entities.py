@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
+from modelport.errors import InvalidInput
+
 T = TypeVar("T")
 
 VersionStatus = Literal["pending", "ready", "failed"]
@@ -51,11 +53,21 @@ class ModelVersion:
     source: str
     created_at: datetime
     error: str | None = None
+    trusted_unsafe_by: str | None = None
+    """Who registered this version with ``trust_unsafe=True`` (None: it was not), so that it
+    loads without the pickle allow-list and its code was not scanned."""
+    trusted_unsafe_at: datetime | None = None
+    """When that trust was given."""
 
     @property
     def is_ready(self) -> bool:
         """True when the artifact is complete and the version may be loaded or aliased."""
         return self.status == "ready"
+
+    @property
+    def trusts_unsafe(self) -> bool:
+        """True when this version was registered as trusted and loads without the allow-list."""
+        return self.trusted_unsafe_by is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,76 @@ class AliasChange:
     version: int | None
     previous_version: int | None
     changed_at: datetime
+
+
+KeyScope = Literal["predict", "read", "admin"]
+"""What an API key may do: ``predict`` calls models, ``read`` reads metadata, ``admin`` all."""
+
+KEY_SCOPES: tuple[KeyScope, ...] = ("predict", "read", "admin")
+
+
+def key_scope(value: str) -> KeyScope:
+    """``value`` as a :data:`KeyScope`; InvalidInput naming the scopes if it is none."""
+    for scope in KEY_SCOPES:
+        if value == scope:
+            return scope
+    raise InvalidInput(f"unknown API key scope {value!r}; use one of: {', '.join(KEY_SCOPES)}")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as the registry knows it: never its secret, nor the secret's hash.
+
+    ``allows`` is the whole permission rule: an ``admin`` key may do everything, a ``read``
+    key only reads, a ``predict`` key only predicts. A key restricted to ``model`` may touch
+    only that model; on server-wide routes (``model`` None) it may only read.
+    """
+
+    name: str
+    key_id: str
+    """The public part of the token (``mp_<key_id>_<secret>``); safe to log."""
+    scope: KeyScope
+    model: str | None
+    """The only model this key may use, or None for every model."""
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def is_revoked(self) -> bool:
+        """True once the key was revoked; a revoked key allows nothing."""
+        return self.revoked_at is not None
+
+    def allows(self, scope: str, model: str | None) -> bool:
+        """True if this key may do ``scope`` (predict, read or admin) on ``model``.
+
+        ``model`` is the model a request is about, or None for server-wide routes (server
+        metadata, the repository index). Raises ValueError for an unknown scope: that is a
+        bug in the caller, and failing loudly beats denying everything quietly.
+        """
+        if scope not in KEY_SCOPES:
+            raise ValueError(f"unknown API key scope {scope!r}; use one of {KEY_SCOPES}")
+        if self.is_revoked:
+            return False
+        if self.scope != "admin" and self.scope != scope:
+            return False
+        if self.model is None:
+            return True
+        if model is None:
+            # A key for one model may read server metadata, but never act server-wide.
+            return scope == "read"
+        return model == self.model
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """What the store keeps to verify a token: the key, the salt and HMAC of its secret.
+
+    Only the registry's ``authenticate`` needs this; it never leaves the registry layer.
+    """
+
+    key: ApiKey
+    salt: str = field(repr=False)
+    secret_hash: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,19 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Protocol
 
-from modelport.registry.entities import AliasChange, ModelInfo, ModelVersion, Page
+from modelport.registry.entities import (
+    AliasChange,
+    ApiKey,
+    KeyScope,
+    ModelInfo,
+    ModelVersion,
+    Page,
+    StoredKey,
+)
 
 
 class MetadataStore(Protocol):
-    """Models, versions and aliases. Each method is one transaction.
+    """Models, versions, aliases and API keys. Each method is one transaction.
 
     A version is created ``pending`` (its number allocated atomically), then marked
     ``ready`` once its artifact is stored, or ``failed``. Only ready versions may be aliased.
@@ -54,6 +62,7 @@ class MetadataStore(Protocol):
         metrics: Mapping[str, float] | None = None,
         tags: Mapping[str, str] | None = None,
         description: str = "",
+        trusted_unsafe_by: str | None = None,
     ) -> ModelVersion: ...
 
     def mark_version_ready(
@@ -91,3 +100,24 @@ class MetadataStore(Protocol):
     def list_aliases(self, name: str) -> dict[str, int]: ...
 
     def alias_history(self, name: str, alias: str) -> list[AliasChange]: ...
+
+    def create_key(
+        self,
+        name: str,
+        *,
+        key_id: str,
+        salt: str,
+        secret_hash: str,
+        scope: KeyScope,
+        model: str | None = None,
+    ) -> ApiKey:
+        """Conflict if the name is taken. Stores only the salt and hash, never a secret."""
+        ...
+
+    def get_key(self, key_id: str) -> StoredKey | None: ...
+
+    def list_keys(self, page_token: str | None = None, max_results: int = 100) -> Page[ApiKey]: ...
+
+    def revoke_key(self, name: str) -> ApiKey:
+        """KeyNotFound for an unknown name; revoking twice keeps the first time."""
+        ...

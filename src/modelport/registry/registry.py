@@ -11,10 +11,19 @@ the artifact store (the files), and keeps them consistent with a two-phase regis
 Only ready versions are ever resolved, loaded or aliased, so readers never see half a
 version. If step 2-4 fails the version is marked failed and its files removed; if the
 process dies instead, the row stays pending and :meth:`Registry.cleanup_stale` finishes the job.
+
+Before step 3, the artifact is checked as it will be loaded: a pickle global outside the
+allow-list, or plainly dangerous pyfunc code, refuses the registration unless the caller
+passes ``trust_unsafe=True``; the version then records who trusted it and when, and only such
+a version is loaded without the allow-list.
+
+The registry also holds the server's API keys (:meth:`Registry.create_key`,
+:meth:`Registry.authenticate`); see :mod:`modelport.registry._tokens` for the token format.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -29,17 +38,29 @@ from modelport.config import Settings
 from modelport.errors import (
     ArtifactCorrupted,
     Conflict,
+    InvalidInput,
     InvalidRef,
     ModelportError,
     NoReadyVersion,
     NotFound,
+    Unauthenticated,
+    UnsafeArtifact,
+    UntrustedArtifact,
     VersionNotReady,
 )
 from modelport.packaging import LoadedModel
 from modelport.ref import ModelRef, validate_name
+from modelport.registry import _tokens
 from modelport.registry._backends import open_artifact_store, open_metadata_store
 from modelport.registry.artifact_store import ArtifactStore
-from modelport.registry.entities import AliasChange, ModelInfo, ModelVersion, Page
+from modelport.registry.entities import (
+    AliasChange,
+    ApiKey,
+    ModelInfo,
+    ModelVersion,
+    Page,
+    key_scope,
+)
 from modelport.registry.metadata_store import MetadataStore
 
 logger = logging.getLogger(__name__)
@@ -110,18 +131,37 @@ class Registry:
         description: str = "",
         flavor: str | None = None,
         flavor_options: Mapping[str, Any] | None = None,
+        trust_unsafe: bool = False,
+        trusted_by: str | None = None,
     ) -> ModelVersion:
         """Store a model object, or the artifact/bundle/model file at a path, as a new version.
 
         ``flavor`` and ``flavor_options`` apply to model objects; a file's flavor comes from
         the file. Returns the ready version; on failure the version is left ``failed``.
+
+        A model whose pickle names a global outside the allow-list, or whose pyfunc code makes
+        plainly dangerous calls, is refused (UntrustedArtifact, naming the global or the file
+        and line) unless ``trust_unsafe``: then it is registered as it is, the version records
+        ``trusted_by`` (default: the OS user) and the time, and it loads without the
+        allow-list. Trust only models whose origin you know: loading them can run any code.
+        The check runs before anything from a file or folder is loaded; a model *object*'s
+        code already runs in this process, so it guards what is published, not this process.
         """
         validate_name(name)
+        trusted = _truster(trusted_by) if trust_unsafe else None
+        if trusted_by is not None and not trust_unsafe:
+            raise InvalidInput("trusted_by is recorded only with trust_unsafe=True")
         is_path = isinstance(model_or_path, str | Path)
         kind = type(model_or_path)
         source = str(model_or_path) if is_path else f"{kind.__module__}.{kind.__qualname__}"
         pending = self._store.create_version(
-            name, flavor=flavor, source=source, metrics=metrics, tags=tags, description=description
+            name,
+            flavor=flavor,
+            source=source,
+            metrics=metrics,
+            tags=tags,
+            description=description,
+            trusted_unsafe_by=trusted,
         )
         try:
             with tempfile.TemporaryDirectory(prefix="modelport-register-") as tmp:
@@ -136,6 +176,7 @@ class Registry:
                         metrics=metrics,
                         tags=tags,
                         description=description,
+                        trust_unsafe=trust_unsafe,
                     )
                 else:
                     manifest = packaging.save(
@@ -149,7 +190,10 @@ class Registry:
                         description=description,
                         flavor=flavor,
                         flavor_options=flavor_options,
+                        trust_unsafe=trust_unsafe,
                     )
+                if not trust_unsafe:
+                    _refuse_unsafe(path)
                 sha = packaging.manifest_sha256(path)
                 self._artifacts.put_dir(pending.artifact_key, path)
             return self._store.mark_version_ready(
@@ -159,6 +203,13 @@ class Registry:
                 manifest_sha256=sha,
                 flavor=manifest.flavor,
             )
+        except UnsafeArtifact as exc:
+            if trust_unsafe or isinstance(exc, UntrustedArtifact):
+                self._abandon(pending, exc)
+                raise
+            refused = UntrustedArtifact(str(exc))  # the same refusal, saying how to trust it
+            self._abandon(pending, refused)
+            raise refused from exc
         except BaseException as exc:
             self._abandon(pending, exc)
             raise
@@ -255,7 +306,9 @@ class Registry:
             return packaging.load_artifact(packaging.local_artifact(parsed.path, self._cache_dir))
         version = self.resolve(parsed)
         path = self._artifacts.local_path(version.artifact_key)
-        return packaging.load_artifact(path, manifest_sha256=version.manifest_sha256)
+        return packaging.load_artifact(
+            path, manifest_sha256=version.manifest_sha256, trust_unsafe=version.trusts_unsafe
+        )
 
     def manifest(self, ref: str | Path | ModelRef) -> Manifest:
         """The manifest of the artifact a ref names, checked against the registry's hash."""
@@ -305,6 +358,77 @@ class Registry:
         """Delete a model, all its versions and their files."""
         for key in self._store.delete_model(name):
             self._artifacts.delete(key)
+
+    # -- API keys -----------------------------------------------------------------------------
+
+    def create_key(self, name: str, scope: str, model: str | None = None) -> tuple[ApiKey, str]:
+        """Create an API key; returns it with its token, which is shown this once only.
+
+        ``scope`` is ``predict``, ``read`` or ``admin``; ``model`` restricts the key to one
+        model. Conflict if ``name`` is taken. Only a salted hash of the secret is stored.
+
+        >>> key, token = registry.create_key("ci", "predict", model="churn")
+        >>> registry.authenticate(token).name
+        'ci'
+        """
+        token, key_id, secret = _tokens.new_token()
+        salt = _tokens.new_salt()
+        key = self._store.create_key(
+            name,
+            key_id=key_id,
+            salt=salt,
+            secret_hash=_tokens.hash_secret(salt, secret),
+            scope=key_scope(scope),
+            model=model,
+        )
+        return key, token
+
+    def list_keys(self, page_token: str | None = None, max_results: int = 100) -> Page[ApiKey]:
+        """API keys in name order, revoked ones included; never their secrets."""
+        return self._store.list_keys(page_token, max_results)
+
+    def revoke_key(self, name: str) -> ApiKey:
+        """Revoke a key for good (KeyNotFound for an unknown name)."""
+        return self._store.revoke_key(name)
+
+    def authenticate(self, token: str) -> ApiKey:
+        """The live key a token belongs to; Unauthenticated if it is malformed, unknown,
+        wrong or revoked (one message for all four, so a caller learns nothing).
+
+        Whether the key may do what is asked is :meth:`ApiKey.allows`' business.
+        """
+        parsed = _tokens.parse_token(token)
+        if parsed is None:
+            raise Unauthenticated()
+        key_id, secret = parsed
+        stored = self._store.get_key(key_id)
+        if stored is None or not _tokens.secret_matches(stored.salt, stored.secret_hash, secret):
+            raise Unauthenticated()
+        if stored.key.is_revoked:
+            raise Unauthenticated()
+        return stored.key
+
+
+def _truster(trusted_by: str | None) -> str:
+    """Who is trusting a model: the name given, else the OS user."""
+    if trusted_by is None:
+        try:
+            trusted_by = getpass.getuser()
+        except (OSError, KeyError):  # no login name (e.g. a container's numeric user)
+            trusted_by = "unknown"
+    trusted_by = trusted_by.strip()
+    if not trusted_by or len(trusted_by) > 128:
+        raise InvalidInput("trusted_by must be 1 to 128 characters")
+    return trusted_by
+
+
+def _refuse_unsafe(path: Path) -> None:
+    """UntrustedArtifact naming the first unsafe thing found in the artifact, if any."""
+    found = packaging.find_unsafe(path)
+    if found:
+        file, reason = found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise UntrustedArtifact(f"refusing {file!r}: {reason}{more}")
 
 
 def _describe(exc: BaseException) -> str:

@@ -73,19 +73,24 @@ class Call:
                 raise InvalidInput(f"invalid Content-Length {declared[:40]!r}")
             if int(declared) > self._limit:
                 raise PayloadTooLarge(self._limit)
-        chunks: list[bytes] = []
-        size = 0
+        body = b""
+        buffer: bytearray | None = None  # from a second non-empty chunk on: no quadratic joins
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 raise ClientDisconnected
             chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._limit:
+            if buffer is not None:
+                buffer += chunk
+            elif body and chunk:
+                buffer = bytearray(body)
+                buffer += chunk
+            elif chunk:
+                body = chunk
+            if len(body if buffer is None else buffer) > self._limit:
                 raise PayloadTooLarge(self._limit)
-            chunks.append(chunk)
             if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return body if buffer is None else bytes(buffer)
 
 
 def error_reply(exc: BaseException, error_body: ErrorBody, method: str, path: str) -> Reply:

@@ -19,19 +19,25 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from modelport.config import Settings
 from modelport.errors import ModelportError
 from modelport.serving import docs, mlflow, tfserving, v2
-from modelport.serving._http import error_reply
+from modelport.serving._http import ErrorBody, error_reply
 from modelport.serving.asgi import Endpoint, InferenceRoutes
+from modelport.serving.auth import Authenticator
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.deployment import ModelSpec
 from modelport.serving.manager import ModelManager
 
 
-def create_app(settings: Settings, specs: list[ModelSpec]) -> InferenceRoutes:
-    """Build the server app for ``specs``; models load when the app starts."""
+def create_app(settings: Settings, specs: list[ModelSpec]) -> ASGIApp:
+    """Build the server app for ``specs``; models load when the app starts.
+
+    With ``settings.serving.auth``, every request first passes the
+    :class:`~modelport.serving.auth.Authenticator`.
+    """
     manager = ModelManager(settings, specs)
     plane = DataPlane(manager, settings.serving)
 
@@ -53,13 +59,27 @@ def create_app(settings: Settings, specs: list[ModelSpec]) -> InferenceRoutes:
         # Starlette's outermost middleware, which answers and then re-raises for the log.
         exception_handlers={ModelportError: _error, HTTPException: _http_error, Exception: _error},
     )
-    return InferenceRoutes(
+    app: ASGIApp = InferenceRoutes(
         routes,
         v2=Endpoint(partial(v2.infer, plane), v2.error_body),
         tfserving=Endpoint(partial(tfserving.predict, plane), v2.error_body),
         mlflow=Endpoint(partial(mlflow.invocations, plane), mlflow.encode_error),
         max_body_bytes=settings.serving.max_body_bytes,
     )
+    if settings.serving.auth:
+        app = Authenticator(
+            app,
+            manager.registry,
+            default_model=lambda: next(iter(manager.models), None),
+            error_body=_error_body_for,
+            cache_seconds=settings.serving.auth_cache_s,
+        )
+    return app
+
+
+def _error_body_for(path: str) -> ErrorBody:
+    """MLflow's error shape on its scoring routes, the V2 one everywhere else."""
+    return mlflow.encode_error if path.endswith("/invocations") else v2.error_body
 
 
 async def _error(request: Request, exc: Exception) -> Response:

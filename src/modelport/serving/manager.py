@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -101,6 +102,7 @@ class ModelManager:
         }
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelport-predict")
         self._registry: Registry | None = None
+        self._registry_lock = threading.Lock()
         self._poller: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -200,7 +202,7 @@ class ModelManager:
         ref = served.ref
         if ref.path is not None:
             return None
-        return self._open_registry().resolve(ref)
+        return self.registry().resolve(ref)
 
     def _load_and_warm(
         self, served: ServedModel, target: ModelVersion | None
@@ -208,12 +210,20 @@ class ModelManager:
         """The model, warmed up with its input example, and one timed call's seconds."""
         ref = served.ref
         if ref.path is not None:
-            model = load_artifact(local_artifact(ref.path, self.settings.resolved_cache_dir()))
+            model = load_artifact(
+                local_artifact(ref.path, self.settings.resolved_cache_dir()),
+                public_key=self.settings.serving.require_signed,
+            )
         else:
             assert target is not None
-            registry = self._open_registry()
+            registry = self.registry()
             path = registry.artifacts.local_path(target.artifact_key)
-            model = load_artifact(path, manifest_sha256=target.manifest_sha256)
+            model = load_artifact(
+                path,
+                manifest_sha256=target.manifest_sha256,
+                public_key=self.settings.serving.require_signed,
+                trust_unsafe=target.trusts_unsafe,  # only as the registry recorded it
+            )
         example = model.input_example()
         if example is None:
             return model, None
@@ -260,10 +270,12 @@ class ModelManager:
                     async with served.lock:
                         await self._swap(served)
 
-    def _open_registry(self) -> Registry:
-        if self._registry is None:
-            self._registry = Registry(self.settings)
-        return self._registry
+    def registry(self) -> Registry:
+        """The registry the models come from (and API keys are checked against); opened once."""
+        with self._registry_lock:  # worker threads may ask at the same time
+            if self._registry is None:
+                self._registry = Registry(self.settings)
+            return self._registry
 
     async def _run(self, fn: Any, *args: Any) -> Any:  # Any: a sync callable and its result
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

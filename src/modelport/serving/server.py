@@ -14,11 +14,12 @@ import signal
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
+from modelport.artifact import signing
 from modelport.config import Settings
 from modelport.errors import InvalidInput
 from modelport.serving.app import create_app
-from modelport.serving.asgi import InferenceRoutes
 from modelport.serving.deployment import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -27,20 +28,33 @@ GRACEFUL_SECONDS = 30
 
 
 def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool = False) -> None:
-    """Serve ``specs`` until SIGTERM/SIGINT. Blocks."""
+    """Serve ``specs`` until SIGTERM/SIGINT. Blocks.
+
+    API keys are required when ``settings.serving.auth`` is set, and always on an address
+    other than loopback unless ``insecure_no_auth`` (which then logs a warning).
+    """
     if not specs:
         raise InvalidInput("nothing to serve: name at least one model ref or a deployment file")
     names = [spec.served_name for spec in specs]
     if len(set(names)) != len(names):
         raise InvalidInput("two models would be served under the same name; use a deployment file")
     cfg = settings.serving
-    if not _is_loopback(cfg.host) and not insecure_no_auth:
-        raise InvalidInput(
-            f"refusing to serve on {cfg.host} without authentication; "
-            "pass --insecure-no-auth if this network is trusted"
-        )
     if not _is_loopback(cfg.host):
-        logger.warning("serving on %s with NO authentication", cfg.host)
+        if insecure_no_auth:
+            if cfg.auth:
+                raise InvalidInput("--insecure-no-auth contradicts auth: true; choose one")
+            logger.warning("serving on %s with NO authentication (--insecure-no-auth)", cfg.host)
+        elif not cfg.auth:
+            cfg = cfg.model_copy(update={"auth": True})
+            settings = settings.model_copy(update={"serving": cfg})
+    if (cfg.tls_cert is None) != (cfg.tls_key is None):
+        raise InvalidInput("HTTPS needs both --tls-cert and --tls-key")
+    for path in (cfg.tls_cert, cfg.tls_key, cfg.require_signed):
+        if path is not None and not path.is_file():
+            raise InvalidInput(f"no such file: {path}")
+    if cfg.require_signed is not None:  # a bad key file stops the server here, not per model
+        key = signing.fingerprint(signing.load_public_key(cfg.require_signed))
+        logger.info("serving only models signed by key %s", key)
     options: dict[str, Any] = {
         "host": cfg.host,
         "port": cfg.port,
@@ -54,6 +68,8 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
         "log_level": "info",
         "timeout_graceful_shutdown": GRACEFUL_SECONDS,
     }
+    if cfg.tls_cert is not None:
+        options.update(ssl_certfile=str(cfg.tls_cert), ssl_keyfile=str(cfg.tls_key))
     # uvicorn drains on SIGTERM, restores the previous handler and re-raises the signal;
     # with this no-op handler in place the re-raise is harmless and a drained stop exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -75,7 +91,7 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
         uvicorn.run(create_app(settings, specs), **options)
 
 
-def app_from_environment() -> InferenceRoutes:
+def app_from_environment() -> ASGIApp:
     """The app factory each worker process calls (see :func:`serve`)."""
     data = json.loads(os.environ[_SPEC_ENV])
     settings = Settings.model_validate(data["settings"])

@@ -169,3 +169,18 @@ def test_real_models_pass_the_guard(arrays: dict[str, np.ndarray], tmp_path: Pat
     (tmp_path / "m.pkl").write_bytes(pickle.dumps(model, protocol=2))
     loaded: Any = flavor.read_file(tmp_path / "m.pkl")
     np.testing.assert_array_equal(loaded.predict(arrays["x_test"]), model.predict(arrays["x_test"]))
+
+
+@pytest.mark.parametrize("serialization", ["pickle", "joblib"])
+def test_find_unsafe_names_the_global_and_trust_unsafe_skips_the_guard(
+    serialization: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "MARKER"
+    obj, name = _payloads(marker)["os.system"]
+    file = "model.pkl" if serialization == "pickle" else "model.joblib"
+    joblib.dump([1, obj], tmp_path / file)
+    options = {"file": file, "serialization": serialization}
+    assert flavor.find_unsafe(tmp_path, options) == [(file, f"global '{name}' is not allowed")]
+    assert not marker.exists()
+    flavor.load(tmp_path, options, SIGNATURE, trust_unsafe=True)
+    assert marker.exists(), "trusted: loaded as it is, payload and all"

@@ -1,20 +1,24 @@
-"""Migrations: the schema they build matches the ORM, they run once, and reopening is cheap."""
+"""Migrations: the schema they build matches the ORM, they run once, reopening is cheap, and
+each later migration upgrades (and downgrades) a database that holds data."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, insert, inspect, text
 
 from modelport.errors import StoreError, UnsupportedURI
 from modelport.registry._backends import open_artifact_store, open_metadata_store, scheme_of
 from modelport.registry.artifact_store import LocalArtifactStore
 from modelport.registry.sql import SqlStore
-from modelport.registry.sql._engine import parse_url, schema_is_current
-from modelport.registry.sql._schema import Base
+from modelport.registry.sql._engine import MIGRATIONS_DIR, parse_url, schema_is_current
+from modelport.registry.sql._schema import Base, ModelRow, VersionRow
 
 
 def test_migrations_build_exactly_the_orm_schema(registry_uri: str) -> None:
@@ -97,3 +101,95 @@ def test_sqlite_writes_take_the_lock_at_begin_and_reads_do_not(tmp_path: Path) -
         event.remove(store._engine, "before_cursor_execute", record)
     assert writes == ["BEGIN IMMEDIATE"]
     assert reads == ["BEGIN"]
+
+
+# -- 0002: API keys and the trust record ---------------------------------------------------
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def empty_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database no migration has touched yet, on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    uri: str = request.getfixturevalue("fresh_pg_database")
+    return uri
+
+
+def _migrate(uri: str, revision: str, *, down: bool = False) -> None:
+    engine = create_engine(parse_url(uri))
+    try:
+        with engine.begin() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, revision)
+    finally:
+        engine.dispose()
+
+
+def _tables_and_version_columns(uri: str) -> tuple[set[str], set[str]]:
+    engine = create_engine(parse_url(uri))
+    try:
+        found = inspect(engine)
+        columns = {c["name"] for c in found.get_columns("model_versions")}
+        return set(found.get_table_names()), columns
+    finally:
+        engine.dispose()
+
+
+def test_0002_upgrades_a_0001_database_and_keeps_its_versions(empty_uri: str) -> None:
+    _migrate(empty_uri, "0001")
+    engine = create_engine(parse_url(empty_uri))
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(ModelRow).values(
+                    name="churn", last_version=1, created_at=now, updated_at=now
+                )
+            )
+            model_id = conn.execute(text("SELECT id FROM models")).scalar_one()
+            conn.execute(
+                insert(VersionRow).values(
+                    model_id=model_id,
+                    version=1,
+                    status="pending",
+                    artifact_key="models/1/v1",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    finally:
+        engine.dispose()
+    assert "api_keys" not in _tables_and_version_columns(empty_uri)[0]
+    with SqlStore(empty_uri) as store:
+        old = store.get_version("churn", 1)
+        assert (old.trusted_unsafe_by, old.trusted_unsafe_at, old.trusts_unsafe) == (
+            None,
+            None,
+            False,
+        )
+        trusted = store.create_version("churn", trusted_unsafe_by="alice")
+        assert trusted.trusted_unsafe_by == "alice"
+        assert trusted.trusted_unsafe_at is not None
+        assert store.get_version("churn", 2).trusted_unsafe_at == trusted.trusted_unsafe_at
+        store.create_key("ci", key_id="0" * 16, salt="1" * 32, secret_hash="2" * 64, scope="read")
+        assert [k.name for k in store.list_keys()] == ["ci"]
+
+
+def test_0002_downgrades_cleanly_and_upgrades_again(empty_uri: str) -> None:
+    SqlStore(empty_uri).close()
+    tables, columns = _tables_and_version_columns(empty_uri)
+    assert "api_keys" in tables
+    assert {"trusted_unsafe_by", "trusted_unsafe_at"} <= columns
+    _migrate(empty_uri, "0001", down=True)
+    tables, columns = _tables_and_version_columns(empty_uri)
+    assert "api_keys" not in tables
+    assert not {"trusted_unsafe_by", "trusted_unsafe_at"} & columns
+    with SqlStore(empty_uri) as store:
+        assert store.list_keys().items == []

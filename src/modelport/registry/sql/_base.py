@@ -144,4 +144,6 @@ def to_version(name: str, row: VersionRow) -> ModelVersion:
         source=row.source,
         created_at=row.created_at,
         error=row.error,
+        trusted_unsafe_by=row.trusted_unsafe_by,
+        trusted_unsafe_at=row.trusted_unsafe_at,
     )

@@ -9,6 +9,8 @@ the two with Alembic's autogenerate so they cannot drift apart.
 - ``aliases``: current alias -> version. The composite foreign key to ``model_versions``
   makes the database itself refuse to delete a version an alias points at.
 - ``alias_history``: every set/move/delete of an alias, for audit and rollback.
+- ``api_keys``: one row per API key: its public id, a salt and HMAC-SHA256 of its secret
+  (never the secret), scope, optional model restriction and when it was revoked.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAME_LENGTH = 128
+KEY_ID_LENGTH = 32
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -114,6 +117,8 @@ class VersionRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    trusted_unsafe_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    trusted_unsafe_at: Mapped[datetime | None]
 
 
 class AliasRow(Base):
@@ -143,3 +148,17 @@ class AliasHistoryRow(Base):
     version: Mapped[int | None] = mapped_column(Integer)
     previous_version: Mapped[int | None] = mapped_column(Integer)
     changed_at: Mapped[datetime]
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    key_id: Mapped[str] = mapped_column(String(KEY_ID_LENGTH), unique=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

@@ -23,6 +23,7 @@ from modelport.registry import _paging
 from modelport.registry.entities import ModelInfo, ModelVersion, Page
 from modelport.registry.sql._aliases import AliasMixin
 from modelport.registry.sql._base import check_tags, to_version
+from modelport.registry.sql._keys import KeyMixin
 from modelport.registry.sql._schema import ModelRow, VersionRow, utcnow
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 _MAX_ERROR_LENGTH = 4000
 
 
-class SqlStore(AliasMixin):
+class SqlStore(AliasMixin, KeyMixin):
     """Registry metadata in a SQL database, created or migrated to the newest schema on open.
 
     >>> store = SqlStore("sqlite:////tmp/registry.db")
@@ -119,11 +120,14 @@ class SqlStore(AliasMixin):
         metrics: Mapping[str, float] | None = None,
         tags: Mapping[str, str] | None = None,
         description: str = "",
+        trusted_unsafe_by: str | None = None,
     ) -> ModelVersion:
         """Allocate the next version number as a ``pending`` version, creating the model if new.
 
         The artifact key is fixed here, from the model's id and the number, so a crashed
         registration leaves a row that says where its partial files may be.
+        ``trusted_unsafe_by`` records who trusted this version to load without the pickle
+        allow-list (and when: now).
         """
         validate_name(name)
         clean_tags = check_tags(tags)
@@ -145,6 +149,8 @@ class SqlStore(AliasMixin):
                 source=source,
                 created_at=now,
                 updated_at=now,
+                trusted_unsafe_by=trusted_unsafe_by,
+                trusted_unsafe_at=now if trusted_unsafe_by is not None else None,
             )
             s.add(row)
             s.flush()

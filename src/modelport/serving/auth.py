@@ -1,0 +1,140 @@
+"""Who may call what: API keys, checked once, in front of every route.
+
+Every HTTP request passes through :class:`Authenticator` before any route runs, inference and
+Starlette routes alike, so no route or method can be forgotten: the scope a request needs is
+decided here from its method and path, and anything not listed below needs ``read``.
+
+- open, no key: ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /ping``,
+  ``GET /health`` (probes must work without secrets);
+- ``predict``: ``POST .../infer``, ``POST ...:predict``, ``POST [/models/{name}]/invocations``;
+- ``admin``: every other non-GET request (``POST /v2/repository/models/{name}/load|unload``
+  today; feedback and alias changes later);
+- ``read``: every other GET, and ``POST /v2/repository/index`` (the V2 spec lists models
+  with a POST): metadata, repository index, ``/openapi.json``, ``/docs``.
+
+The key comes as ``Authorization: Bearer <key>``: missing, malformed, unknown or revoked is
+401 (with ``WWW-Authenticate: Bearer``), a scope or model the key does not allow is 403. Keys
+are verified by the registry (a salted hash, compared in constant time) and the answer is
+cached for ``cache_seconds``, so a request costs no database round trip and a revoked key
+stops working within that time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from modelport.errors import Forbidden, ModelportError, Unauthenticated
+from modelport.registry import ApiKey, Registry
+from modelport.serving._http import ErrorBody, error_reply
+
+Scope_ = Literal["predict", "read", "admin"]
+_OPEN = frozenset({"/v2/health/live", "/v2/health/ready", "/ping", "/health"})
+_CACHE_LIMIT = 10_000
+
+
+def required_scope(method: str, path: str) -> Scope_ | None:
+    """The scope a request needs, or None for the open health routes."""
+    if method in ("GET", "HEAD") and path in _OPEN:
+        return None
+    if method == "POST" and (
+        path.endswith("/infer") or path.endswith(":predict") or path.endswith("/invocations")
+    ):
+        return "predict"
+    if method in ("GET", "HEAD") or path == "/v2/repository/index":  # the index is POST too
+        return "read"
+    return "admin"
+
+
+def model_named(path: str, default_model: Callable[[], str | None]) -> str | None:
+    """The model a path is about (None for server-wide routes such as ``/v2``)."""
+    for prefix in ("/v2/models/", "/v1/models/", "/v2/repository/models/", "/models/"):
+        if path.startswith(prefix):
+            name = path[len(prefix) :].split("/", 1)[0]
+            return name.split(":", 1)[0] or None
+    if path == "/invocations":
+        return default_model()
+    return None
+
+
+class Authenticator:
+    """ASGI middleware: answers 401/403 itself, passes allowed requests to ``app``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        registry: Callable[[], Registry],
+        *,
+        default_model: Callable[[], str | None],
+        error_body: Callable[[str], ErrorBody],
+        cache_seconds: float = 5.0,
+    ) -> None:
+        self.app = app
+        self._registry = registry
+        self._default_model = default_model
+        self._error_body = error_body
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[ApiKey | None, float]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        needed = required_scope(method, path)
+        if needed is not None:
+            try:
+                key = await self._key(scope)
+                model = model_named(path, self._default_model)
+                if not key.allows(needed, model):
+                    raise Forbidden(key.name, needed, model)
+            except ModelportError as exc:
+                await self._refuse(scope, send, exc)
+                return
+        await self.app(scope, receive, send)
+
+    async def _key(self, scope: Scope) -> ApiKey:
+        token = _bearer(scope)
+        now = time.monotonic()
+        cached = self._cache.get(token)
+        if cached is None or now - cached[1] > self._cache_seconds:
+            loop = asyncio.get_running_loop()
+            try:
+                key: ApiKey | None = await loop.run_in_executor(None, self._authenticate, token)
+            except Unauthenticated:
+                key = None
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            cached = self._cache[token] = (key, now)
+        if cached[0] is None:
+            raise Unauthenticated("invalid or revoked API key")
+        return cached[0]
+
+    def _authenticate(self, token: str) -> ApiKey:
+        return self._registry().authenticate(token)
+
+    async def _refuse(self, scope: Scope, send: Send, exc: ModelportError) -> None:
+        path = scope["path"]
+        reply = error_reply(exc, self._error_body(path), scope["method"], path)
+        headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()
+        ]
+        if isinstance(exc, Unauthenticated):
+            headers.append((b"www-authenticate", b"Bearer"))
+        headers.append((b"content-length", str(len(reply.body)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+
+
+def _bearer(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("the Authorization header must be 'Bearer <API key>'")
+            return str(token.strip())
+    raise Unauthenticated("this server requires an API key: send 'Authorization: Bearer <key>'")
