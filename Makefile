@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck install clean
+.PHONY: demo test check lint typecheck install bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider --cov --cov-report=term
+
+# The serving benchmark needs wrk, a C load generator from Debian.
+bench: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(PY) benchmarks/predict_overhead.py
+	$(PY) benchmarks/serving.py --seconds 10
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples benchmarks

@@ -531,10 +531,17 @@ def keys_create(
     model: Annotated[
         str | None, typer.Option(help="Allow this model only [default: every model].")
     ] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(
+            help="Requests per second each server process accepts from this key; "
+            "beyond it, 429 with Retry-After [default: no limit]."
+        ),
+    ] = None,
 ) -> None:
     """Create an API key and print its token: it is shown this once and never stored."""
     with _registry() as reg:
-        key, token = reg.create_key(name, scope.value, model=model)
+        key, token = reg.create_key(name, scope.value, model=model, rate_limit=rate_limit)
     err.print(
         f"warning: store this token now, it will not be shown again "
         f"(key {key.name!r}, id {key.key_id}, scope {key.scope})",
@@ -546,7 +553,7 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """List API keys (name, key id, scope, model, created, revoked); never their secrets."""
+    """List API keys (name, key id, scope, model, rate limit, created, revoked); never secrets."""
     with _registry() as reg:
         keys = _all(reg.list_keys)
     if as_json:
@@ -557,6 +564,7 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
                     "key_id": k.key_id,
                     "scope": k.scope,
                     "model": k.model,
+                    "rate_limit": k.rate_limit,
                     "created_at": k.created_at.isoformat(),
                     "revoked_at": _iso(k.revoked_at),
                 }
@@ -564,13 +572,14 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
             ]
         )
         return
-    table = Table("name", "key id", "scope", "model", "created", "revoked")
+    table = Table("name", "key id", "scope", "model", "rate limit", "created", "revoked")
     for k in keys:
         table.add_row(
             k.name,
             k.key_id,
             k.scope,
             k.model or "(all)",
+            f"{k.rate_limit:g}/s" if k.rate_limit else "-",
             k.created_at.strftime("%Y-%m-%d %H:%M"),
             k.revoked_at.strftime("%Y-%m-%d %H:%M") if k.revoked_at else "-",
         )

@@ -40,7 +40,9 @@ Errors are mapped only at the edges: the server turns any ``ModelportError`` int
     │   ├── Overloaded                   overloaded          503
     │   ├── RequestTimeout               request_timeout     504
     │   ├── PayloadTooLarge              payload_too_large   413
-    │   └── UnsupportedMediaType         unsupported_media_type 415
+    │   ├── UnsupportedMediaType         unsupported_media_type 415
+    │   ├── UnsupportedContentEncoding   unsupported_content_encoding 415
+    │   └── RateLimited                  rate_limited        429
     └── StoreError                       store_error         500
         └── UnsupportedURI               unsupported_uri     400
 """
@@ -372,6 +374,32 @@ class UnsupportedMediaType(ServingError):
     def __init__(self, content_type: str, accepted: list[str]) -> None:
         super().__init__(
             f"content type {content_type!r} is not accepted here; use {', '.join(accepted)}"
+        )
+
+
+class UnsupportedContentEncoding(ServingError):
+    """Compressed request bodies are refused: decompressing them is how gzip bombs work."""
+
+    code = "unsupported_content_encoding"
+    status = 415
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(
+            f"Content-Encoding {encoding[:40]!r} is not accepted; send the body uncompressed"
+        )
+
+
+class RateLimited(ServingError):
+    """An API key sent more requests than its rate limit allows."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, key_name: str, per_second: float, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"API key {key_name!r} is limited to {per_second:g} requests per second; "
+            f"retry after {retry_after} s"
         )
 
 

@@ -71,7 +71,7 @@ class ModelRef:
         if not isinstance(ref, str) or not ref.strip():
             raise InvalidRef(str(ref), "empty")
         text = ref.strip()
-        if text.startswith(("/", "./", "../", "~", ".\\")) or Path(text).exists():
+        if text.startswith(("/", "./", "../", "~", ".\\")) or _exists(text):
             return cls(path=Path(text).expanduser())
         if "@" in text:
             name, _, alias = text.partition("@")
@@ -98,3 +98,12 @@ class ModelRef:
         if self.version is not None:
             return f"{self.name}/{self.version}"
         return str(self.name)
+
+
+def _exists(text: str) -> bool:
+    """True if ``text`` names an existing file; False also when it cannot name one at all
+    (too long for the file system, a NUL byte), so it is then read as a registry ref."""
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):
+        return False

@@ -211,7 +211,11 @@ def test_api_keys_end_to_end(tmp_path: Path) -> None:
     assert "an API key named 'ci' already exists" in r.stderr
     r = run(home, "keys", "create", "--name", "x", "--scope", "write")
     assert r.returncode == 2, "typer refuses an unknown scope"
-    assert run(home, "keys", "create", "--name", "ops", "--scope", "admin").returncode == 0
+    ops = ("keys", "create", "--name", "ops", "--scope", "admin")
+    r = run(home, *ops, "--rate-limit", "0")
+    assert r.returncode == 2
+    assert "rate limit must be a positive number per second, got 0.0" in r.stderr
+    assert run(home, *ops, "--rate-limit", "2.5").returncode == 0
 
     r = run(home, "keys", "list", "--json")
     assert r.returncode == 0, r.stderr
@@ -222,8 +226,10 @@ def test_api_keys_end_to_end(tmp_path: Path) -> None:
     ]
     assert listed[0]["key_id"] == key.key_id
     assert listed[0]["revoked_at"] is None
+    assert [k["rate_limit"] for k in listed] == [None, 2.5]
     r = run(home, "keys", "list")
     assert "ci" in r.stdout
+    assert "2.5/s" in r.stdout
     assert key.key_id in r.stdout
     for shown in (json.dumps(listed), r.stdout):
         assert secret not in shown

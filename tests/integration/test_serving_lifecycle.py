@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import signal
-import sys
-import textwrap
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,19 +20,9 @@ import modelport
 from modelport.errors import InvalidInput, NotFound
 
 from ._server import running_server
+from ._usercode import user_module
 
 pytestmark = pytest.mark.slow
-
-
-def _user_module(tmp: Path, source: str) -> Any:
-    """Import user code from its own file, as a notebook user's module would be."""
-    name = f"user_{uuid.uuid4().hex[:8]}"
-    (tmp / f"{name}.py").write_text(textwrap.dedent(source))
-    sys.path.insert(0, str(tmp))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(tmp))
 
 
 def _xy() -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +130,7 @@ class Slow(PythonModel):
 
 
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
-    slow = _user_module(tmp_path, SLOW).Slow()
+    slow = user_module(tmp_path, SLOW).Slow()
     modelport.save(slow, tmp_path / "slow", input_example=np.ones((1, 3)))
     env = {"MODELPORT_SERVING__BATCHING": "false"}
     with running_server(tmp_path, str(tmp_path / "slow"), env=env) as server:
@@ -185,7 +171,7 @@ def test_every_v2_datatype_through_a_server(tmp_path: Path) -> None:
         for d in DTYPES
     }
     example["str"] = np.array([["a", "bé", "c"], ["d", "", "f"]], dtype=object)
-    echo = _user_module(tmp_path, ECHO).Echo()
+    echo = user_module(tmp_path, ECHO).Echo()
     modelport.save(echo, tmp_path / "echo", input_example=example)
     with (
         running_server(tmp_path, str(tmp_path / "echo")) as server,

@@ -14,7 +14,8 @@ from sklearn.linear_model import LogisticRegression
 import modelport
 
 from ._server import running_server
-from .test_serving_lifecycle import SLOW, _user_module
+from ._usercode import user_module
+from .test_serving_lifecycle import SLOW
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,7 @@ BODY = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data"
 
 
 def test_timeout_is_504_and_full_queue_is_503_with_retry_after(tmp_path: Path) -> None:
-    slow = _user_module(tmp_path, SLOW).Slow()
+    slow = user_module(tmp_path, SLOW).Slow()
     modelport.save(slow, tmp_path / "slow", input_example=np.ones((1, 3)))
     env = {
         "MODELPORT_SERVING__REQUEST_TIMEOUT_S": "0.3",

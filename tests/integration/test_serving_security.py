@@ -237,7 +237,16 @@ def test_require_signed_serves_only_signed_models(home: Path, tmp_path: Path) ->
     with modelport.Registry(modelport.Settings(home=home)) as registry:
         folder, pin = registered_artifact(registry, "other")
         signing.sign_artifact(folder, private, manifest_sha256=pin)
-    with running_server(home, "churn", "other", "--require-signed", str(public)) as srv:
+        x = np.zeros((3, 4), dtype=np.float32)
+        registry.register("tampered", LogisticRegression().fit(x, [0, 1, 0]), input_example=x)
+        folder, pin = registered_artifact(registry, "tampered")
+        signing.sign_artifact(folder, private, manifest_sha256=pin)
+    model_file = folder / "model.skops"
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit after signing
+    model_file.write_bytes(bytes(data))
+    args = ("churn", "other", "tampered", "--require-signed", str(public))
+    with running_server(home, *args) as srv:
         body, headers = v2codec.encode_request({"input": np.zeros((1, 4), dtype=np.float32)})
         signed = httpx.post(f"{srv.url}/v2/models/other/infer", content=body, headers=headers)
         assert signed.status_code == 200, signed.text
@@ -246,3 +255,45 @@ def test_require_signed_serves_only_signed_models(home: Path, tmp_path: Path) ->
         meta = httpx.get(f"{srv.url}/v2/repository/index").json()
         churn = next(m for m in meta if m["name"] == "churn")
         assert "not signed" in churn["reason"] or "unsigned" in churn["reason"], churn
+        tampered = next(m for m in meta if m["name"] == "tampered")
+        assert tampered["state"] != "READY", tampered
+        assert "model.skops" in tampered["reason"], tampered
+        r = httpx.post(f"{srv.url}/v2/models/tampered/infer", content=body, headers=headers)
+        assert r.status_code == 503, r.text
+
+
+def test_every_other_method_needs_a_key_too(server: Server, keys: dict[str, str]) -> None:
+    paths = {path for _, path in routes(server, keys["admin"])} | {"/nowhere", "/v2/models/x/y/z"}
+    for path in sorted(paths):
+        for method in ("PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "POST", "GET"):
+            if (method, path) in OPEN:
+                continue
+            r = httpx.request(method, f"{server.url}{path}", timeout=30)
+            assert r.status_code == 401, (method, path, r.status_code, r.text)
+            r = httpx.request(method, f"{server.url}{path}", headers=bearer(keys["predict-other"]))
+            assert r.status_code in (401, 403, 404, 405), (method, path, r.status_code)
+            assert r.status_code != 200
+
+
+def test_a_key_rate_limit_answers_429_with_retry_after(home: Path, server: Server) -> None:
+    with modelport.Registry(modelport.Settings(home=home)) as registry:
+        _, slow = registry.create_key("slow", "predict", rate_limit=0.01)  # 1 per 100 s
+        key, fast = registry.create_key("fast", "predict")
+    assert key.rate_limit is None
+    body, headers = v2codec.encode_request({"input": np.zeros((1, 4), dtype=np.float32)})
+    url = f"{server.url}/v2/models/other/infer"  # an earlier test may have unloaded churn
+    first = httpx.post(url, content=body, headers={**headers, **bearer(slow)})
+    assert first.status_code == 200, first.text
+    second = httpx.post(url, content=body, headers={**headers, **bearer(slow)})
+    assert second.status_code == 429, second.text
+    assert 90 <= int(second.headers["retry-after"]) <= 100
+    assert "API key 'slow' is limited to 0.01 requests per second" in second.json()["error"]
+    mlflow = httpx.post(
+        f"{server.url}/models/other/invocations",
+        json={"inputs": [[0, 0, 0, 0]]},
+        headers=bearer(slow),
+    )
+    assert mlflow.status_code == 429
+    assert mlflow.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    for _ in range(5):  # other keys are not held back
+        assert httpx.post(url, content=body, headers={**headers, **bearer(fast)}).status_code == 200

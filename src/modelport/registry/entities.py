@@ -94,6 +94,12 @@ def key_scope(value: str) -> KeyScope:
     raise InvalidInput(f"unknown API key scope {value!r}; use one of: {', '.join(KEY_SCOPES)}")
 
 
+def check_rate_limit(value: float | None) -> None:
+    """InvalidInput unless ``value`` is None (no limit) or a finite number of requests/s > 0."""
+    if value is not None and not (0 < value < float("inf")):
+        raise InvalidInput(f"a key's rate limit must be a positive number per second, got {value}")
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     """An API key as the registry knows it: never its secret, nor the secret's hash.
@@ -111,6 +117,8 @@ class ApiKey:
     """The only model this key may use, or None for every model."""
     created_at: datetime
     revoked_at: datetime | None = None
+    rate_limit: float | None = None
+    """Requests per second a server accepts from this key (each server process), or None."""
 
     @property
     def is_revoked(self) -> bool:

@@ -110,6 +110,7 @@ class MetadataStore(Protocol):
         secret_hash: str,
         scope: KeyScope,
         model: str | None = None,
+        rate_limit: float | None = None,
     ) -> ApiKey:
         """Conflict if the name is taken. Stores only the salt and hash, never a secret."""
         ...

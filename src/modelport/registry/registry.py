@@ -361,11 +361,14 @@ class Registry:
 
     # -- API keys -----------------------------------------------------------------------------
 
-    def create_key(self, name: str, scope: str, model: str | None = None) -> tuple[ApiKey, str]:
+    def create_key(
+        self, name: str, scope: str, model: str | None = None, rate_limit: float | None = None
+    ) -> tuple[ApiKey, str]:
         """Create an API key; returns it with its token, which is shown this once only.
 
         ``scope`` is ``predict``, ``read`` or ``admin``; ``model`` restricts the key to one
-        model. Conflict if ``name`` is taken. Only a salted hash of the secret is stored.
+        model; ``rate_limit`` caps the requests per second a server accepts from it (429
+        beyond). Conflict if ``name`` is taken. Only a salted hash of the secret is stored.
 
         >>> key, token = registry.create_key("ci", "predict", model="churn")
         >>> registry.authenticate(token).name
@@ -380,6 +383,7 @@ class Registry:
             secret_hash=_tokens.hash_secret(salt, secret),
             scope=key_scope(scope),
             model=model,
+            rate_limit=rate_limit,
         )
         return key, token
 

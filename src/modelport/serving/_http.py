@@ -18,7 +18,14 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from modelport.errors import InvalidInput, ModelportError, Overloaded, PayloadTooLarge
+from modelport.errors import (
+    InvalidInput,
+    ModelportError,
+    Overloaded,
+    PayloadTooLarge,
+    RateLimited,
+    UnsupportedContentEncoding,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +72,13 @@ class Call:
         """The whole body, refusing more than the limit before holding it in memory.
 
         A declared ``Content-Length`` over the limit is refused without reading; a chunked
-        body is counted as it streams and refused as soon as it passes the limit.
+        body is counted as it streams and refused as soon as it passes the limit. A
+        compressed body (``Content-Encoding`` other than identity) is refused with 415:
+        inflating it would let a few kilobytes claim gigabytes past the limit.
         """
+        encoding = self.header(b"content-encoding")
+        if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+            raise UnsupportedContentEncoding(encoding)
         declared = self.header(b"content-length")
         if declared is not None:
             if not (declared.isascii() and declared.isdigit()):
@@ -103,7 +115,7 @@ def error_reply(exc: BaseException, error_body: ErrorBody, method: str, path: st
         logger.error("unexpected error on %s %s", method, path, exc_info=exc)
         return Reply(error_body("internal server error", 500), status=500)
     headers = {"Content-Type": JSON}
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, Overloaded | RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     if exc.status >= 500:
         logger.warning("%s %s -> %d: %s", method, path, exc.status, exc)

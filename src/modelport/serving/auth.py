@@ -17,18 +17,23 @@ The key comes as ``Authorization: Bearer <key>``: missing, malformed, unknown or
 are verified by the registry (a salted hash, compared in constant time) and the answer is
 cached for ``cache_seconds``, so a request costs no database round trip and a revoked key
 stops working within that time.
+
+A key created with a ``rate_limit`` (requests per second) gets a token bucket holding one
+second's worth of requests: beyond it, 429 with ``Retry-After``. Buckets live in each server
+process, so with ``--workers N`` a key may get up to N times its limit in total.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import Literal
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelport.errors import Forbidden, ModelportError, Unauthenticated
+from modelport.errors import Forbidden, ModelportError, RateLimited, Unauthenticated
 from modelport.registry import ApiKey, Registry
 from modelport.serving._http import ErrorBody, error_reply
 
@@ -79,6 +84,7 @@ class Authenticator:
         self._error_body = error_body
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[ApiKey | None, float]] = {}
+        self._buckets: dict[str, _Bucket] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,6 +98,8 @@ class Authenticator:
                 model = model_named(path, self._default_model)
                 if not key.allows(needed, model):
                     raise Forbidden(key.name, needed, model)
+                if key.rate_limit is not None:
+                    self._spend(key, key.rate_limit)
             except ModelportError as exc:
                 await self._refuse(scope, send, exc)
                 return
@@ -114,6 +122,16 @@ class Authenticator:
             raise Unauthenticated("invalid or revoked API key")
         return cached[0]
 
+    def _spend(self, key: ApiKey, per_second: float) -> None:
+        bucket = self._buckets.get(key.key_id)
+        if bucket is None or bucket.per_second != per_second:
+            if len(self._buckets) >= _CACHE_LIMIT:
+                self._buckets.clear()
+            bucket = self._buckets[key.key_id] = _Bucket(per_second)
+        wait = bucket.take(time.monotonic())
+        if wait > 0:
+            raise RateLimited(key.name, per_second, max(1, math.ceil(wait)))
+
     def _authenticate(self, token: str) -> ApiKey:
         return self._registry().authenticate(token)
 
@@ -128,6 +146,27 @@ class Authenticator:
         headers.append((b"content-length", str(len(reply.body)).encode()))
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
+
+
+class _Bucket:
+    """A token bucket: ``per_second`` tokens a second, holding at most one second's worth."""
+
+    __slots__ = ("capacity", "level", "per_second", "updated")
+
+    def __init__(self, per_second: float) -> None:
+        self.per_second = per_second
+        self.capacity = max(1.0, per_second)
+        self.level = self.capacity
+        self.updated = time.monotonic()
+
+    def take(self, now: float) -> float:
+        """Spend one token and return 0, or return the seconds until one is available."""
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.level >= 1.0:
+            self.level -= 1.0
+            return 0.0
+        return (1.0 - self.level) / self.per_second
 
 
 def _bearer(scope: Scope) -> str:

@@ -21,8 +21,9 @@ from modelport.serving.dataplane import DataPlane
 
 ACCEPTED = ["application/json", "text/csv"]
 # MLflow's error codes by HTTP status, so its clients see the shape they expect.
-_CODES = {400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 413: "BAD_REQUEST",
-          415: "BAD_REQUEST", 422: "BAD_REQUEST", 503: "TEMPORARILY_UNAVAILABLE",
+_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+          404: "RESOURCE_DOES_NOT_EXIST", 413: "BAD_REQUEST", 415: "BAD_REQUEST",
+          422: "BAD_REQUEST", 429: "REQUEST_LIMIT_EXCEEDED", 503: "TEMPORARILY_UNAVAILABLE",
           504: "TEMPORARILY_UNAVAILABLE"}  # fmt: skip
 
 

@@ -73,3 +73,10 @@ def test_numeric_alias_is_refused() -> None:
     with pytest.raises(InvalidName, match="must not be a number"):
         validate_alias("3")
     assert validate_alias("prod-2") == "prod-2"
+
+
+@pytest.mark.parametrize("text", ["x" * 300, "churn@" + "x" * 300, "a\x00b"])
+def test_text_that_cannot_name_a_file_is_read_as_a_registry_ref(text: str) -> None:
+    # a too-long or NUL-holding path makes os.stat raise; it must not escape as a traceback
+    with pytest.raises(InvalidName, match="invalid"):
+        ModelRef.parse(text)

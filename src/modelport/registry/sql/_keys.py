@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session
 from modelport.errors import Conflict, KeyNotFound
 from modelport.ref import validate_name
 from modelport.registry import _paging
-from modelport.registry.entities import ApiKey, KeyScope, Page, StoredKey, key_scope
+from modelport.registry.entities import (
+    ApiKey,
+    KeyScope,
+    Page,
+    StoredKey,
+    check_rate_limit,
+    key_scope,
+)
 from modelport.registry.sql._base import StoreBase
 from modelport.registry.sql._schema import ApiKeyRow, utcnow
 
@@ -32,12 +39,14 @@ class KeyMixin(StoreBase):
         secret_hash: str,
         scope: KeyScope,
         model: str | None = None,
+        rate_limit: float | None = None,
     ) -> ApiKey:
         """Store a new key; Conflict if ``name`` (or, by a 2^-64 chance, ``key_id``) is taken."""
         validate_name(name, "key name")
         if model is not None:
             validate_name(model)
         scope = key_scope(scope)
+        check_rate_limit(rate_limit)
         with self._session(write=True) as s:
             insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
             # ON CONFLICT DO NOTHING: a concurrent create of the same name answers Conflict
@@ -51,6 +60,7 @@ class KeyMixin(StoreBase):
                     secret_hash=secret_hash,
                     scope=scope,
                     model=model,
+                    rate_limit=rate_limit,
                     created_at=utcnow(),
                     revoked_at=None,
                 )
@@ -118,4 +128,5 @@ def _to_key(row: ApiKeyRow) -> ApiKey:
         model=row.model,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        rate_limit=row.rate_limit,
     )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     JSON,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Integer,
@@ -160,5 +161,6 @@ class ApiKeyRow(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     scope: Mapped[str] = mapped_column(String(16))
     model: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    rate_limit: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]

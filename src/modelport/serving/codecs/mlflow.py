@@ -12,9 +12,9 @@
 ``params`` (inference parameters for models whose predict takes them) is accepted and ignored:
 modelport predictors take no parameters. The response is ``{"predictions": ...}``: a list for
 one output, an object of columns for several (MLflow's ``_get_jsonable_obj`` leaves a dict of
-arrays as a dict). Errors are ``{"error_code": "BAD_REQUEST", "message": "..."}``. As MLflow's
-``json.dump`` does, NaN and the infinities are written as ``NaN``/``Infinity``/``-Infinity``
-tokens, and read back.
+arrays as a dict). Errors are ``{"error_code": "BAD_REQUEST", "message": "..."}``. Requests
+may hold ``NaN``/``Infinity``/``-Infinity`` tokens, as MLflow's ``json.dump`` writes them;
+responses are always standard JSON, so NaN and the infinities are written as ``null``.
 
 Messages follow ``mlflow/pyfunc/scoring_server/__init__.py``, without its long note on the
 MLflow 1 protocol; a content type other than JSON or CSV (MLflow answers 415) raises
@@ -89,7 +89,7 @@ def decode_request(body: bytes, content_type: str, signature: Signature) -> obje
 def encode_response(outputs: Mapping[str, np.ndarray]) -> bytes:
     """Write ``{"predictions": ...}``: a list for one output, columns for several."""
     value: object = next(iter(outputs.values())) if len(outputs) == 1 else dict(outputs)
-    return tfserving.dumps({"predictions": value}, outputs.values())
+    return tfserving.dumps({"predictions": value})
 
 
 def encode_error(message: str, error_code: str = "BAD_REQUEST") -> bytes:

@@ -13,11 +13,12 @@ object per row keyed by output name when there are several outputs) and ``{"outp
 columns (the value itself, or an object keyed by output name). Errors are ``{"error": "..."}``.
 
 A string written as ``{"b64": "..."}`` is base64; modelport string tensors hold text, so it must
-decode to UTF-8. TF Serving reads and writes the non-standard JSON tokens ``NaN``, ``Infinity``
-and ``-Infinity``, and so does this codec. It does not base64-encode ``*_bytes`` outputs: they
-are already text. Source: tensorflow.org/tfx/serving/api_rest ("Request format", "Encoding
-binary values", "Response format") and tensorflow/serving ``util/json_tensor.cc`` for the
-error wording.
+decode to UTF-8. Like TF Serving, requests may hold the non-standard JSON tokens ``NaN``,
+``Infinity`` and ``-Infinity``; responses are always standard JSON, so a NaN or infinite output
+is written as ``null`` (as the V2 routes do; TF Serving would write the bare tokens, which strict
+JSON parsers refuse). It does not base64-encode ``*_bytes`` outputs: they are already text.
+Source: tensorflow.org/tfx/serving/api_rest ("Request format", "Encoding binary values",
+"Response format") and tensorflow/serving ``util/json_tensor.cc`` for the error wording.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -59,9 +60,9 @@ def encode_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> byte
     """Write ``{"predictions": ...}`` (row format) or ``{"outputs": ...}`` (columnar)."""
     if not row_format:
         value: object = next(iter(outputs.values())) if len(outputs) == 1 else dict(outputs)
-        return dumps({"outputs": value}, outputs.values())
+        return dumps({"outputs": value})
     if len(outputs) == 1:
-        return dumps({"predictions": next(iter(outputs.values()))}, outputs.values())
+        return dumps({"predictions": next(iter(outputs.values()))})
     lengths = {name: arr.shape[0] if arr.ndim else None for name, arr in outputs.items()}
     if None in lengths.values() or len(set(lengths.values())) > 1:
         raise ModelportError(
@@ -70,7 +71,7 @@ def encode_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> byte
     names = list(outputs)
     columns = zip(*(arr.tolist() for arr in outputs.values()), strict=True)
     rows = [dict(zip(names, row, strict=True)) for row in columns]
-    return dumps({"predictions": rows}, outputs.values())
+    return dumps({"predictions": rows})
 
 
 def encode_error(message: str) -> bytes:
@@ -86,20 +87,15 @@ def loads(body: bytes) -> Any:  # Any: whatever JSON the client sent
         error = exc
     try:  # the slow path runs only for bodies orjson refused, usually for NaN tokens
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    # ValueError covers bad JSON and UTF-8 and over-long integers; RecursionError, nesting
+    # deeper than Python's stack (orjson refuses past 1,024 levels and so lands here).
+    except (ValueError, RecursionError):
         raise InvalidInput(f"invalid JSON: {error}") from None
 
 
-def dumps(doc: object, arrays: Iterable[np.ndarray]) -> bytes:
-    """Write JSON with ``NaN``/``Infinity``/``-Infinity`` tokens, as TF Serving and MLflow do.
-
-    orjson would write those as ``null``, so the stdlib writer takes over (slower, but only
-    then) when one of ``arrays``, the arrays whose values ``doc`` holds, is not finite.
-    """
-    if all(a.dtype.kind != "f" or np.isfinite(a).all() for a in arrays):
-        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY, default=_plain)
-    text = json.dumps(_lists(doc), separators=(",", ":"), ensure_ascii=False, default=_plain)
-    return text.encode()
+def dumps(doc: object) -> bytes:
+    """Standard JSON: NaN and the infinities become ``null``, numpy arrays are written whole."""
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY, default=_plain)
 
 
 def rows_to_columns(rows: object, signature: Signature, *, strict: bool) -> object:
@@ -162,14 +158,6 @@ def _columns(inputs: object, signature: Signature) -> object:
         f"model takes {len(names)} named inputs ({', '.join(names)}); "
         "'inputs' must be an object keyed by input name"
     )
-
-
-def _lists(value: object) -> object:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {k: _lists(v) for k, v in value.items()}
-    return value
 
 
 def _plain(value: object) -> object:

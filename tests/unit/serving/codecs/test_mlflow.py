@@ -104,7 +104,9 @@ def test_responses() -> None:
     assert orjson.loads(mlflow.encode_response(two)) == {
         "predictions": {"label": ["a"], "p": [[0.25, 0.75]]}
     }
-    assert mlflow.encode_response({"y": np.array([np.nan])}) == b'{"predictions":[NaN]}'
+    assert (
+        mlflow.encode_response({"y": np.array([np.nan, np.inf])}) == b'{"predictions":[null,null]}'
+    )
 
 
 def test_error_body() -> None:

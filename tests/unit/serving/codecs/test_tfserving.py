@@ -1,9 +1,8 @@
-"""TF Serving codec: row and columnar requests, both response shapes, b64, NaN tokens."""
+"""TF Serving codec: row and columnar requests, both response shapes, b64, NaN in and out."""
 
 from __future__ import annotations
 
 import base64
-import json
 
 import numpy as np
 import orjson
@@ -111,11 +110,12 @@ def test_columnar_responses() -> None:
     }
 
 
-def test_nonfinite_outputs_use_tf_tokens() -> None:
+def test_nonfinite_outputs_are_standard_json_nulls() -> None:
     out = {"y": np.array([np.nan, np.inf, -np.inf, 1.0], dtype=np.float32)}
-    assert tfserving.encode_response(out, True) == b'{"predictions":[NaN,Infinity,-Infinity,1.0]}'
+    assert tfserving.encode_response(out, True) == b'{"predictions":[null,null,null,1.0]}'
     two: dict[str, np.ndarray] = {"y": out["y"], "z": np.arange(4)}
-    assert json.loads(tfserving.encode_response(two, True))["predictions"][1]["y"] == np.inf
+    rows = orjson.loads(tfserving.encode_response(two, True))["predictions"]  # strict parser
+    assert [row["y"] for row in rows] == [None, None, None, 1.0]
 
 
 def test_rows_need_one_batch_size() -> None:
@@ -132,3 +132,17 @@ def test_outputs_of_any_layout_and_text_type() -> None:
     assert orjson.loads(tfserving.encode_response(out, False)) == {
         "outputs": {"t": [[0, 2], [1, 3]], "s": ["ab", "c"]}
     }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # deeper than Python's stack
+        b'{"instances": [[' + b"9" * 5_000 + b"]]}",  # past Python's int digit limit
+        b'{"instances": [[1, 2]]',  # cut short
+        b'{"instances": [["\xff"]]}',  # not UTF-8
+    ],
+)
+def test_hostile_json_is_invalid_input_not_a_crash(body: bytes) -> None:
+    with pytest.raises(InvalidInput, match="invalid JSON"):
+        tfserving.loads(body)

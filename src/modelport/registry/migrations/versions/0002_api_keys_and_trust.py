@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("secret_hash", sa.String(64), nullable=False),
         sa.Column("scope", sa.String(16), nullable=False),
         sa.Column("model", sa.String(128), nullable=True),
+        sa.Column("rate_limit", sa.Float(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("revoked_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_api_keys"),
