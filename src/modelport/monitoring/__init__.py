@@ -1,0 +1,1 @@
+"""Watching served models: metrics, the prediction log, drift and accuracy from feedback."""
