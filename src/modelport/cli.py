@@ -477,6 +477,18 @@ def serve(
             help="Ed25519 public key (see `modelport keygen`): refuse models not signed with it."
         ),
     ] = None,
+    log_sample_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of requests logged (inputs, outputs, request id) for drift and live "
+            "accuracy [default: 0, off].",
+        ),
+    ] = None,
+    access_log: Annotated[
+        bool | None, typer.Option(help="One JSON line per request on stdout [default: on].")
+    ] = None,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol (V2), TF-Serving-style and MLflow-style.
 
@@ -498,6 +510,8 @@ def serve(
         "tls_cert": tls_cert,
         "tls_key": tls_key,
         "require_signed": require_signed,
+        "log_sample_rate": log_sample_rate,
+        "access_log": access_log,
     }
     serving = {
         **(deployment.serving if deployment else {}),
@@ -507,6 +521,103 @@ def serve(
     settings = state.settings.model_copy(update={"serving": merged})
     specs = [*(deployment.models if deployment else []), *(ModelSpec(ref=r) for r in refs or [])]
     run_server(settings, specs, insecure_no_auth=insecure_no_auth)
+
+
+# -- monitoring ------------------------------------------------------------------------------
+
+
+@app.command()
+def drift(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME/3 or NAME@ALIAS.")],
+    since: Annotated[str, typer.Option(help="Window of logged requests: 30m, 1h, 7d, ...")] = "1h",
+    alpha: Annotated[float, typer.Option(help="A feature drifts when p < alpha ...")] = 0.01,
+    psi: Annotated[float, typer.Option(help="... and PSI > this.")] = 0.1,
+    min_samples: Annotated[int, typer.Option(help="Fewer logged rows: no verdict.")] = 100,
+    served_name: Annotated[
+        str | None, typer.Option(help="Name the model is served under, if renamed.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per-feature drift: the inputs logged by the server in the window against the
+    version's reference profile (PSI + KS or chi-squared). Exit 3 when a feature drifts."""
+    from modelport.monitoring.drift import DriftThresholds
+    from modelport.monitoring.live import drift_of, parse_window
+
+    thresholds = DriftThresholds(alpha=alpha, psi=psi, min_samples=min_samples)
+    with _registry() as reg:
+        report = drift_of(reg, ref, parse_window(since), thresholds, served_name)
+    if as_json:
+        out.print_json(data=report)
+    else:
+        head = f"{report['model']} version {report['version']}: {report['n_live']} rows logged"
+        out.print(f"{head} in the last {since}", markup=False)
+        if "reason" in report:
+            out.print(f"no verdict: {report['reason']}", markup=False)
+        table = Table("feature", "kind", "test", "PSI", "p-value", "drifted")
+        for f in report["features"]:
+            table.add_row(
+                f["feature"],
+                f["kind"],
+                f["test"],
+                _num(f["psi"]),
+                _num(f["p_value"]),
+                "DRIFT" if f["drifted"] else "-",
+            )
+        if report["features"]:
+            out.print(table)
+    if report["drifted"]:
+        raise typer.Exit(3)
+
+
+@app.command()
+def feedback(
+    name: Annotated[str, typer.Argument(help="The served model's name.")],
+    labels: Annotated[Path, typer.Argument(help="CSV file with a request id and a label column.")],
+    id_column: Annotated[str, typer.Option(help="Column holding the request ids.")] = "id",
+    label_column: Annotated[str, typer.Option(help="Column holding the true labels.")] = "label",
+) -> None:
+    """Record true labels for logged requests (for live accuracy). Ids that were never
+    logged for NAME are listed and make the exit code 1; the others are stored."""
+    from modelport.monitoring.live import read_labels
+
+    pairs = read_labels(labels, id_column, label_column)
+    with _registry() as reg:
+        unknown = reg.store.add_feedback(name, pairs)
+    stored = len({rid for rid, _ in pairs}) - len(unknown)
+    out.print(f"stored {stored} labels for {name}", markup=False)
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        err.print(f"error: {len(unknown)} ids were never logged: {shown}", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def quality(
+    name: Annotated[str, typer.Argument(help="The served model's name.")],
+    since: Annotated[str, typer.Option(help="Window: 30m, 1h, 7d, ...")] = "1d",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Live accuracy / F1 / AUC (classifiers) or MAE / RMSE (regressors) per version,
+    from logged predictions and the labels posted for them."""
+    from modelport.monitoring.live import parse_window, quality_summary
+
+    with _registry() as reg:
+        report = quality_summary(reg.store, name, parse_window(since))
+    if as_json:
+        out.print_json(data=report)
+        return
+    if not report["n_labelled"]:
+        out.print(f"no labelled predictions of {name} in the last {since}", markup=False)
+        return
+    columns = [k for k in next(iter(report["versions"].values())) if k != "n"]
+    table = Table("version", "labelled", *columns)
+    for version, scores in report["versions"].items():
+        table.add_row(version, str(scores["n"]), *(_num(scores[c]) for c in columns))
+    out.print(table)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 # -- API keys for the server -----------------------------------------------------------------

@@ -69,6 +69,20 @@ class ServingSettings(BaseModel):
     require_signed: Path | None = None
     """Ed25519 public key (PEM): refuse to load any model not signed with its private key."""
 
+    log_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of requests whose inputs and outputs go to the prediction log (drift, live
+    accuracy). 0: off. Per model in ``deployment.yaml`` as ``log_sample_rate``."""
+
+    log_queue: int = Field(default=10_000, ge=1)
+    """Sampled requests that may wait for the log writer; beyond, they are dropped and
+    counted in ``modelport_prediction_log_dropped_total`` (a request never waits)."""
+
+    access_log: bool = True
+    """One JSON line per request on stdout (request id, status, model, duration)."""
+
+    monitor_interval_s: float = Field(default=60.0, gt=0)
+    """How often drift and live accuracy of logged models are recomputed for the gauges."""
+
 
 class Settings(BaseSettings):
     """Where the registry lives. Values given to the constructor (CLI flags) win over env vars."""

@@ -5,7 +5,14 @@ artifact store.
 """
 
 from modelport.registry.artifact_store import ArtifactStore, LocalArtifactStore
-from modelport.registry.entities import AliasChange, ApiKey, ModelInfo, ModelVersion, Page
+from modelport.registry.entities import (
+    AliasChange,
+    ApiKey,
+    LoggedPrediction,
+    ModelInfo,
+    ModelVersion,
+    Page,
+)
 from modelport.registry.metadata_store import MetadataStore
 from modelport.registry.registry import Registry
 
@@ -14,6 +21,7 @@ __all__ = [
     "ApiKey",
     "ArtifactStore",
     "LocalArtifactStore",
+    "LoggedPrediction",
     "MetadataStore",
     "ModelInfo",
     "ModelVersion",

@@ -171,3 +171,22 @@ class Page(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedPrediction:
+    """One sampled request of a served model, as the prediction log keeps it.
+
+    ``inputs`` and ``outputs`` map each tensor or column name to its values as JSON lists
+    (batch axis first), so a request of several rows is one entry.
+    """
+
+    model: str
+    version: int | None
+    request_id: str
+    created_at: datetime
+    latency_ms: float
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    label: Any = None
+    """The label posted for this request (see ``Registry.add_feedback``), or None."""

@@ -7,14 +7,15 @@ validated by the store, so every backend refuses the same names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import timedelta
-from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from modelport.registry.entities import (
     AliasChange,
     ApiKey,
     KeyScope,
+    LoggedPrediction,
     ModelInfo,
     ModelVersion,
     Page,
@@ -121,4 +122,24 @@ class MetadataStore(Protocol):
 
     def revoke_key(self, name: str) -> ApiKey:
         """KeyNotFound for an unknown name; revoking twice keeps the first time."""
+        ...
+
+    def log_predictions(self, entries: Sequence[LoggedPrediction]) -> None:
+        """Append sampled requests to the prediction log, in one transaction."""
+        ...
+
+    def logged_predictions(
+        self,
+        model: str,
+        *,
+        since: datetime | None = None,
+        version: int | None = None,
+        labelled_only: bool = False,
+        limit: int = 100_000,
+    ) -> list[LoggedPrediction]:
+        """The newest ``limit`` logged requests of ``model`` since ``since``, oldest first."""
+        ...
+
+    def add_feedback(self, model: str, labels: Iterable[tuple[str, Any]]) -> list[str]:
+        """Store (request id, label) pairs for logged requests; returns the unknown ids."""
         ...

@@ -26,6 +26,7 @@ from modelport.errors import (
     RateLimited,
     UnsupportedContentEncoding,
 )
+from modelport.serving import observe
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,19 @@ class Call:
         self._scope = scope
         self._receive = receive
         self._limit = limit
+
+    @property
+    def request_id(self) -> str:
+        """The request's id (``X-Request-ID``, V2's ``id``, or generated)."""
+        return observe.request_id(self._scope)
+
+    def adopt_request_id(self, body_id: str | None) -> None:
+        """Take V2's body ``id`` as the request id when no header named one."""
+        observe.adopt_request_id(self._scope, body_id)
+
+    def tag(self, model: str, version: int | None) -> None:
+        """Say which model and version answered, for the access log and the metrics."""
+        observe.tag(self._scope, self._scope.get("modelport.protocol", ""), model, version)
 
     def header(self, name: bytes) -> str | None:
         """The value of header ``name`` (lower-case, as ASGI gives them), or None."""

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 
 from modelport.config import Settings
 from modelport.errors import ModelportError
-from modelport.serving import docs, mlflow, tfserving, v2
+from modelport.serving import docs, mlflow, monitor, observe, tfserving, v2
 from modelport.serving._http import ErrorBody, error_reply
 from modelport.serving.asgi import Endpoint, InferenceRoutes
 from modelport.serving.auth import Authenticator
@@ -35,11 +35,15 @@ from modelport.serving.manager import ModelManager
 def create_app(settings: Settings, specs: list[ModelSpec]) -> ASGIApp:
     """Build the server app for ``specs``; models load when the app starts.
 
+    Outermost is the :class:`~modelport.serving.observe.RequestObserver` (request id,
+    access log, request metrics), so refused requests are logged and counted too.
+
     With ``settings.serving.auth``, every request first passes the
     :class:`~modelport.serving.auth.Authenticator`.
     """
     manager = ModelManager(settings, specs)
     plane = DataPlane(manager, settings.serving)
+    watch = monitor.Monitor(plane)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -48,12 +52,19 @@ def create_app(settings: Settings, specs: list[ModelSpec]) -> ASGIApp:
         # the cyclic collector, whose full passes over it were the server's worst pauses.
         gc.freeze()
         try:
-            yield
+            async with watch.running():
+                yield
         finally:
             await manager.stop()
 
     routes = Starlette(
-        routes=[*v2.routes(plane), *tfserving.routes(plane), *mlflow.routes(), *docs.routes()],
+        routes=[
+            *v2.routes(plane),
+            *tfserving.routes(plane),
+            *mlflow.routes(),
+            *docs.routes(),
+            *monitor.routes(watch),
+        ],
         lifespan=lifespan,
         # ModelportError is handled by the exception middleware; the Exception entry goes to
         # Starlette's outermost middleware, which answers and then re-raises for the log.
@@ -61,9 +72,9 @@ def create_app(settings: Settings, specs: list[ModelSpec]) -> ASGIApp:
     )
     app: ASGIApp = InferenceRoutes(
         routes,
-        v2=Endpoint(partial(v2.infer, plane), v2.error_body),
-        tfserving=Endpoint(partial(tfserving.predict, plane), v2.error_body),
-        mlflow=Endpoint(partial(mlflow.invocations, plane), mlflow.encode_error),
+        v2=Endpoint(partial(v2.infer, plane), v2.error_body, "v2"),
+        tfserving=Endpoint(partial(tfserving.predict, plane), v2.error_body, "tfserving"),
+        mlflow=Endpoint(partial(mlflow.invocations, plane), mlflow.encode_error, "mlflow"),
         max_body_bytes=settings.serving.max_body_bytes,
     )
     if settings.serving.auth:
@@ -74,7 +85,9 @@ def create_app(settings: Settings, specs: list[ModelSpec]) -> ASGIApp:
             error_body=_error_body_for,
             cache_seconds=settings.serving.auth_cache_s,
         )
-    return app
+    if settings.serving.access_log:
+        observe.configure_access_log()
+    return observe.RequestObserver(app, log_requests=settings.serving.access_log)
 
 
 def _error_body_for(path: str) -> ErrorBody:

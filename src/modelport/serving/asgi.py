@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modelport.serving import observe
 from modelport.serving._http import (
     Call,
     ClientDisconnected,
@@ -34,6 +35,8 @@ class Endpoint:
 
     handler: Handler
     error_body: ErrorBody
+    protocol: str
+    """The ``protocol`` label of the request metrics."""
 
 
 class InferenceRoutes:
@@ -85,6 +88,7 @@ class InferenceRoutes:
         version: str | None,
     ) -> None:
         method, path = scope["method"], scope["path"]
+        observe.tag(scope, endpoint.protocol)
         try:
             if method != "POST":
                 message = f"no route {method} {path}"

@@ -5,10 +5,11 @@ Starlette routes alike, so no route or method can be forgotten: the scope a requ
 decided here from its method and path, and anything not listed below needs ``read``.
 
 - open, no key: ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /ping``,
-  ``GET /health`` (probes must work without secrets);
-- ``predict``: ``POST .../infer``, ``POST ...:predict``, ``POST [/models/{name}]/invocations``;
-- ``admin``: every other non-GET request (``POST /v2/repository/models/{name}/load|unload``
-  today; feedback and alias changes later);
+  ``GET /health`` (probes must work without secrets), and the dashboard's static files under
+  ``/ui/`` (they hold no data; the page asks for a key and sends it to ``/ui/api/``);
+- ``predict``: ``POST .../infer``, ``POST ...:predict``, ``POST [/models/{name}]/invocations``,
+  and ``POST /v2/models/{name}/feedback`` (whoever may ask may say what the answer was);
+- ``admin``: every other non-GET request (``POST /v2/repository/models/{name}/load|unload``);
 - ``read``: every other GET, and ``POST /v2/repository/index`` (the V2 spec lists models
   with a POST): metadata, repository index, ``/openapi.json``, ``/docs``.
 
@@ -44,15 +45,22 @@ _CACHE_LIMIT = 10_000
 
 def required_scope(method: str, path: str) -> Scope_ | None:
     """The scope a request needs, or None for the open health routes."""
-    if method in ("GET", "HEAD") and path in _OPEN:
+    if method in ("GET", "HEAD") and (path in _OPEN or _is_ui_file(path)):
         return None
     if method == "POST" and (
-        path.endswith("/infer") or path.endswith(":predict") or path.endswith("/invocations")
+        path.endswith("/infer")
+        or path.endswith(":predict")
+        or path.endswith("/invocations")
+        or (path.startswith("/v2/models/") and path.endswith("/feedback"))
     ):
         return "predict"
     if method in ("GET", "HEAD") or path == "/v2/repository/index":  # the index is POST too
         return "read"
     return "admin"
+
+
+def _is_ui_file(path: str) -> bool:
+    return (path == "/ui" or path.startswith("/ui/")) and not path.startswith("/ui/api/")
 
 
 def model_named(path: str, default_model: Callable[[], str | None]) -> str | None:

@@ -7,13 +7,17 @@ the logic, and every error a client can cause, lives here once.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 
 from modelport.config import ServingSettings
-from modelport.errors import ModelportError, PredictionFailed
+from modelport.errors import ModelportError, PredictionFailed, RequestTimeout
+from modelport.monitoring import metrics
+from modelport.monitoring.prediction_log import PredictionLogger
 from modelport.serving.manager import LoadedVersion, ModelManager
 
 
@@ -32,6 +36,14 @@ class DataPlane:
     def __init__(self, manager: ModelManager, settings: ServingSettings) -> None:
         self.manager = manager
         self.settings = settings
+        self.sample_rates = {
+            name: served.spec.log_sample_rate
+            if served.spec.log_sample_rate is not None
+            else settings.log_sample_rate
+            for name, served in manager.models.items()
+        }
+        self.prediction_log: PredictionLogger | None = None
+        """Set by the app while it runs, when any model has a sample rate."""
 
     def model(self, name: str, version: int | None = None) -> LoadedVersion:
         """The loaded version answering for ``name`` (404 unknown, 503 not ready)."""
@@ -43,6 +55,7 @@ class DataPlane:
         data: object,
         *,
         outputs: Collection[str] | None = None,
+        request_id: str = "",
     ) -> InferenceResult:
         """Check ``data`` against ``loaded``'s signature and predict, within the timeout.
 
@@ -51,10 +64,21 @@ class DataPlane:
         """
         inputs = loaded.model.signature.coerce(data)
         loaded.model.check_outputs(outputs)
+        started = time.perf_counter()
         try:
             result = await loaded.predict(inputs, outputs, self.settings.request_timeout_s)
+        except RequestTimeout:
+            metrics.INFERENCE_ERRORS.labels(loaded.name, "timeout").inc()
+            raise
         except ModelportError:
             raise
         except Exception as exc:  # the model rejected values the signature let through
+            metrics.INFERENCE_ERRORS.labels(loaded.name, "model_error").inc()
             raise PredictionFailed(loaded.name, exc) from exc
+        rate = self.sample_rates.get(loaded.name, 0.0)
+        if self.prediction_log is not None and rate > 0.0 and random.random() < rate:
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            self.prediction_log.offer(
+                loaded.name, loaded.version, request_id, elapsed_ms, inputs, result
+            )
         return InferenceResult(loaded.name, loaded.version, result)

@@ -11,6 +11,7 @@
         max_batch_delay_ms: 1
         max_queue: 256
         batching: true
+        log_sample_rate: 0.1      # log 10% of requests for drift and live accuracy
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelport.config import ServingSettings
 from modelport.errors import InvalidInput
@@ -37,6 +38,7 @@ class ModelSpec(BaseModel):
     max_batch_delay_ms: float | None = None
     max_queue: int | None = None
     batching: bool | None = None
+    log_sample_rate: float | None = Field(default=None, ge=0.0, le=1.0)
 
     @property
     def served_name(self) -> str:

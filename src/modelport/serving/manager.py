@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -24,6 +24,7 @@ import numpy as np
 
 from modelport.config import ServingSettings, Settings
 from modelport.errors import ModelNotFound, ModelNotReady, RequestTimeout, VersionNotFound
+from modelport.monitoring import metrics
 from modelport.packaging import LoadedModel, load_artifact, local_artifact
 from modelport.ref import ModelRef
 from modelport.registry import ModelVersion, Registry
@@ -208,6 +209,7 @@ class ModelManager:
         self, served: ServedModel, target: ModelVersion | None
     ) -> tuple[LoadedModel, float | None]:
         """The model, warmed up with its input example, and one timed call's seconds."""
+        started = time.perf_counter()
         ref = served.ref
         if ref.path is not None:
             model = load_artifact(
@@ -224,13 +226,18 @@ class ModelManager:
                 public_key=self.settings.serving.require_signed,
                 trust_unsafe=target.trusts_unsafe,  # only as the registry recorded it
             )
+        loaded_at = time.perf_counter()
+        label = (served.name, "" if target is None else str(target.version))
+        metrics.LOAD_SECONDS.labels(*label).set(loaded_at - started)
         example = model.input_example()
         if example is None:
             return model, None
         model.predict_arrays(example)  # warm-up: fail here, not on the first request
-        started = time.perf_counter()  # the first call pays for lazy set-up; time the second
+        warm_at = time.perf_counter()  # the first call pays for lazy set-up; time the second
         model.predict_arrays(example)
-        return model, time.perf_counter() - started
+        done = time.perf_counter()
+        metrics.WARMUP_SECONDS.labels(*label).set(done - loaded_at)
+        return model, done - warm_at
 
     def _batcher_for(
         self, served: ServedModel, model: LoadedModel, runner: PredictRunner
@@ -276,6 +283,10 @@ class ModelManager:
             if self._registry is None:
                 self._registry = Registry(self.settings)
             return self._registry
+
+    async def run_in_thread(self, fn: Callable[[], T]) -> T:
+        """Run blocking work (registry queries) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def _run(self, fn: Any, *args: Any) -> Any:  # Any: a sync callable and its result
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

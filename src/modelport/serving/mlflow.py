@@ -51,9 +51,10 @@ async def invocations(plane: DataPlane, call: Call) -> Reply:
     if media not in ACCEPTED:
         raise UnsupportedMediaType(media, ACCEPTED)
     loaded = plane.model(name)
+    call.tag(loaded.name, loaded.version)
     body = await call.body()
     data = codec.decode_request(body, media, loaded.model.signature)
-    result = await plane.infer(loaded, data)
+    result = await plane.infer(loaded, data, request_id=call.request_id)
     return Reply(codec.encode_response(result.outputs), {"Content-Type": JSON})
 
 

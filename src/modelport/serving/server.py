@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from modelport.artifact import signing
 from modelport.config import Settings
 from modelport.errors import InvalidInput
+from modelport.monitoring import metrics
 from modelport.serving.app import create_app
 from modelport.serving.deployment import ModelSpec
 
@@ -74,6 +75,7 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
     # with this no-op handler in place the re-raise is harmless and a drained stop exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     if cfg.workers > 1:
+        metrics.enable_multiprocess()  # before any worker imports prometheus_client
         # Worker processes rebuild the app from this variable: uvicorn needs an import string.
         os.environ[_SPEC_ENV] = json.dumps(
             {

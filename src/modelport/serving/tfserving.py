@@ -40,7 +40,8 @@ async def predict(plane: DataPlane, call: Call) -> Reply:
     """``POST /v1/models/{name}[/versions/{v}]:predict`` (served from :mod:`asgi`)."""
     assert call.name is not None  # the path always names the model
     loaded = plane.model(call.name, call.version)
+    call.tag(loaded.name, loaded.version)
     body = await call.body()
     data, row_format = codec.decode_request(body, loaded.model.signature)
-    result = await plane.infer(loaded, data)
+    result = await plane.infer(loaded, data, request_id=call.request_id)
     return Reply(codec.encode_response(result.outputs, row_format), {"Content-Type": JSON})

@@ -92,13 +92,15 @@ async def infer(plane: DataPlane, call: Call) -> Reply:
     """``POST /v2/models/{name}[/versions/{v}]/infer`` (served from :mod:`asgi`)."""
     assert call.name is not None  # the path always names the model
     loaded = plane.model(call.name, call.version)  # 404/503 before reading the body
+    call.tag(loaded.name, loaded.version)
     body = await call.body()
     header = int_or_none(call.header(HEADER_LENGTH), "Inference-Header-Content-Length")
     decoded = codec.decode_request(body, header)
+    call.adopt_request_id(decoded.id)
     inputs = _fit_columns(decoded.inputs, loaded.model.signature.kind)
-    result = await plane.infer(loaded, inputs, outputs=decoded.outputs)
+    result = await plane.infer(loaded, inputs, outputs=decoded.outputs, request_id=call.request_id)
     payload, headers = codec.encode_response(
-        call.name, _str(result.version), result.outputs, decoded
+        call.name, _str(result.version), result.outputs, decoded, decoded.id or call.request_id
     )
     return Reply(payload, headers)
 

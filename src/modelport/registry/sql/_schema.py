@@ -11,6 +11,9 @@ the two with Alembic's autogenerate so they cannot drift apart.
 - ``alias_history``: every set/move/delete of an alias, for audit and rollback.
 - ``api_keys``: one row per API key: its public id, a salt and HMAC-SHA256 of its secret
   (never the secret), scope, optional model restriction and when it was revoked.
+- ``prediction_log``: sampled requests of served models: inputs and outputs (JSON, column name
+  -> values), version, request id, latency. Written in batches by the server's log writer.
+- ``feedback``: true labels posted later for logged request ids, one per (model, request).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     String,
@@ -36,6 +40,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAME_LENGTH = 128
 KEY_ID_LENGTH = 32
+REQUEST_ID_LENGTH = 128
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -164,3 +169,31 @@ class ApiKeyRow(Base):
     rate_limit: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class PredictionRow(Base):
+    __tablename__ = "prediction_log"
+    __table_args__ = (
+        Index("ix_prediction_log_model_created_at", "model", "created_at"),
+        Index("ix_prediction_log_model_request_id", "model", "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    version: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str] = mapped_column(String(REQUEST_ID_LENGTH))
+    created_at: Mapped[datetime]
+    latency_ms: Mapped[float] = mapped_column(Float)
+    inputs: Mapped[dict[str, Any]] = mapped_column()
+    outputs: Mapped[dict[str, Any]] = mapped_column()
+
+
+class FeedbackRow(Base):
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("model", "request_id", name="uq_feedback_model_request_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    request_id: Mapped[str] = mapped_column(String(REQUEST_ID_LENGTH))
+    label: Mapped[Any] = mapped_column(JSON)  # Any: a label is any JSON value
+    created_at: Mapped[datetime]

@@ -24,6 +24,7 @@ from modelport.registry.entities import ModelInfo, ModelVersion, Page
 from modelport.registry.sql._aliases import AliasMixin
 from modelport.registry.sql._base import check_tags, to_version
 from modelport.registry.sql._keys import KeyMixin
+from modelport.registry.sql._monitoring import MonitoringMixin
 from modelport.registry.sql._schema import ModelRow, VersionRow, utcnow
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 _MAX_ERROR_LENGTH = 4000
 
 
-class SqlStore(AliasMixin, KeyMixin):
+class SqlStore(AliasMixin, KeyMixin, MonitoringMixin):
     """Registry metadata in a SQL database, created or migrated to the newest schema on open.
 
     >>> store = SqlStore("sqlite:////tmp/registry.db")

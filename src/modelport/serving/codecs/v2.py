@@ -112,8 +112,12 @@ def encode_response(
     model_version: str | None,
     outputs: Mapping[str, np.ndarray],
     request: V2Request | None,
+    response_id: str | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """Write the response for ``outputs``, honouring the request's output list and binary flags.
+
+    ``response_id`` is the response's ``id`` (the server passes the request id); without
+    it, the request's own ``id`` is echoed.
 
     Returns the body and the headers to send with it (content type, and the JSON length when
     a binary tail follows).
@@ -122,8 +126,10 @@ def encode_response(
     doc: dict[str, Any] = {"model_name": model_name}  # Any: JSON values of several types
     if model_version is not None:
         doc["model_version"] = model_version
-    if request is not None and request.id is not None:
-        doc["id"] = request.id
+    if response_id is None and request is not None:
+        response_id = request.id
+    if response_id is not None:
+        doc["id"] = response_id
     missing = [n for n in names if n not in outputs]
     if missing:
         raise InvalidInput(

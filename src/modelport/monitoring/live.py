@@ -1,0 +1,410 @@
+"""Drift and live quality over a time window of the prediction log.
+
+Both the server (``GET /v2/models/{name}/drift`` and ``/quality``, the gauges, the
+dashboard) and the CLI (``modelport drift``, ``modelport quality``) call these, so a number
+means the same thing wherever it is read. Each returns a JSON-ready dict.
+
+- **Drift**: the logged inputs of the window against the reference profile stored in the
+  artifact, per feature (see :mod:`modelport.monitoring.drift`); plus drift of the primary
+  output, the window against the window of the same length just before it.
+- **Quality**: logged predictions joined with the labels posted for their request ids.
+  Classifiers (a non-float prediction, or a ``probabilities`` output) get accuracy, F1 (of
+  the positive class when there are two classes, macro-averaged otherwise) and, with two
+  classes and probabilities, ROC AUC; regressors get MAE and RMSE. Per model version over
+  the whole window, and per version per bucket of the window for charts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from modelport.artifact.signature import STRING_DTYPE, Signature
+from modelport.errors import InvalidInput
+from modelport.monitoring import metrics
+from modelport.monitoring.drift import (
+    DriftReport,
+    DriftThresholds,
+    FeatureDrift,
+    drift_report,
+    live_features,
+    prediction_drift,
+)
+from modelport.registry import LoggedPrediction, MetadataStore, Registry
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_LABELS = 100_000
+_DEFAULT = DriftThresholds()
+
+
+def parse_window(text: str) -> timedelta:
+    """``90s``, ``15m``, ``1h``, ``7d``, ``2w`` (or combined, ``1h30m``) as a timedelta."""
+    cleaned = text.strip().lower()
+    parts = _DURATION.findall(cleaned)
+    if not parts or _DURATION.sub("", cleaned).strip():
+        raise InvalidInput(f"window {text[:40]!r} is not a duration such as 30m, 1h or 7d")
+    seconds = sum(float(n) * _UNITS[unit] for n, unit in parts)
+    if seconds <= 0:
+        raise InvalidInput(f"window {text[:40]!r} must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def drift_summary(
+    store: MetadataStore,
+    model: str,
+    version: int | None,
+    signature: Signature,
+    profile: Mapping[str, Any] | None,
+    window: timedelta,
+    thresholds: DriftThresholds = _DEFAULT,
+) -> dict[str, Any]:
+    """Per-feature drift of ``model`` (one version, or all when None) over the last ``window``."""
+    now = datetime.now(UTC)
+    current = store.logged_predictions(model, since=now - window, version=version)
+    body: dict[str, Any] = {
+        "model": model,
+        "version": version,
+        "window_seconds": window.total_seconds(),
+        "thresholds": {
+            "alpha": thresholds.alpha,
+            "psi": thresholds.psi,
+            "min_samples": thresholds.min_samples,
+        },
+    }
+    if profile is None:
+        body.update(n_live=_rows(current), enough_data=False, features=[], drifted=[])
+        body["reason"] = "the artifact has no reference profile (register with training data)"
+    else:
+        report = drift_report(profile, _inputs(signature, current), thresholds)
+        body.update(_report(report))
+        if not report.enough_data:
+            body["reason"] = (
+                f"{report.n_live} logged rows in the window; a verdict needs "
+                f"{thresholds.min_samples} (log more with a higher log_sample_rate)"
+            )
+        _export_drift(model, version, report)
+    before = [
+        e
+        for e in store.logged_predictions(model, since=now - 2 * window, version=version)
+        if e.created_at < now - window
+    ]
+    body["predictions"] = _prediction_drift(before, current, thresholds)
+    return body
+
+
+def quality_summary(
+    store: MetadataStore,
+    model: str,
+    window: timedelta,
+    buckets: int = 12,
+) -> dict[str, Any]:
+    """Live accuracy/F1/AUC or MAE/RMSE of ``model`` from posted labels, over ``window``."""
+    since = datetime.now(UTC) - window
+    entries = store.logged_predictions(model, since=since, labelled_only=True)
+    body: dict[str, Any] = {"model": model, "window_seconds": window.total_seconds()}
+    rows = _labelled_rows(entries)
+    if not rows:
+        body.update(task=None, n_labelled=0, versions={}, series=[])
+        return body
+    task = _task(rows)
+    body.update(task=task, n_labelled=len(rows))
+    by_version: dict[int | None, list[_Row]] = {}
+    for row in rows:
+        by_version.setdefault(row.version, []).append(row)
+    body["versions"] = {
+        str(v): {"n": len(group), **_scores(task, group)} for v, group in by_version.items()
+    }
+    for v, scores in body["versions"].items():
+        for metric, value in scores.items():
+            if metric != "n" and value is not None:
+                metrics.LIVE_QUALITY.labels(model, v, metric).set(value)
+    step = window / max(1, buckets)
+    series: list[dict[str, Any]] = []
+    for index in range(max(1, buckets)):
+        start = since + index * step
+        for v, group in by_version.items():
+            inside = [r for r in group if start <= r.created_at < start + step]
+            if inside:
+                series.append(
+                    {
+                        "start": start.isoformat(),
+                        "version": v,
+                        "n": len(inside),
+                        **_scores(task, inside),
+                    }
+                )
+    body["series"] = series
+    return body
+
+
+def parse_feedback(doc: object) -> list[tuple[str, Any]]:
+    """``{"id": ..., "label": ...}``, ``{"labels": [...]}`` or a list of such objects."""
+    items: object = doc
+    if isinstance(doc, dict):
+        items = doc.get("labels", [doc])
+    if not isinstance(items, list) or not items:
+        raise InvalidInput('feedback must be {"id": ..., "label": ...} or a non-empty list')
+    if len(items) > MAX_LABELS:
+        raise InvalidInput(f"at most {MAX_LABELS} labels per request, got {len(items)}")
+    pairs: list[tuple[str, Any]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or "id" not in item or "label" not in item:
+            raise InvalidInput(f"feedback item {index} needs 'id' and 'label'")
+        rid, label = item["id"], item["label"]
+        if not isinstance(rid, str) or not 0 < len(rid) <= 128:
+            raise InvalidInput(f"feedback item {index}: 'id' must be a request id string")
+        if label is None or isinstance(label, dict):
+            raise InvalidInput(f"feedback item {index}: 'label' must be a value or a list")
+        pairs.append((rid, label))
+    return pairs
+
+
+# -- drift helpers -----------------------------------------------------------------------
+
+
+def _rows(entries: Sequence[LoggedPrediction]) -> int:
+    return sum(_entry_rows(e.outputs) for e in entries)
+
+
+def _entry_rows(values: Mapping[str, Any]) -> int:
+    first: Any = next(iter(values.values()), [])
+    return len(first) if isinstance(first, list) else 1
+
+
+def _inputs(signature: Signature, entries: Sequence[LoggedPrediction]) -> dict[str, np.ndarray]:
+    """The logged inputs of ``entries`` as one array per input, then per profiled feature."""
+    arrays: dict[str, np.ndarray] = {}
+    for spec in signature.inputs:
+        values: list[Any] = []
+        for entry in entries:
+            logged = entry.inputs.get(spec.name)
+            if isinstance(logged, list):
+                values.extend(logged)
+        categorical = spec.dtype in (STRING_DTYPE, "bool")
+        dtype: Any = object if categorical else np.float64
+        try:
+            arr = np.array([np.nan if v is None else v for v in values], dtype=dtype)
+        except (TypeError, ValueError):
+            arr = np.array(values, dtype=object)
+        arrays[spec.name] = arr
+    return live_features(signature, arrays) if entries else {}
+
+
+def _report(report: DriftReport) -> dict[str, Any]:
+    return {
+        "n_live": report.n_live,
+        "enough_data": report.enough_data,
+        "drifted": report.drifted,
+        "features": [_feature(f) for f in report.features],
+    }
+
+
+def _feature(f: FeatureDrift) -> dict[str, Any]:
+    return {
+        "feature": f.feature,
+        "kind": f.kind,
+        "n_live": f.n_live,
+        "psi": _finite(f.psi),
+        "test": f.test,
+        "statistic": _finite(f.statistic),
+        "p_value": _finite(f.p_value),
+        "drifted": f.drifted,
+        "bins": f.bins,
+        "reference": f.reference,
+        "live": f.live,
+    }
+
+
+def _export_drift(model: str, version: int | None, report: DriftReport) -> None:
+    text = "" if version is None else str(version)
+    for f in report.features:
+        metrics.DRIFT.labels(model, text, f.feature).set(1.0 if f.drifted else 0.0)
+        metrics.DRIFT_PSI.labels(model, text, f.feature).set(f.psi)
+
+
+def _primary(entries: Sequence[LoggedPrediction]) -> np.ndarray | None:
+    """The values of the first output (``predictions`` when there is one), one per row."""
+    values: list[Any] = []
+    for entry in entries:
+        out = entry.outputs
+        name = "predictions" if "predictions" in out else next(iter(out), None)
+        if name is None or not isinstance(out[name], list):
+            continue
+        values.extend(out[name])
+    if not values:
+        return None
+    arr = np.array(values, dtype=object)
+    if arr.ndim == 2 and arr.shape[1] == 2:  # two-column scores: the positive column
+        arr = arr[:, 1]
+    elif arr.ndim != 1:
+        return None
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in arr):
+        return arr.astype(np.float64)
+    return np.array([str(v) for v in arr], dtype=object)
+
+
+def _prediction_drift(
+    before: Sequence[LoggedPrediction],
+    current: Sequence[LoggedPrediction],
+    thresholds: DriftThresholds,
+) -> dict[str, Any] | None:
+    base, live = _primary(before), _primary(current)
+    if base is None or live is None:
+        return None
+    if min(len(base), len(live)) < thresholds.min_samples:
+        return {"enough_data": False, "n_baseline": len(base), "n_live": len(live)}
+    found = prediction_drift(base, live, thresholds)
+    return {"enough_data": True, "n_baseline": len(base), **_feature(found)}
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+# -- quality helpers ---------------------------------------------------------------------
+
+
+class _Row:
+    __slots__ = ("created_at", "label", "prediction", "score", "version")
+
+    def __init__(
+        self, version: int | None, created_at: datetime, prediction: Any, score: Any, label: Any
+    ) -> None:
+        self.version = version
+        self.created_at = created_at
+        self.prediction = prediction
+        self.score = score
+        self.label = label
+
+
+def _labelled_rows(entries: Iterable[LoggedPrediction]) -> list[_Row]:
+    """One row per labelled prediction row (a request of n rows takes a list of n labels)."""
+    rows: list[_Row] = []
+    for entry in entries:
+        out = entry.outputs
+        name = "predictions" if "predictions" in out else next(iter(out), None)
+        if name is None:
+            continue
+        predictions = out[name] if isinstance(out[name], list) else [out[name]]
+        probabilities = out.get("probabilities")
+        labels = entry.label if isinstance(entry.label, list) else [entry.label]
+        if len(labels) != len(predictions):
+            continue  # a label count that does not match the rows cannot be paired
+        for i, (pred, label) in enumerate(zip(predictions, labels, strict=True)):
+            score = None
+            if isinstance(probabilities, list) and i < len(probabilities):
+                p = probabilities[i]
+                score = p[1] if isinstance(p, list) and len(p) == 2 else None
+            rows.append(_Row(entry.version, entry.created_at, _norm(pred), score, _norm(label)))
+    return rows
+
+
+def _norm(value: Any) -> Any:
+    """1 and 1.0 are the same class; a list of one value is that value."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _task(rows: Sequence[_Row]) -> str:
+    if any(r.score is not None for r in rows):
+        return "classification"
+    floats = any(isinstance(r.prediction, float) for r in rows)
+    return "regression" if floats else "classification"
+
+
+def _scores(task: str, rows: Sequence[_Row]) -> dict[str, float | None]:
+    if task == "regression":
+        errors = np.array([float(r.prediction) - float(r.label) for r in rows])
+        return {
+            "mae": float(np.mean(np.abs(errors))),
+            "rmse": float(np.sqrt(np.mean(errors**2))),
+        }
+    preds = [str(r.prediction) for r in rows]
+    labels = [str(r.label) for r in rows]
+    classes = sorted(set(labels) | set(preds), key=_class_order)
+    accuracy = float(np.mean([p == t for p, t in zip(preds, labels, strict=True)]))
+    f1: float | None
+    if len(classes) == 2:
+        f1 = _f1(preds, labels, classes[1])
+    else:
+        f1 = float(np.mean([_f1(preds, labels, c) for c in classes])) if classes else None
+    auc = None
+    scores = [r.score for r in rows]
+    if len(classes) == 2 and all(s is not None for s in scores):
+        positive = np.array([t == classes[1] for t in labels])
+        if 0 < positive.sum() < len(positive):
+            ranks = rankdata(np.array(scores, dtype=np.float64))
+            n_pos = int(positive.sum())
+            n_neg = len(positive) - n_pos
+            auc = float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return {"accuracy": accuracy, "f1": f1, "auc": auc}
+
+
+def _class_order(label: str) -> tuple[int, float, str]:
+    """Numbers in numeric order before text, as scikit-learn sorts its classes."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _f1(preds: Sequence[str], labels: Sequence[str], positive: str) -> float:
+    tp = sum(p == positive and t == positive for p, t in zip(preds, labels, strict=True))
+    fp = sum(p == positive and t != positive for p, t in zip(preds, labels, strict=True))
+    fn = sum(p != positive and t == positive for p, t in zip(preds, labels, strict=True))
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def drift_of(
+    registry: Registry,
+    ref: str,
+    window: timedelta,
+    thresholds: DriftThresholds = _DEFAULT,
+    served_name: str | None = None,
+) -> dict[str, Any]:
+    """:func:`drift_summary` for a registry ref (``churn@production``): the version it
+    resolves to, its signature and reference profile. The log is read under ``served_name``
+    (default: the model's name, which is what the server logs under unless renamed)."""
+    version = registry.resolve(ref)
+    model = registry.load(ref)
+    return drift_summary(
+        registry.store,
+        served_name or version.name,
+        version.version,
+        model.signature,
+        model.reference_profile(),
+        window,
+        thresholds,
+    )
+
+
+def read_labels(
+    path: Path, id_column: str = "id", label_column: str = "label"
+) -> list[tuple[str, Any]]:
+    """(request id, label) pairs from a CSV file with an id and a label column."""
+    try:
+        frame = pd.read_csv(path, dtype={id_column: str})
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read labels from {str(path)!r}: {exc}") from None
+    missing = [c for c in (id_column, label_column) if c not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns))
+        raise InvalidInput(f"{str(path)!r} has no column {missing[0]!r} (columns: {found})")
+    if frame[label_column].isna().any():
+        row = int(frame[label_column].isna().to_numpy().argmax()) + 2  # 1-based, after header
+        raise InvalidInput(f"{str(path)!r} line {row}: the label is empty")
+    ids = frame[id_column].astype(str).tolist()
+    labels = [v.item() if hasattr(v, "item") else v for v in frame[label_column].to_numpy()]
+    return parse_feedback([{"id": i, "label": v} for i, v in zip(ids, labels, strict=True)])

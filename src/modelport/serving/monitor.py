@@ -1,0 +1,237 @@
+"""Monitoring routes: ``/metrics``, drift, live quality, feedback, and the dashboard.
+
+- ``GET /metrics``: Prometheus text (every worker's values summed; see
+  :mod:`modelport.monitoring.metrics`).
+- ``GET /v2/models/{name}/drift?window=1h&alpha=0.01&psi=0.1``: per-feature drift of the
+  served version's logged inputs against its reference profile, plus prediction drift.
+- ``GET /v2/models/{name}/quality?window=1h&buckets=12``: accuracy / F1 / AUC or MAE / RMSE
+  from the labels posted so far, per version and per bucket of the window.
+- ``POST /v2/models/{name}/feedback``: ``{"id": <request id>, "label": ...}``, or
+  ``{"labels": [...]}``; answers which ids were stored and which were never logged.
+- ``/ui/``: the dashboard (static files, no build step), fed by ``GET /ui/api/models``.
+
+Database work runs in the model manager's threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from modelport.errors import InvalidInput, PayloadTooLarge
+from modelport.monitoring import live, metrics
+from modelport.monitoring.drift import DriftThresholds
+from modelport.monitoring.history import MetricsHistory
+from modelport.monitoring.prediction_log import PredictionLogger
+from modelport.serving._http import json_response
+from modelport.serving.dataplane import DataPlane
+from modelport.serving.manager import ModelManager, ServedModel
+
+logger = logging.getLogger(__name__)
+
+UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+_MAX_FEEDBACK_BYTES = 16 * 1024 * 1024
+
+
+class Monitor:
+    """The server's monitoring state: metric history, prediction log, periodic checks."""
+
+    def __init__(self, plane: DataPlane, history_interval: float = 10.0) -> None:
+        self.plane = plane
+        self.history = MetricsHistory(history_interval)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Start the prediction log writer and the periodic task; stop them after."""
+        manager = self.plane.manager
+        if any(rate > 0 for rate in self.plane.sample_rates.values()):
+            store = await manager.run_in_thread(lambda: manager.registry().store)
+            self.plane.prediction_log = PredictionLogger(
+                store, max_queue=self.plane.settings.log_queue
+            )
+        task = asyncio.get_running_loop().create_task(self._periodic())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            log, self.plane.prediction_log = self.plane.prediction_log, None
+            if log is not None:
+                await asyncio.get_running_loop().run_in_executor(None, log.close)
+
+    async def _periodic(self) -> None:
+        checks_every = self.plane.settings.monitor_interval_s
+        since_check = 0.0
+        while True:
+            metrics.record_process()
+            await self.plane.manager.run_in_thread(self.history.sample)
+            if since_check >= checks_every:
+                since_check = 0.0
+                await self._check_all()
+            await asyncio.sleep(self.history.interval)
+            since_check += self.history.interval
+
+    async def _check_all(self) -> None:
+        """Recompute drift and quality of every logged model, which updates their gauges."""
+        window = live.parse_window("1h")
+        for name, rate in self.plane.sample_rates.items():
+            if rate <= 0:
+                continue
+            try:
+                await self.drift(name, window, DriftThresholds())
+                await self.quality(name, window, 12)
+            except Exception:  # a check must never stop the server
+                logger.exception("monitoring check of %s failed", name)
+
+    async def drift(self, name: str, window: Any, thresholds: DriftThresholds) -> dict[str, Any]:
+        loaded = self.plane.model(name)
+        manager = self.plane.manager
+        return dict(
+            await manager.run_in_thread(
+                lambda: live.drift_summary(
+                    manager.registry().store,
+                    name,
+                    loaded.version,
+                    loaded.model.signature,
+                    loaded.model.reference_profile(),
+                    window,
+                    thresholds,
+                )
+            )
+        )
+
+    async def quality(self, name: str, window: Any, buckets: int) -> dict[str, Any]:
+        self.plane.manager.served(name)  # 404 for a model not served
+        manager = self.plane.manager
+        return dict(
+            await manager.run_in_thread(
+                lambda: live.quality_summary(manager.registry().store, name, window, buckets)
+            )
+        )
+
+    async def overview(self) -> dict[str, Any]:
+        """What the dashboard shows: each model, its versions and aliases, its charts."""
+        manager = self.plane.manager
+        models = []
+        for name, served in manager.models.items():
+            entry: dict[str, Any] = dict(manager.status(served))
+            entry.pop("batching", None)
+            entry["sample_rate"] = self.plane.sample_rates.get(name, 0.0)
+            if served.ref.name is not None:
+                try:
+                    entry.update(await manager.run_in_thread(partial(_lineup, manager, served)))
+                except Exception as exc:  # a registry hiccup must not blank the dashboard
+                    entry["registry_error"] = str(exc)
+            entry["series"] = self.history.series(name)
+            models.append(entry)
+        return {"models": models, "interval_s": self.history.interval}
+
+
+def routes(monitor: Monitor) -> list[BaseRoute]:
+    """The monitoring routes, bound to ``monitor``."""
+
+    async def metrics_text(request: Request) -> Response:
+        body = await asyncio.get_running_loop().run_in_executor(None, metrics.exposition)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
+    async def drift(request: Request) -> Response:
+        params = request.query_params
+        thresholds = DriftThresholds(
+            alpha=_number(params.get("alpha"), "alpha", 0.01, 0.0, 1.0),
+            psi=_number(params.get("psi"), "psi", 0.1, 0.0, 100.0),
+            min_samples=int(_number(params.get("min_samples"), "min_samples", 100, 1, 1e9)),
+        )
+        window = live.parse_window(params.get("window", "1h"))
+        return json_response(await monitor.drift(request.path_params["name"], window, thresholds))
+
+    async def quality(request: Request) -> Response:
+        params = request.query_params
+        window = live.parse_window(params.get("window", "1h"))
+        buckets = int(_number(params.get("buckets"), "buckets", 12, 1, 500))
+        return json_response(await monitor.quality(request.path_params["name"], window, buckets))
+
+    async def feedback(request: Request) -> Response:
+        name = request.path_params["name"]
+        monitor.plane.manager.served(name)  # 404 before reading the body
+        body = await _bounded_body(request)
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"invalid JSON: {exc}") from None
+        pairs = live.parse_feedback(doc)
+        manager = monitor.plane.manager
+        unknown = await manager.run_in_thread(
+            lambda: manager.registry().store.add_feedback(name, pairs)
+        )
+        return json_response(
+            {
+                "model": name,
+                "accepted": len({rid for rid, _ in pairs}) - len(unknown),
+                "unknown_ids": unknown,
+            }
+        )
+
+    async def ui_models(request: Request) -> Response:
+        return json_response(await monitor.overview())
+
+    async def ui_root(request: Request) -> Response:
+        return RedirectResponse("/ui/")
+
+    model = "/v2/models/{name}"
+    return [
+        Route("/metrics", metrics_text, methods=["GET"]),
+        Route(f"{model}/drift", drift, methods=["GET"]),
+        Route(f"{model}/quality", quality, methods=["GET"]),
+        Route(f"{model}/feedback", feedback, methods=["POST"]),
+        Route("/ui/api/models", ui_models, methods=["GET"]),
+        Route("/ui", ui_root, methods=["GET"]),
+        Mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui"),
+    ]
+
+
+def _lineup(manager: ModelManager, served: ServedModel) -> dict[str, Any]:
+    """The registry's versions and aliases of the model ``served`` follows."""
+    name = served.ref.name
+    assert name is not None
+    registry = manager.registry()
+    versions = registry.list_versions(name).items
+    return {
+        "versions": [{"version": v.version, "status": v.status} for v in versions],
+        "aliases": registry.list_aliases(name),
+    }
+
+
+def _number(text: str | None, what: str, default: float, low: float, high: float) -> float:
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInput(f"{what} {text[:40]!r} is not a number") from None
+    if not low <= value <= high:
+        raise InvalidInput(f"{what} must be between {low:g} and {high:g}")
+    return value
+
+
+async def _bounded_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > _MAX_FEEDBACK_BYTES:
+        raise PayloadTooLarge(_MAX_FEEDBACK_BYTES)
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > _MAX_FEEDBACK_BYTES:
+            raise PayloadTooLarge(_MAX_FEEDBACK_BYTES)
+    return bytes(chunks)

@@ -1,0 +1,127 @@
+"""Outermost ASGI layer: a request id, one JSON access-log line and the request metrics.
+
+Every request, refused by auth or not, passes here once. Its id is the client's
+``X-Request-ID`` when that is a sane token (1-128 of ``[A-Za-z0-9._:-]``), else a new random
+one; inner layers read it from the ASGI scope (V2's ``infer`` may take the body's ``id``
+when no header came), and it is echoed in the ``X-Request-ID`` response header. The access
+line and the Prometheus counters need the model and version, which only the inference route
+knows once the model is found: it leaves them in the scope too (see :func:`tag`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelport.monitoring import metrics
+
+ACCESS_LOGGER = "modelport.access"
+REQUEST_ID = "modelport.request_id"
+_ID_GIVEN = "modelport.request_id_given"
+_MODEL = "modelport.model"
+_VERSION = "modelport.version"
+_PROTOCOL = "modelport.protocol"
+_ID_HEADER = b"x-request-id"
+_SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+def configure_access_log() -> None:
+    """One JSON object per line on stdout, whatever the root logger's level."""
+    if not access_log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_log.addHandler(handler)
+        access_log.setLevel(logging.INFO)
+        access_log.propagate = False
+
+
+def request_id(scope: Scope) -> str:
+    """The id of the request ``scope`` belongs to (set by :class:`RequestObserver`)."""
+    rid = scope.get(REQUEST_ID)
+    if rid is None:  # the app used without the observer in front (tests, embedding)
+        rid = scope[REQUEST_ID] = uuid.uuid4().hex
+    return str(rid)
+
+
+def adopt_request_id(scope: Scope, body_id: str | None) -> None:
+    """Use a V2 body's ``id`` as the request id when no ``X-Request-ID`` header came."""
+    if body_id is not None and not scope.get(_ID_GIVEN) and _SANE_ID.fullmatch(body_id):
+        scope[REQUEST_ID] = body_id
+
+
+def tag(scope: Scope, protocol: str, model: str | None = None, version: int | None = None) -> None:
+    """Record what the request was about, for the access line and the metrics."""
+    scope[_PROTOCOL] = protocol
+    if model is not None:
+        scope[_MODEL] = model
+        scope[_VERSION] = version
+
+
+class RequestObserver:
+    """Assigns the request id, then logs and counts the response."""
+
+    def __init__(self, app: ASGIApp, *, log_requests: bool = True) -> None:
+        self.app = app
+        self._log = log_requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid = None
+        for key, value in scope["headers"]:
+            if key == _ID_HEADER:
+                text = value.decode("latin-1")
+                rid = text if _SANE_ID.fullmatch(text) else None
+                break
+        scope[_ID_GIVEN] = rid is not None
+        scope[REQUEST_ID] = rid or uuid.uuid4().hex
+        status = 500  # unless a response starts
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((_ID_HEADER, scope[REQUEST_ID].encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._observe(scope, status, time.perf_counter() - started)
+
+    def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+        model = scope.get(_MODEL, "")
+        version = scope.get(_VERSION)
+        protocol = scope.get(_PROTOCOL)
+        if protocol is not None:  # an inference route: count it
+            text_version = "" if version is None else str(version)
+            metrics.REQUESTS.labels(model, text_version, protocol, str(status)).inc()
+            metrics.LATENCY.labels(model, protocol).observe(elapsed)
+        if self._log:
+            line: dict[str, Any] = {
+                "ts": time.time(),
+                "request_id": scope[REQUEST_ID],
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round(elapsed * 1000.0, 3),
+            }
+            if model:
+                line["model"] = model
+                line["version"] = version
+            if protocol is not None:
+                line["protocol"] = protocol
+            access_log.info(orjson.dumps(line).decode())
