@@ -1,0 +1,370 @@
+"""Monitoring against a real server: metrics, request ids, prediction log, feedback, drift."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+import modelport
+
+from ._server import running_server
+
+pytestmark = pytest.mark.slow
+
+NUMERIC = ["tenure_months", "monthly_spend", "support_calls"]
+
+
+def churn_frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "tenure_months": rng.integers(1, 72, n).astype(np.float64),
+            "monthly_spend": rng.gamma(4.0, 15.0, n),
+            "support_calls": rng.poisson(1.5, n).astype(np.float64),
+            "plan": rng.choice(["basic", "plus", "pro"], n, p=[0.5, 0.3, 0.2]),
+        }
+    )
+    logit = -1.0 - 0.05 * frame["tenure_months"] + 0.8 * frame["support_calls"]
+    churned = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    return frame, churned
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A registry holding ``churn`` version 1, registered with its training data as the
+    reference profile."""
+    x, y = churn_frame(3000, seed=1)
+    prep = ColumnTransformer(
+        [("num", StandardScaler(), NUMERIC), ("cat", OneHotEncoder(), ["plan"])]
+    )
+    model = Pipeline([("prep", prep), ("clf", LogisticRegression())]).fit(x, y)
+    with modelport.Registry(modelport.Settings(home=tmp_path)) as registry:
+        registry.register("churn", model, input_example=x[:5], reference_data=x)
+    return tmp_path
+
+
+def v2_body(frame: pd.DataFrame, request_id: str | None = None) -> dict[str, Any]:
+    inputs = []
+    for column in frame.columns:
+        values = frame[column].tolist()
+        datatype = "BYTES" if column == "plan" else "FP64"
+        inputs.append(
+            {"name": column, "shape": [len(values)], "datatype": datatype, "data": values}
+        )
+    body: dict[str, Any] = {"inputs": inputs}
+    if request_id is not None:
+        body["id"] = request_id
+    return body
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of ``/metrics`` by (sample name, labels)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def written(url: str, *models: str) -> float:
+    """Sampled requests the prediction log has written, over ``models``."""
+    samples = scrape(url)
+    return sum(sample(samples, "modelport_prediction_log_written_total", model=m) for m in models)
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return  # the caller's assertion then says what is wrong
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_metrics_count_every_request_exactly(home: Path, workers: int) -> None:
+    frame, _ = churn_frame(12, seed=2)
+    with running_server(home, "churn", "--workers", str(workers)) as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for i in range(7):
+                assert client.post(
+                    "/v2/models/churn/infer", json=v2_body(frame[i : i + 1])
+                ).is_success
+            for _ in range(3):
+                missing = v2_body(frame[:1])
+                missing["inputs"].pop()
+                assert client.post("/v2/models/churn/infer", json=missing).status_code == 400
+            rows = frame[:1].to_dict(orient="records")
+            for _ in range(2):
+                r = client.post("/v1/models/churn:predict", json={"instances": rows})
+                assert r.status_code == 200, r.text
+            assert client.post("/v2/models/nope/infer", json=v2_body(frame[:1])).status_code == 404
+
+        def counted() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+            return scrape(server.url)
+
+        latency = "modelport_request_duration_seconds_count"
+        wait_for(lambda: sample(counted(), latency, model="churn", protocol="v2") >= 10)
+        samples = counted()
+        requests = "modelport_requests_total"
+        assert sample(samples, requests, model="churn", version="1", protocol="v2", code="200") == 7
+        assert sample(samples, requests, model="churn", version="1", protocol="v2", code="400") == 3
+        assert (
+            sample(samples, requests, model="churn", version="1", protocol="tfserving", code="200")
+            == 2
+        )
+        # An unknown model gets no series of its own: random names cannot grow the metrics.
+        assert sample(samples, requests, model="", version="", protocol="v2", code="404") == 1
+        assert not any(dict(labels).get("model") == "nope" for _, labels in samples)
+        latency = "modelport_request_duration_seconds_count"
+        assert sample(samples, latency, model="churn", protocol="v2") == 10
+        assert sample(samples, latency, model="churn", protocol="tfserving") == 2
+        # Every valid request was one row through the batcher; the invalid ones never got there.
+        assert sample(samples, "modelport_batch_size_sum", model="churn") == 9
+        assert sample(samples, "modelport_model_load_seconds", model="churn", version="1") > 0
+        assert sample(samples, "modelport_model_warmup_seconds", model="churn", version="1") > 0
+        memory = [
+            v for (n, _), v in samples.items() if n == "modelport_process_resident_memory_bytes"
+        ]
+        assert len(memory) == workers  # one per worker process (with a pid label when several)
+        assert all(v > 10e6 for v in memory)
+
+
+def test_request_ids_are_honoured_generated_and_logged(home: Path) -> None:
+    frame, _ = churn_frame(1, seed=3)
+    with running_server(home, "churn") as server, httpx.Client(base_url=server.url) as client:
+        given = client.post(
+            "/v2/models/churn/infer", json=v2_body(frame), headers={"X-Request-ID": "order-42"}
+        )
+        assert given.headers["x-request-id"] == "order-42"
+        assert given.json()["id"] == "order-42"
+        generated = client.post("/v2/models/churn/infer", json=v2_body(frame))
+        assert len(generated.headers["x-request-id"]) == 32
+        assert generated.json()["id"] == generated.headers["x-request-id"]
+        from_body = client.post("/v2/models/churn/infer", json=v2_body(frame, "body-7"))
+        assert from_body.headers["x-request-id"] == "body-7"
+        hostile = client.post(
+            "/v2/models/churn/infer", json=v2_body(frame), headers={"X-Request-ID": "a b\tc"}
+        )
+        assert hostile.headers["x-request-id"] != "a b\tc"  # not echoed into logs as given
+        tf = client.post(
+            "/v1/models/churn:predict",
+            json={"instances": frame.to_dict(orient="records")},
+            headers={"X-Request-ID": "tf-1"},
+        )
+        assert tf.headers["x-request-id"] == "tf-1"
+        refused = client.post(
+            "/v2/models/churn/infer", content=b"{", headers={"X-Request-ID": "bad-1"}
+        )
+        assert refused.status_code == 400
+        assert refused.headers["x-request-id"] == "bad-1"
+        time.sleep(0.3)
+    lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+    by_id = {line["request_id"]: line for line in lines}
+    assert by_id["order-42"]["status"] == 200
+    assert by_id["order-42"]["model"] == "churn"
+    assert by_id["order-42"]["version"] == 1
+    assert by_id["order-42"]["protocol"] == "v2"
+    assert by_id["order-42"]["duration_ms"] > 0
+    assert by_id["tf-1"]["protocol"] == "tfserving"
+    assert by_id["bad-1"]["status"] == 400
+    assert by_id[generated.headers["x-request-id"]]["path"] == "/v2/models/churn/infer"
+
+
+def test_live_quality_from_posted_labels_equals_offline(home: Path) -> None:
+    frame, truth = churn_frame(80, seed=4)
+    with (
+        running_server(home, "churn", "--log-sample-rate", "1") as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        predictions, scores = [], []
+        for i in range(80):
+            r = client.post(
+                "/v2/models/churn/infer",
+                json=v2_body(frame[i : i + 1]),
+                headers={"X-Request-ID": f"req-{i}"},
+            )
+            outputs = {o["name"]: o["data"] for o in r.json()["outputs"]}
+            predictions.append(outputs["predictions"][0])
+            scores.append(outputs["probabilities"][1])
+        wait_for(lambda: written(server.url, "churn") == 80)
+        # 60 labels through the API (the batch form), with two ids never logged.
+        items = [{"id": f"req-{i}", "label": int(truth[i])} for i in range(60)]
+        items += [{"id": "nobody", "label": 1}, {"id": "req-999", "label": 0}]
+        answer = client.post("/v2/models/churn/feedback", json={"labels": items})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["accepted"] == 60
+        assert sorted(answer.json()["unknown_ids"]) == ["nobody", "req-999"]
+        # One more, alone.
+        single = client.post(
+            "/v2/models/churn/feedback", json={"id": "req-60", "label": int(truth[60])}
+        )
+        assert single.json() == {"model": "churn", "accepted": 1, "unknown_ids": []}
+        bad = client.post("/v2/models/churn/feedback", json={"id": "req-61"})
+        assert bad.status_code == 400
+        assert "label" in bad.json()["error"]
+        assert client.post("/v2/models/ghost/feedback", json=items[:1]).status_code == 404
+
+        # The other 19 labels come from a CSV through the CLI (one unknown id: exit 1).
+        csv = home / "labels.csv"
+        pd.DataFrame(
+            {"id": [f"req-{i}" for i in range(61, 80)] + ["typo"], "label": [*truth[61:80], 0]}
+        ).to_csv(csv, index=False)
+        cli = _cli(home, "feedback", "churn", str(csv))
+        assert cli.returncode == 1
+        assert "stored 19 labels" in cli.stdout
+        assert "typo" in cli.stderr
+
+        quality = client.get("/v2/models/churn/quality", params={"window": "1h"}).json()
+        assert quality["task"] == "classification"
+        assert quality["n_labelled"] == 80
+        live = quality["versions"]["1"]
+        assert live["accuracy"] == pytest.approx(accuracy_score(truth, predictions))
+        assert live["f1"] == pytest.approx(f1_score(truth, predictions))
+        assert live["auc"] == pytest.approx(roc_auc_score(truth, scores))
+        assert sum(point["n"] for point in quality["series"]) == 80
+        gauges = scrape(server.url)
+        assert sample(
+            gauges, "modelport_live_quality", model="churn", version="1", metric="accuracy"
+        ) == pytest.approx(live["accuracy"])
+    offline = json.loads(_cli(home, "quality", "churn", "--since", "1h", "--json").stdout)
+    assert offline["versions"]["1"]["accuracy"] == pytest.approx(live["accuracy"])
+
+
+def test_drift_flags_only_the_shifted_feature_numeric_and_categorical(home: Path) -> None:
+    deployment = home / "deployment.yaml"
+    deployment.write_text(
+        "models:\n"
+        "  - {ref: churn, name: numeric, log_sample_rate: 1}\n"
+        "  - {ref: churn, name: categorical, log_sample_rate: 1}\n"
+    )
+    frame, _ = churn_frame(600, seed=5)
+    numeric = frame.assign(monthly_spend=frame["monthly_spend"] * 2.0)
+    categorical = frame.assign(plan=np.where(frame["plan"] == "pro", "pro", "basic"))
+    categorical.loc[: len(frame) // 2, "plan"] = "pro"
+    with (
+        running_server(home, "--config", str(deployment)) as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        for name, data in (("numeric", numeric), ("categorical", categorical)):
+            for start in range(0, len(data), 50):
+                r = client.post(f"/v2/models/{name}/infer", json=v2_body(data[start : start + 50]))
+                assert r.status_code == 200, r.text
+        wait_for(lambda: written(server.url, "numeric", "categorical") == 24)
+        shifted = client.get("/v2/models/numeric/drift", params={"window": "1h"}).json()
+        assert shifted["enough_data"] is True
+        assert shifted["n_live"] == 600
+        assert shifted["drifted"] == ["monthly_spend"]
+        first = shifted["features"][0]
+        assert first["feature"] == "monthly_spend"
+        assert first["test"] == "ks"
+        assert len(first["bins"]) == len(first["reference"]) == len(first["live"])
+        flipped = client.get("/v2/models/categorical/drift").json()
+        assert flipped["drifted"] == ["plan"]
+        assert flipped["features"][0]["test"] == "chi2"
+        gauges = scrape(server.url)
+        drift = "modelport_feature_drift"
+        assert sample(gauges, drift, model="numeric", version="1", feature="monthly_spend") == 1
+        assert sample(gauges, drift, model="numeric", version="1", feature="plan") == 0
+        assert sample(gauges, drift, model="categorical", version="1", feature="plan") == 1
+        assert client.get("/v2/models/numeric/drift", params={"window": "soon"}).status_code == 400
+    cli = _cli(home, "drift", "churn", "--since", "1h", "--served-name", "numeric", "--json")
+    assert cli.returncode == 3, cli.stderr  # 3: a feature drifts, for alerting scripts
+    assert json.loads(cli.stdout)["drifted"] == ["monthly_spend"]
+
+
+def test_unshifted_traffic_flags_nothing(home: Path) -> None:
+    frame, _ = churn_frame(400, seed=6)
+    with (
+        running_server(home, "churn", "--log-sample-rate", "1") as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        for start in range(0, 400, 100):
+            client.post("/v2/models/churn/infer", json=v2_body(frame[start : start + 100]))
+        wait_for(lambda: written(server.url, "churn") == 4)
+        report = client.get("/v2/models/churn/drift").json()
+    assert report["enough_data"] is True
+    assert report["drifted"] == []
+    assert {f["feature"] for f in report["features"]} == {*NUMERIC, "plan"}
+
+
+def test_prediction_log_under_overload_counts_every_sampled_request(home: Path) -> None:
+    """The database is locked while 300 requests arrive: the writer cannot write, its queue
+    (2 entries) overflows, every request is still answered, and written + dropped = sampled."""
+    frame, _ = churn_frame(1, seed=7)
+    env = {"MODELPORT_SERVING__LOG_QUEUE": "2"}
+    with running_server(home, "churn", "--log-sample-rate", "1", env=env) as server:
+        blocker = sqlite3.connect(home / "registry.db", timeout=30)
+        blocker.execute("BEGIN IMMEDIATE")  # holds SQLite's write lock
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                codes = list(
+                    pool.map(
+                        lambda i: (
+                            httpx.post(
+                                f"{server.url}/v2/models/churn/infer",
+                                json=v2_body(frame),
+                                timeout=30,
+                            ).status_code
+                        ),
+                        range(300),
+                    )
+                )
+        finally:
+            blocker.rollback()
+            blocker.close()
+        assert codes == [200] * 300
+
+        def settled() -> bool:
+            s = scrape(server.url)
+            done = sum(
+                sample(s, f"modelport_prediction_log_{kind}_total", model="churn")
+                for kind in ("written", "dropped")
+            )
+            return done == 300
+
+        wait_for(settled, seconds=60)
+        samples = scrape(server.url)
+    sampled = sample(samples, "modelport_prediction_log_sampled_total", model="churn")
+    stored = sample(samples, "modelport_prediction_log_written_total", model="churn")
+    dropped = sample(samples, "modelport_prediction_log_dropped_total", model="churn")
+    assert sampled == 300
+    assert dropped > 0
+    assert stored + dropped == sampled
+    with sqlite3.connect(home / "registry.db") as db:
+        rows = db.execute("SELECT COUNT(*) FROM prediction_log").fetchone()[0]
+    assert rows == stored
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
+    environ["MODELPORT_HOME"] = str(home)
+    exe = Path(sys.executable).with_name("modelport")
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, env=environ, timeout=120, check=False
+    )
