@@ -148,11 +148,15 @@ def test_metrics_count_every_request_exactly(home: Path, workers: int) -> None:
         assert sample(samples, "modelport_batch_size_sum", model="churn") == 9
         assert sample(samples, "modelport_model_load_seconds", model="churn", version="1") > 0
         assert sample(samples, "modelport_model_warmup_seconds", model="churn", version="1") > 0
-        memory = [
-            v for (n, _), v in samples.items() if n == "modelport_process_resident_memory_bytes"
-        ]
-        assert len(memory) == workers  # one per worker process (with a pid label when several)
-        assert all(v > 10e6 for v in memory)
+
+        def memory() -> list[float]:
+            rss = "modelport_process_resident_memory_bytes"
+            return [v for (n, _), v in scrape(server.url).items() if n == rss]
+
+        # A worker reports once its start-up is done; the other may still be loading.
+        wait_for(lambda: len(memory()) == workers and all(v > 10e6 for v in memory()))
+        assert len(memory()) == workers  # one per worker process (with a pid label when several)
+        assert all(v > 10e6 for v in memory())
 
 
 def test_request_ids_are_honoured_generated_and_logged(home: Path) -> None:
