@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -108,17 +109,20 @@ def main() -> None:
     cli("versions", "churn")
     cli("alias", "history", "churn", "production")
     cli("predict", "churn@production", "--input", str(rows))
-    serve_and_show(x_test.head(2))
+    serve_and_show(x_test, y_test)
 
 
 PORT = int(os.environ.get("DEMO_PORT", "8000"))
 
 
-def serve_and_show(rows: pd.DataFrame) -> None:
-    """Start `modelport serve`, prove the curl lines work, then keep serving until Ctrl-C."""
+def serve_and_show(x_test: pd.DataFrame, y_test: np.ndarray) -> None:
+    """Start `modelport serve`, prove the curl lines work, show monitoring, then keep serving
+    until Ctrl-C."""
+    rows = x_test.head(2)
     exe = Path(sys.executable).with_name("modelport")
     env = {**os.environ, "MODELPORT_HOME": str(DEMO)}
-    server = subprocess.Popen([str(exe), "serve", "churn@production", "--port", str(PORT)], env=env)
+    command = ["serve", "churn@production", "--port", str(PORT), "--log-sample-rate", "1"]
+    server = subprocess.Popen([str(exe), *command, "--no-access-log"], env=env)
     url = f"http://127.0.0.1:{PORT}"
     try:
         for _ in range(300):
@@ -138,7 +142,9 @@ def serve_and_show(rows: pd.DataFrame) -> None:
             print(f"\n$ curl -s {url}{path} -H 'Content-Type: application/json' -d '{text}'")
             print(httpx.post(f"{url}{path}", content=text,
                              headers={"Content-Type": "application/json"}).text)  # fmt: skip
+        show_monitoring(url, x_test, y_test)
         print(f"\nserving churn@production at {url} (docs: {url}/docs); Ctrl-C to stop")
+        print(f"dashboard: {url}/ui/   metrics: {url}/metrics")
         if os.environ.get("DEMO_NO_WAIT"):
             return
         server.wait()
@@ -147,6 +153,49 @@ def serve_and_show(rows: pd.DataFrame) -> None:
     finally:
         server.terminate()
         server.wait()
+
+
+def wait_until_logged(client: httpx.Client, requests: int) -> None:
+    """The prediction log is written in the background: wait (10 s at most) for it."""
+    for _ in range(100):
+        families = text_string_to_metric_families(client.get("/metrics").text)
+        written = sum(
+            s.value
+            for f in families
+            for s in f.samples
+            if s.name == "modelport_prediction_log_written_total"
+        )
+        if written >= requests:
+            return
+        time.sleep(0.1)
+
+
+def show_monitoring(url: str, x_test: pd.DataFrame, y_test: np.ndarray) -> None:
+    """Traffic whose support calls drift upwards, labels posted back, then what the server
+    says about drift and live accuracy."""
+    live = x_test.assign(support_calls=x_test["support_calls"] + 3.0)
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for i in range(0, len(live), 10):
+            chunk = live.iloc[i : i + 10]
+            body = {"inputs": [
+                {"name": c, "shape": [len(chunk)], "datatype": "BYTES" if c == "plan" else "FP64",
+                 "data": chunk[c].tolist()} for c in chunk.columns]}  # fmt: skip
+            client.post("/v2/models/churn/infer", json=body, headers={"X-Request-ID": f"demo-{i}"})
+        wait_until_logged(client, requests=3 + len(range(0, len(live), 10)))
+        labels = [
+            {"id": f"demo-{i}", "label": y_test[i : i + 10].tolist()}
+            for i in range(0, len(live), 10)
+        ]
+        print(f"\nsent {len(live)} rows with support_calls shifted by +3; posting their labels:")
+        print(client.post("/v2/models/churn/feedback", json={"labels": labels}).text)
+    cli("quality", "churn", "--since", "1h")
+    exe = Path(sys.executable).with_name("modelport")
+    print("\n$ modelport drift churn@production --since 1h", flush=True)
+    subprocess.run(  # exits 3 when a feature drifts, as it does here
+        [str(exe), "drift", "churn@production", "--since", "1h"],
+        env={**os.environ, "MODELPORT_HOME": str(DEMO)},
+        check=False,
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,15 @@ from modelport.registry.sql import SqlStore
 
 # Read at import, before the autouse fixture below clears MODELPORT_* for each test.
 PG_URL = os.environ.get("MODELPORT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/")
-_TABLES = ("alias_history", "aliases", "model_versions", "models", "api_keys")
+_TABLES = (
+    "alias_history",
+    "aliases",
+    "model_versions",
+    "models",
+    "api_keys",
+    "prediction_log",
+    "feedback",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -80,6 +80,9 @@ class ServingSettings(BaseModel):
     access_log: bool = True
     """One JSON line per request on stdout (request id, status, model, duration)."""
 
+    chart_interval_s: float = Field(default=10.0, gt=0)
+    """Seconds between two points of the dashboard's request charts (an hour is kept)."""
+
     monitor_interval_s: float = Field(default=60.0, gt=0)
     """How often drift and live accuracy of logged models are recomputed for the gauges."""
 

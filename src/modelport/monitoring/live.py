@@ -111,7 +111,8 @@ def quality_summary(
     since = datetime.now(UTC) - window
     entries = store.logged_predictions(model, since=since, labelled_only=True)
     body: dict[str, Any] = {"model": model, "window_seconds": window.total_seconds()}
-    rows = _labelled_rows(entries)
+    rows, unpaired = _labelled_rows(entries)
+    body["unpaired"] = unpaired
     if not rows:
         body.update(task=None, n_labelled=0, versions={}, series=[])
         return body
@@ -286,9 +287,11 @@ class _Row:
         self.label = label
 
 
-def _labelled_rows(entries: Iterable[LoggedPrediction]) -> list[_Row]:
-    """One row per labelled prediction row (a request of n rows takes a list of n labels)."""
+def _labelled_rows(entries: Iterable[LoggedPrediction]) -> tuple[list[_Row], int]:
+    """One row per labelled prediction row (a request of n rows takes a list of n labels),
+    and the number of requests whose label count did not match their rows."""
     rows: list[_Row] = []
+    unpaired = 0
     for entry in entries:
         out = entry.outputs
         name = "predictions" if "predictions" in out else next(iter(out), None)
@@ -298,14 +301,15 @@ def _labelled_rows(entries: Iterable[LoggedPrediction]) -> list[_Row]:
         probabilities = out.get("probabilities")
         labels = entry.label if isinstance(entry.label, list) else [entry.label]
         if len(labels) != len(predictions):
-            continue  # a label count that does not match the rows cannot be paired
+            unpaired += 1  # reported in the summary: these labels cannot be paired
+            continue
         for i, (pred, label) in enumerate(zip(predictions, labels, strict=True)):
             score = None
             if isinstance(probabilities, list) and i < len(probabilities):
                 p = probabilities[i]
                 score = p[1] if isinstance(p, list) and len(p) == 2 else None
             rows.append(_Row(entry.version, entry.created_at, _norm(pred), score, _norm(label)))
-    return rows
+    return rows, unpaired
 
 
 def _norm(value: Any) -> Any:

@@ -43,7 +43,7 @@ def create_app(settings: Settings, specs: list[ModelSpec]) -> ASGIApp:
     """
     manager = ModelManager(settings, specs)
     plane = DataPlane(manager, settings.serving)
-    watch = monitor.Monitor(plane)
+    watch = monitor.Monitor(plane, settings.serving.chart_interval_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

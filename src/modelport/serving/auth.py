@@ -60,6 +60,8 @@ def required_scope(method: str, path: str) -> Scope_ | None:
 
 
 def _is_ui_file(path: str) -> bool:
+    if path == "/ui/api/config":  # says only whether a key is needed
+        return True
     return (path == "/ui" or path.startswith("/ui/")) and not path.startswith("/ui/api/")
 
 

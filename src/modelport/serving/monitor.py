@@ -8,7 +8,8 @@
   from the labels posted so far, per version and per bucket of the window.
 - ``POST /v2/models/{name}/feedback``: ``{"id": <request id>, "label": ...}``, or
   ``{"labels": [...]}``; answers which ids were stored and which were never logged.
-- ``/ui/``: the dashboard (static files, no build step), fed by ``GET /ui/api/models``.
+- ``/ui/``: the dashboard (static files, no build step), fed by ``GET /ui/api/models``;
+  ``GET /ui/api/config`` (open) tells the page whether to ask for an API key first.
 
 Database work runs in the model manager's threads, never on the event loop.
 """
@@ -186,6 +187,9 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
     async def ui_models(request: Request) -> Response:
         return json_response(await monitor.overview())
 
+    async def ui_config(request: Request) -> Response:
+        return json_response({"auth": monitor.plane.settings.auth})
+
     async def ui_root(request: Request) -> Response:
         return RedirectResponse("/ui/")
 
@@ -196,6 +200,7 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
         Route(f"{model}/quality", quality, methods=["GET"]),
         Route(f"{model}/feedback", feedback, methods=["POST"]),
         Route("/ui/api/models", ui_models, methods=["GET"]),
+        Route("/ui/api/config", ui_config, methods=["GET"]),
         Route("/ui", ui_root, methods=["GET"]),
         Mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui"),
     ]
