@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from modelport.artifact.signature import STRING_DTYPE, Signature
 from modelport.errors import InvalidInput
@@ -43,6 +42,7 @@ from modelport.registry import LoggedPrediction, MetadataStore, Registry
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_LABELS = 100_000
+_MAX_WINDOW_S = 10 * 366 * 86400
 _DEFAULT = DriftThresholds()
 
 
@@ -55,6 +55,8 @@ def parse_window(text: str) -> timedelta:
     seconds = sum(float(n) * _UNITS[unit] for n, unit in parts)
     if seconds <= 0:
         raise InvalidInput(f"window {text[:40]!r} must be longer than zero")
+    if seconds > _MAX_WINDOW_S:
+        raise InvalidInput(f"window {text[:40]!r} is longer than ten years")
     return timedelta(seconds=seconds)
 
 
@@ -349,6 +351,8 @@ def _scores(task: str, rows: Sequence[_Row]) -> dict[str, float | None]:
     if len(classes) == 2 and all(s is not None for s in scores):
         positive = np.array([t == classes[1] for t in labels])
         if 0 < positive.sum() < len(positive):
+            from scipy.stats import rankdata  # lazily: scipy.stats takes 0.7 s to import
+
             ranks = rankdata(np.array(scores, dtype=np.float64))
             n_pos = int(positive.sum())
             n_neg = len(positive) - n_pos

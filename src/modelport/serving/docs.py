@@ -99,6 +99,7 @@ def openapi_document() -> dict[str, Any]:
                 "Inference (Open Inference Protocol)", body="InferenceRequest", versioned=versioned
             )
         }
+    paths.update(_monitoring_paths())
     for prefix, versioned in (
         ("/v1/models/{name}", False),
         ("/v1/models/{name}/versions/{version}", True),
@@ -165,6 +166,23 @@ def openapi_document() -> dict[str, Any]:
                 "inputs": {},
             },
         },
+        "Feedback": {
+            "oneOf": [
+                {"$ref": "#/components/schemas/Label"},
+                {
+                    "type": "object",
+                    "required": ["labels"],
+                    "properties": {
+                        "labels": {"type": "array", "items": {"$ref": "#/components/schemas/Label"}}
+                    },
+                },
+            ]
+        },
+        "Label": {
+            "type": "object",
+            "required": ["id", "label"],
+            "properties": {"id": {"type": "string", "maxLength": 128}, "label": {}},
+        },
         "MlflowRequest": {
             "type": "object",
             "properties": {
@@ -181,6 +199,36 @@ def openapi_document() -> dict[str, Any]:
         "info": {"title": "modelport", "version": _dist_version("modelport")},
         "paths": paths,
         "components": {"schemas": schemas},
+    }
+
+
+def _query(name: str, kind: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": {"type": kind}, "description": description}
+
+
+def _monitoring_paths() -> dict[str, Any]:
+    window = _query("window", "string", "e.g. 30m, 1h, 7d (default 1h)")
+    drift = _op("Per-feature drift of the logged inputs against the reference profile")
+    drift["parameters"] = [
+        _NAME,
+        window,
+        _query("alpha", "number", "flag when p < alpha (default 0.01)"),
+        _query("psi", "number", "... and PSI > psi (default 0.1)"),
+        _query("min_samples", "integer", "fewer logged rows: no verdict (default 100)"),
+    ]
+    quality = _op("Live accuracy/F1/AUC or MAE/RMSE from posted labels")
+    quality["parameters"] = [_NAME, window, _query("buckets", "integer", "chart points")]
+    text = {"200": {"description": "Prometheus text format"}}
+    return {
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": text}},
+        "/v2/models/{name}/drift": {"get": drift},
+        "/v2/models/{name}/quality": {"get": quality},
+        "/v2/models/{name}/feedback": {
+            "post": _op("True labels for logged request ids", body="Feedback")
+        },
+        "/ui/api/models": {
+            "get": {"summary": "Dashboard data", "responses": {"200": {"description": "OK"}}}
+        },
     }
 
 
