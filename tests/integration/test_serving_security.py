@@ -38,8 +38,12 @@ OPEN = {
 
 
 def predict_scope(method: str, path: str) -> bool:
+    """Calling a model, and telling it the true answer later (feedback)."""
     return method == "POST" and (
-        path.endswith("/infer") or path.endswith(":predict") or path.endswith("/invocations")
+        path.endswith("/infer")
+        or path.endswith(":predict")
+        or path.endswith("/invocations")
+        or path.endswith("/feedback")
     )
 
 

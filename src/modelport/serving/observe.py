@@ -72,6 +72,9 @@ class RequestObserver:
     def __init__(self, app: ASGIApp, *, log_requests: bool = True) -> None:
         self.app = app
         self._log = log_requests
+        # Metric children by label values: ``labels()`` validates and locks on every call.
+        # Bounded: ``model`` is a served model or "", statuses and protocols are few.
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,8 +111,15 @@ class RequestObserver:
         protocol = scope.get(_PROTOCOL)
         if protocol is not None:  # an inference route: count it
             text_version = "" if version is None else str(version)
-            metrics.REQUESTS.labels(model, text_version, protocol, str(status)).inc()
-            metrics.LATENCY.labels(model, protocol).observe(elapsed)
+            key = (model, text_version, protocol, status)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (
+                    metrics.REQUESTS.labels(model, text_version, protocol, str(status)),
+                    metrics.LATENCY.labels(model, protocol),
+                )
+            children[0].inc()
+            children[1].observe(elapsed)
         if self._log:
             line: dict[str, Any] = {
                 "ts": time.time(),
