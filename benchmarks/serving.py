@@ -5,7 +5,8 @@ One run measures, for a LogisticRegression on 20 float features
 
 - the in-process ``predict`` rate (calls/s, 1 and 256 rows);
 - a minimal hand-written FastAPI + uvicorn endpoint that calls ``predict``;
-- ``modelport serve`` (V2 JSON; binary tensors for 256 rows), batching on and off, 1 and 2 workers;
+- ``modelport serve`` (V2 JSON; binary tensors for 256 rows), batching on and off, 1 and 2 workers,
+  with the JSON access log (the default) and, once, without it;
 
 Like the FastAPI endpoint, which returns ``predictions`` only, the V2 requests ask for the
 ``predictions`` output only (V2 returns every output by default: here also ``probabilities``).
@@ -212,26 +213,33 @@ def main() -> None:
         binary_body, binary_headers = codec.encode_request(
             {"input": rows[256]}, outputs=["predictions"], binary=True, binary_outputs=True
         )
-        for workers in (1, 2):
-            for batching in (True, False):
-                port = free_port()
-                label = f"modelport w={workers} batching={'on' if batching else 'off'}"
-                cmd = [
-                    str(exe_dir / "modelport"),
-                    "serve",
-                    "bench",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(workers),
-                    "--batching" if batching else "--no-batching",
-                ]
-                cases = (
-                    [*v2_cases, (" binary", 256, binary_body, binary_headers)]
-                    if workers == 1 and batching
-                    else v2_cases
-                )
-                run_server(label, cmd, f"http://127.0.0.1:{port}/v2/models/bench/infer", cases)
+        for workers, batching, access_log in (
+            (1, True, True),
+            (1, True, False),
+            (1, False, True),
+            (2, True, True),
+            (2, False, True),
+        ):
+            port = free_port()
+            label = f"modelport w={workers} batching={'on' if batching else 'off'}"
+            label += "" if access_log else " no-log"
+            cmd = [
+                str(exe_dir / "modelport"),
+                "serve",
+                "bench",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--batching" if batching else "--no-batching",
+                "--access-log" if access_log else "--no-access-log",
+            ]
+            cases = (
+                [*v2_cases, (" binary", 256, binary_body, binary_headers)]
+                if workers == 1 and batching and access_log
+                else v2_cases
+            )
+            run_server(label, cmd, f"http://127.0.0.1:{port}/v2/models/bench/infer", cases)
 
     print(
         f"\nin-process modelport predict: {in_process[1]:.0f} calls/s (1 row), "

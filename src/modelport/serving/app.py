@@ -85,9 +85,8 @@ def create_app(settings: Settings, specs: list[ModelSpec]) -> ASGIApp:
             error_body=_error_body_for,
             cache_seconds=settings.serving.auth_cache_s,
         )
-    if settings.serving.access_log:
-        observe.configure_access_log()
-    return observe.RequestObserver(app, log_requests=settings.serving.access_log)
+    access_log = observe.AccessLog() if settings.serving.access_log else None
+    return observe.RequestObserver(app, access_log=access_log)
 
 
 def _error_body_for(path: str) -> ErrorBody:

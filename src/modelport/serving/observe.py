@@ -10,19 +10,20 @@ knows once the model is found: it leaves them in the scope too (see :func:`tag`)
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import atexit
+import contextlib
 import re
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport.monitoring import metrics
 
-ACCESS_LOGGER = "modelport.access"
 REQUEST_ID = "modelport.request_id"
 _ID_GIVEN = "modelport.request_id_given"
 _MODEL = "modelport.model"
@@ -30,18 +31,35 @@ _VERSION = "modelport.version"
 _PROTOCOL = "modelport.protocol"
 _ID_HEADER = b"x-request-id"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_FLUSH_AFTER_S = 0.2
 
-access_log = logging.getLogger(ACCESS_LOGGER)
 
+class AccessLog:
+    """JSON lines on stdout, written to its buffer and flushed within 0.2 s.
 
-def configure_access_log() -> None:
-    """One JSON object per line on stdout, whatever the root logger's level."""
-    if not access_log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_log.addHandler(handler)
-        access_log.setLevel(logging.INFO)
-        access_log.propagate = False
+    Through ``logging`` with a flush per line, the log cost a quarter of the server's
+    throughput on one-row requests (a handler call and a write system call each); buffered,
+    a line costs its ``orjson.dumps``.
+    """
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self._out = stream if stream is not None else sys.stdout.buffer
+        self._flush_due = False
+        atexit.register(self.flush)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        if not self._flush_due:
+            self._flush_due = True
+            try:
+                asyncio.get_running_loop().call_later(_FLUSH_AFTER_S, self.flush)
+            except RuntimeError:  # no loop (tests, embedding): write through
+                self.flush()
+
+    def flush(self) -> None:
+        self._flush_due = False
+        with contextlib.suppress(ValueError, OSError):  # closed at exit: nothing to save
+            self._out.flush()
 
 
 def request_id(scope: Scope) -> str:
@@ -69,9 +87,9 @@ def tag(scope: Scope, protocol: str, model: str | None = None, version: int | No
 class RequestObserver:
     """Assigns the request id, then logs and counts the response."""
 
-    def __init__(self, app: ASGIApp, *, log_requests: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: AccessLog | None = None) -> None:
         self.app = app
-        self._log = log_requests
+        self._log = access_log
         # Metric children by label values: ``labels()`` validates and locks on every call.
         # Bounded: ``model`` is a served model or "", statuses and protocols are few.
         self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
@@ -120,7 +138,7 @@ class RequestObserver:
                 )
             children[0].inc()
             children[1].observe(elapsed)
-        if self._log:
+        if self._log is not None:
             line: dict[str, Any] = {
                 "ts": time.time(),
                 "request_id": scope[REQUEST_ID],
@@ -134,4 +152,4 @@ class RequestObserver:
                 line["version"] = version
             if protocol is not None:
                 line["protocol"] = protocol
-            access_log.info(orjson.dumps(line).decode())
+            self._log.write(line)
