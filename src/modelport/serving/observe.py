@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import itertools
+import os
 import re
 import sys
 import time
-import uuid
 from typing import Any, BinaryIO
 
 import orjson
@@ -32,6 +33,16 @@ _PROTOCOL = "modelport.protocol"
 _ID_HEADER = b"x-request-id"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _FLUSH_AFTER_S = 0.2
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count()
+
+
+def _reseed() -> None:  # a forked worker must not repeat its parent's ids
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX, _ID_COUNTER = os.urandom(8).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_reseed)
 
 
 class AccessLog:
@@ -62,11 +73,17 @@ class AccessLog:
             self._out.flush()
 
 
+def new_request_id() -> str:
+    """32 hex characters, unique: a random prefix per process and a counter (a uuid4 per
+    request cost 2 µs, a tenth of what the server spends around a one-row prediction)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
 def request_id(scope: Scope) -> str:
     """The id of the request ``scope`` belongs to (set by :class:`RequestObserver`)."""
     rid = scope.get(REQUEST_ID)
     if rid is None:  # the app used without the observer in front (tests, embedding)
-        rid = scope[REQUEST_ID] = uuid.uuid4().hex
+        rid = scope[REQUEST_ID] = new_request_id()
     return str(rid)
 
 
@@ -106,16 +123,17 @@ class RequestObserver:
                 rid = text if _SANE_ID.fullmatch(text) else None
                 break
         scope[_ID_GIVEN] = rid is not None
-        scope[REQUEST_ID] = rid or uuid.uuid4().hex
+        scope[REQUEST_ID] = rid or new_request_id()
         status = 500  # unless a response starts
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", ()))
-                headers.append((_ID_HEADER, scope[REQUEST_ID].encode("latin-1")))
-                message = {**message, "headers": headers}
+                # In place, as Starlette's own middleware do: the list is this response's.
+                message.setdefault("headers", []).append(
+                    (_ID_HEADER, scope[REQUEST_ID].encode("latin-1"))
+                )
             await send(message)
 
         try:
