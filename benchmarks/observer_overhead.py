@@ -11,7 +11,7 @@ import asyncio
 import io
 import time
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelport.serving.observe import AccessLog, RequestObserver, tag
 
@@ -32,7 +32,7 @@ async def main() -> None:
     async def receive() -> Message:
         return {"type": "http.request", "body": b""}
 
-    cases = {
+    cases: dict[str, ASGIApp] = {
         "bare app": answer,
         "observer, no access log": RequestObserver(answer),
         "observer + access log": RequestObserver(answer, access_log=AccessLog(io.BytesIO())),

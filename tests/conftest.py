@@ -27,6 +27,7 @@ _TABLES = (
     "api_keys",
     "prediction_log",
     "feedback",
+    "batch_runs",
 )
 
 

@@ -620,6 +620,165 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+# -- batch scoring ---------------------------------------------------------------------------
+
+
+class _Engine(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+@app.command()
+def batch(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME/3, NAME@ALIAS or a path.")],
+    source: Annotated[Path, typer.Argument(help="Input: .csv, .parquet, .jsonl, or a folder.")],
+    sink: Annotated[Path, typer.Argument(help="Output folder of part files, e.g. scores.parquet.")],
+    id_column: Annotated[
+        list[str] | None, typer.Option(help="Column copied to the output (repeatable).")
+    ] = None,
+    keep: Annotated[
+        list[str] | None, typer.Option(help="More input columns to copy (repeatable).")
+    ] = None,
+    probabilities: Annotated[
+        bool, typer.Option(help="Add class probabilities (probabilities_0, ...).")
+    ] = False,
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows per chunk and part file.")] = 100_000,
+    max_reject_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Fail when more rows than this are rejected.")
+    ] = 0.01,
+    input_format: Annotated[
+        str | None, typer.Option(help="csv, parquet or jsonl [default: from the name].")
+    ] = None,
+    output_format: Annotated[
+        str | None, typer.Option(help="csv, parquet or jsonl [default: from the name].")
+    ] = None,
+    engine: Annotated[_Engine, typer.Option(help="local, or ray (Ray Data).")] = _Engine.local,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (auto, ray://...) [default: local].")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an output folder that holds another job.")
+    ] = False,
+) -> None:
+    """Score a file of any size in chunks; bad rows go to SINK/_rejects with the reason.
+
+    Run the same command again after an interruption: finished parts are kept and the
+    result is the same, byte for byte. Exit 1 when more than --max-reject-fraction of the
+    rows are rejected.
+    """
+    from modelport import batch as batching
+
+    def run(on_progress: Callable[[batching.Progress], None] | None) -> batching.BatchResult:
+        return batching.score(
+            ref,
+            source,
+            sink,
+            id_columns=id_column or [],
+            keep=keep or [],
+            probabilities=probabilities,
+            chunk_rows=chunk_rows,
+            max_reject_fraction=max_reject_fraction,
+            input_format=input_format,
+            output_format=output_format,
+            engine="ray" if engine is _Engine.ray else "local",
+            address=address,
+            overwrite=overwrite,
+            settings=state.settings,
+            on_progress=on_progress,
+        )
+
+    result = _with_progress(run) if err.is_terminal else run(_progress_lines())
+    line = (
+        f"{result.status}: {result.rows} rows, {result.scored} scored, {result.rejected} "
+        f"rejected, {result.parts} parts ({result.resumed_parts} already done) in "
+        f"{result.seconds:.1f} s ({result.rows_per_second:,.0f} rows/s) -> {result.sink}"
+    )
+    out.print(line, markup=False, highlight=False)
+    if result.status != "succeeded":
+        err.print(f"error: {result.error}", markup=False, highlight=False)
+        raise typer.Exit(1)
+
+
+def _with_progress(run: Callable[[Any], Any]) -> Any:
+    """A rich progress bar: rows done, rows/s, time left (when the size is known)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.fields[rows]:,} rows"),
+        BarColumn(),
+        TextColumn("{task.fields[rate]:,.0f} rows/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task("scoring", total=1.0, rows=0, rate=0.0)
+
+        def update(p: Any) -> None:
+            rate = p.rows / p.seconds if p.seconds > 0 else 0.0
+            bar.update(task, completed=p.fraction or 0.0, rows=p.rows, rate=rate)
+
+        return run(update)
+
+
+def _progress_lines() -> Callable[[Any], None]:
+    """Not a terminal: a plain line every 10 seconds."""
+    last = [0.0]
+
+    def update(p: Any) -> None:
+        if p.seconds - last[0] >= 10.0:
+            last[0] = p.seconds
+            done = f", {p.fraction:.0%}" if p.fraction is not None else ""
+            line = f"{p.rows:,} rows scored ({p.rejected:,} rejected{done}) in {p.seconds:.0f} s"
+            err.print(line, markup=False, highlight=False)
+
+    return update
+
+
+@app.command()
+def runs(
+    name: Annotated[str | None, typer.Argument(help="Model name [default: all].")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Batch runs: which model version scored which input, rows, rejects, duration."""
+    with _registry() as reg:
+        found = reg.store.list_runs(name, limit)
+    if as_json:
+        out.print_json(
+            data=[
+                {
+                    "run_id": r.run_id,
+                    "model": r.model,
+                    "version": r.version,
+                    "source": r.source,
+                    "sink": r.sink,
+                    "engine": r.engine,
+                    "status": r.status,
+                    "rows": r.rows,
+                    "scored": r.scored,
+                    "rejected": r.rejected,
+                    "started_at": r.started_at.isoformat(),
+                    "seconds": r.seconds,
+                    "error": r.error,
+                }
+                for r in found
+            ]
+        )
+        return
+    table = Table("started", "model", "version", "status", "rows", "rejected", "seconds", "source")
+    for r in found:
+        table.add_row(
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.model,
+            _opt(r.version),
+            r.status,
+            f"{r.rows:,}",
+            f"{r.rejected:,}",
+            "-" if r.seconds is None else f"{r.seconds:.1f}",
+            r.source,
+        )
+    out.print(table)
+
+
 # -- API keys for the server -----------------------------------------------------------------
 
 keys_app = typer.Typer(help="Create, list and revoke the API keys the server accepts.")

@@ -8,6 +8,7 @@ from modelport.registry.artifact_store import ArtifactStore, LocalArtifactStore
 from modelport.registry.entities import (
     AliasChange,
     ApiKey,
+    BatchRun,
     LoggedPrediction,
     ModelInfo,
     ModelVersion,
@@ -20,6 +21,7 @@ __all__ = [
     "AliasChange",
     "ApiKey",
     "ArtifactStore",
+    "BatchRun",
     "LocalArtifactStore",
     "LoggedPrediction",
     "MetadataStore",

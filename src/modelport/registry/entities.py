@@ -190,3 +190,29 @@ class LoggedPrediction:
     outputs: dict[str, Any]
     label: Any = None
     """The label posted for this request (see ``Registry.add_feedback``), or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRun:
+    """One batch scoring job: which model version scored which input, and how it went."""
+
+    run_id: str
+    model: str
+    version: int | None
+    source: str
+    sink: str
+    engine: str
+    status: str
+    """``running``, ``succeeded`` or ``failed`` (a run killed midway stays ``running``)."""
+    rows: int
+    scored: int
+    rejected: int
+    started_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from modelport.registry.entities import (
     AliasChange,
     ApiKey,
+    BatchRun,
     KeyScope,
     LoggedPrediction,
     ModelInfo,
@@ -142,4 +143,12 @@ class MetadataStore(Protocol):
 
     def add_feedback(self, model: str, labels: Iterable[tuple[str, Any]]) -> list[str]:
         """Store (request id, label) pairs for logged requests; returns the unknown ids."""
+        ...
+
+    def record_run(self, run: BatchRun) -> None:
+        """Insert a batch run, or update it (same ``run_id``) when it ends."""
+        ...
+
+    def list_runs(self, model: str | None = None, limit: int = 50) -> list[BatchRun]:
+        """Batch runs, newest first."""
         ...

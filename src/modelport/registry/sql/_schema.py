@@ -14,6 +14,8 @@ the two with Alembic's autogenerate so they cannot drift apart.
 - ``prediction_log``: sampled requests of served models: inputs and outputs (JSON, column name
   -> values), version, request id, latency. Written in batches by the server's log writer.
 - ``feedback``: true labels posted later for logged request ids, one per (model, request).
+- ``batch_runs``: one row per batch scoring job: model version, source, sink, row counts,
+  status and duration.
 """
 
 from __future__ import annotations
@@ -197,3 +199,22 @@ class FeedbackRow(Base):
     request_id: Mapped[str] = mapped_column(String(REQUEST_ID_LENGTH))
     label: Mapped[Any] = mapped_column(JSON)  # Any: a label is any JSON value
     created_at: Mapped[datetime]
+
+
+class BatchRunRow(Base):
+    __tablename__ = "batch_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(32), unique=True)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    version: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    sink: Mapped[str] = mapped_column(Text)
+    engine: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    rows: Mapped[int] = mapped_column(Integer)
+    scored: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)

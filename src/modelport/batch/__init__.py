@@ -1,0 +1,151 @@
+"""Batch scoring: stream a file of any size through a model, on this machine or on Ray.
+
+>>> from modelport import batch
+>>> result = batch.score("churn@production", "customers.parquet", "scores.parquet",
+...                      id_columns=["customer_id"])
+>>> result.scored, result.rejected
+(999_998, 2)
+
+The sink is a folder of part files; see :mod:`modelport.batch.job` for its layout, how bad
+rows are set aside and how an interrupted job resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from modelport.batch import formats
+from modelport.batch.job import BatchResult, JobSpec, Progress, new_run_id, run_local
+from modelport.config import Settings
+from modelport.errors import InvalidInput
+from modelport.packaging import LoadedModel, load_artifact, local_artifact
+from modelport.ref import ModelRef
+from modelport.registry import BatchRun, Registry
+
+__all__ = ["BatchResult", "Progress", "score"]
+
+Engine = Literal["local", "ray"]
+
+
+def score(
+    ref: str | Path,
+    source: str | Path,
+    sink: str | Path,
+    *,
+    id_columns: Sequence[str] = (),
+    keep: Sequence[str] = (),
+    probabilities: bool = False,
+    chunk_rows: int = 100_000,
+    max_reject_fraction: float = 0.01,
+    input_format: str | None = None,
+    output_format: str | None = None,
+    engine: Engine = "local",
+    address: str | None = None,
+    overwrite: bool = False,
+    settings: Settings | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> BatchResult:
+    """Score every row of ``source`` with the model ``ref`` into the folder ``sink``.
+
+    ``id_columns`` and ``keep`` are copied from the input to the output beside the
+    prediction columns (one per model output, named after it; ``probabilities`` adds the
+    classifier's class probabilities as ``probabilities_0``, ``probabilities_1``, ...).
+    Rows that cannot be scored go to ``sink/_rejects/``; if more than
+    ``max_reject_fraction`` of all rows are rejected the result's status is ``failed``.
+    Every run is recorded in the registry (``modelport runs NAME``).
+    """
+    if chunk_rows < 1:
+        raise InvalidInput("chunk_rows must be at least 1")
+    if not 0.0 <= max_reject_fraction <= 1.0:
+        raise InvalidInput("max_reject_fraction must be between 0 and 1")
+    settings = settings or Settings()
+    src = formats.Source.open(Path(source), input_format)
+    out = Path(sink)
+    fmt = formats.format_of(out, output_format)
+    with Registry(settings) as registry:
+        model, name, version, digest = _model(registry, settings, ref)
+        wanted = [
+            s.name for s in model.signature.outputs if probabilities or s.name != "probabilities"
+        ] or None
+        spec = JobSpec(
+            model=name,
+            version=version,
+            manifest_sha256=digest,
+            source=src.fingerprint(),
+            chunk_rows=chunk_rows,
+            id_columns=list(id_columns),
+            keep=list(keep),
+            outputs=wanted or [],
+            output_format=fmt,
+        )
+        result = BatchResult(new_run_id(), name, version, str(src.path), str(out))
+        started = datetime.now(UTC)
+        registry.store.record_run(_record(result, engine, started))
+        try:
+            if engine == "local":
+                run_local(
+                    model,
+                    spec,
+                    src,
+                    out,
+                    result,
+                    overwrite=overwrite,
+                    max_reject_fraction=max_reject_fraction,
+                    on_progress=on_progress,
+                )
+            elif engine == "ray":
+                from modelport.batch.ray_engine import run_ray
+
+                run_ray(
+                    model,
+                    spec,
+                    src,
+                    out,
+                    result,
+                    address=address,
+                    overwrite=overwrite,
+                    max_reject_fraction=max_reject_fraction,
+                )
+            else:
+                raise InvalidInput(f"unknown engine {engine!r} (local, ray)")
+        except BaseException as exc:
+            result.status, result.error = "failed", str(exc) or type(exc).__name__
+            registry.store.record_run(_record(result, engine, started, datetime.now(UTC)))
+            raise
+        registry.store.record_run(_record(result, engine, started, datetime.now(UTC)))
+    return result
+
+
+def _model(
+    registry: Registry, settings: Settings, ref: str | Path
+) -> tuple[LoadedModel, str, int | None, str | None]:
+    """The loaded model, its name, version and manifest digest (None for a path)."""
+    parsed = ModelRef.parse(str(ref))
+    if parsed.path is not None:
+        model = load_artifact(local_artifact(parsed.path, settings.resolved_cache_dir()))
+        return model, model.name, None, None
+    version = registry.resolve(parsed)
+    return registry.load(parsed), version.name, version.version, version.manifest_sha256
+
+
+def _record(
+    result: BatchResult, engine: str, started: datetime, finished: datetime | None = None
+) -> BatchRun:
+    return BatchRun(
+        run_id=result.run_id,
+        model=result.model,
+        version=result.version,
+        source=result.source,
+        sink=result.sink,
+        engine=engine,
+        status=result.status,
+        rows=result.rows,
+        scored=result.scored,
+        rejected=result.rejected,
+        started_at=started,
+        finished_at=finished,
+        error=result.error,
+    )

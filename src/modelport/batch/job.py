@@ -1,0 +1,286 @@
+"""One batch job on this machine: chunks in, part files out, resumable, with a run record.
+
+The sink is a folder (``scores.parquet/`` holding ``part-00000.parquet``, ... as Spark and
+pyarrow datasets do; readers skip the ``_``-prefixed files beside them):
+
+- ``_job.json``: what the job is (model version and manifest digest, source files with sizes
+  and times, chunk size, options). A second run with the same job resumes; a different job
+  is refused unless ``overwrite``.
+- ``part-NNNNN.<fmt>``: the scored rows of chunk N, made visible by a rename once whole.
+- ``_rejects/part-NNNNN.jsonl``: the rows of chunk N that could not be scored, one JSON
+  object each: ``{"row": <0-based row in the source>, "reason": ..., "values": {...}}``.
+- ``_stats/part-NNNNN.json``: rows in, scored, rejected; written before the part itself.
+- ``_SUCCESS``: the summary, once every part is there and the reject share is acceptable.
+
+Chunk N is always the same rows of the source, and parts are written deterministically, so
+a job killed at any moment and run again skips the finished parts and ends with the same
+bytes as an uninterrupted run. Reading, scoring and writing overlap: a thread reads the next
+chunk and another writes the previous part while this one is scored.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from modelport.batch import formats
+from modelport.batch.rows import feature_columns, score_chunk
+from modelport.errors import InvalidInput
+from modelport.packaging import LoadedModel
+
+_PREFETCH = 2
+_RUN_ONLY = (
+    "seconds",
+    "rows_per_second",
+    "run_id",
+    "resumed_parts",
+    "status",
+    "error",
+    "sink",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a running job stands (passed to the ``on_progress`` callback)."""
+
+    rows: int
+    rejected: int
+    fraction: float | None
+    """Share of the source read so far, when it can be known."""
+    seconds: float
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What a job did."""
+
+    run_id: str
+    model: str
+    version: int | None
+    source: str
+    sink: str
+    rows: int = 0
+    scored: int = 0
+    rejected: int = 0
+    parts: int = 0
+    resumed_parts: int = 0
+    seconds: float = 0.0
+    status: str = "running"
+    error: str | None = None
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rows_per_second": round(self.rows_per_second, 1)}
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """Everything that decides the output bytes; a resumed job must match it exactly."""
+
+    model: str
+    version: int | None
+    manifest_sha256: str | None
+    source: list[list[object]]
+    chunk_rows: int
+    id_columns: list[str]
+    keep: list[str]
+    outputs: list[str]
+    output_format: str
+
+
+def run_local(
+    model: LoadedModel,
+    spec: JobSpec,
+    source: formats.Source,
+    sink: Path,
+    result: BatchResult,
+    *,
+    overwrite: bool,
+    max_reject_fraction: float,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> BatchResult:
+    """Score ``source`` into ``sink``; fills and returns ``result``."""
+    fmt: formats.Format = spec.output_format  # type: ignore[assignment]
+    started = time.monotonic()
+    _prepare_sink(sink, spec, overwrite)
+    header = _columns(source)
+    passthrough = [*spec.id_columns, *[c for c in spec.keep if c not in spec.id_columns]]
+    missing = [c for c in passthrough if c not in header]
+    if missing:
+        raise InvalidInput(f"the input has no column {missing[0]!r} (columns: {', '.join(header)})")
+    features = feature_columns(model.signature, header, set(passthrough))
+    outputs = spec.outputs or None  # a model saved without an example: whatever it returns
+    result.outputs = list(spec.outputs)
+    counter = formats.ByteCounter(source.total_bytes)
+    total_rows = source.total_rows()
+    chunks = _prefetch(source.chunks(spec.chunk_rows, features, counter))
+    writes: list[Future[None]] = []
+    with ThreadPoolExecutor(1, thread_name_prefix="modelport-batch-write") as writer:
+        for index, chunk in enumerate(chunks):
+            name = formats.part_name(index, fmt)
+            stats_path = sink / "_stats" / f"part-{index:05d}.json"
+            if (sink / name).exists() and stats_path.exists():
+                stats = orjson.loads(stats_path.read_bytes())
+                result.resumed_parts += 1
+            else:
+                scored = score_chunk(model, chunk.table, features, outputs, chunk.broken)
+                table = _output_table(chunk.table, scored.kept, scored.outputs, passthrough)
+                rejects = _rejects(chunk, scored.rejected)
+                stats = {
+                    "rows": chunk.table.num_rows,
+                    "scored": table.num_rows,
+                    "rejected": len(scored.rejected),
+                }
+                writes = [w for w in writes if not w.done()] + [
+                    writer.submit(_write_part, sink, index, name, table, rejects, stats, fmt)
+                ]
+                while len(writes) > _PREFETCH:  # bounded: parts waiting for the disk
+                    writes.pop(0).result()
+            result.parts += 1
+            result.rows += stats["rows"]
+            result.scored += stats["scored"]
+            result.rejected += stats["rejected"]
+            if on_progress is not None:
+                fraction = result.rows / total_rows if total_rows else counter.fraction
+                on_progress(
+                    Progress(result.rows, result.rejected, fraction, time.monotonic() - started)
+                )
+        for w in writes:
+            w.result()
+    result.seconds = time.monotonic() - started
+    share = result.rejected / result.rows if result.rows else 0.0
+    if share > max_reject_fraction:
+        result.status = "failed"
+        result.error = (
+            f"{result.rejected} of {result.rows} rows ({share:.1%}) were rejected, more than "
+            f"the {max_reject_fraction:.1%} allowed; see {sink / '_rejects'}"
+        )
+        return result
+    result.status = "succeeded"
+    # Only what the rows decide: a resumed run writes the same bytes as an uninterrupted one.
+    summary = {k: v for k, v in result.to_dict().items() if k not in _RUN_ONLY}
+    formats.write_json(sink / "_SUCCESS", summary)
+    return result
+
+
+def _prepare_sink(sink: Path, spec: JobSpec, overwrite: bool) -> None:
+    job = orjson.loads(orjson.dumps(asdict(spec)))
+    if sink.exists() and not sink.is_dir():
+        raise InvalidInput(f"output {str(sink)!r} is a file; batch output is a folder of parts")
+    if sink.exists() and any(sink.iterdir()):
+        found = sink / "_job.json"
+        same = found.exists() and orjson.loads(found.read_bytes()) == job
+        if not same:
+            if not overwrite:
+                what = "another job's output" if found.exists() else "other files"
+                raise InvalidInput(
+                    f"output folder {str(sink)!r} holds {what}; choose another folder or "
+                    "pass --overwrite (a rerun of the same job resumes instead)"
+                )
+            shutil.rmtree(sink)
+    (sink / "_rejects").mkdir(parents=True, exist_ok=True)
+    (sink / "_stats").mkdir(exist_ok=True)
+    if not (sink / "_job.json").exists():
+        formats.write_json(sink / "_job.json", job)
+    for stale in sink.rglob(".*.tmp"):  # a part a killed run did not finish
+        stale.unlink(missing_ok=True)
+
+
+def _columns(source: formats.Source) -> list[str]:
+    first = next(iter(source.chunks(1)), None)
+    if first is None:
+        raise InvalidInput(f"{str(source.path)!r} holds no rows")
+    return list(first.table.column_names)
+
+
+def _prefetch(chunks: Iterator[formats.Chunk]) -> Iterator[formats.Chunk]:
+    """Read the next chunks in a thread while the current one is scored."""
+    ahead: queue.Queue[object] = queue.Queue(maxsize=_PREFETCH)
+    done = object()
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                ahead.put(chunk)
+        except BaseException as exc:  # handed to the consumer, raised there
+            ahead.put(exc)
+        ahead.put(done)
+
+    threading.Thread(target=read, name="modelport-batch-read", daemon=True).start()
+    while True:
+        item = ahead.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, formats.Chunk)
+        yield item
+
+
+def _output_table(
+    table: pa.Table, kept: np.ndarray, outputs: dict[str, np.ndarray], passthrough: Sequence[str]
+) -> pa.Table:
+    rows = table.select(list(passthrough)).take(pa.array(kept, type=pa.int64()))
+    columns = {name: rows.column(name) for name in passthrough}
+    for name, values in outputs.items():
+        if values.ndim == 1:
+            columns[name] = _arrow(values)
+        else:
+            flat = values.reshape(len(values), -1)
+            for j in range(flat.shape[1]):
+                columns[f"{name}_{j}"] = _arrow(flat[:, j])
+    return pa.table(columns)
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    if values.dtype.kind == "O":
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    return pa.array(values)
+
+
+def _rejects(chunk: formats.Chunk, rejected: list[tuple[int, str]]) -> bytes:
+    lines = []
+    for position, reason in rejected:
+        values = chunk.table.slice(position, 1).to_pylist()[0]
+        record = {"row": chunk.start + position, "reason": reason, "values": values}
+        lines.append(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY, default=str))
+    return b"\n".join(lines) + (b"\n" if lines else b"")
+
+
+def _write_part(
+    sink: Path,
+    index: int,
+    name: str,
+    table: pa.Table,
+    rejects: bytes,
+    stats: dict[str, int],
+    fmt: formats.Format,
+) -> None:
+    """Rejects and stats first, the part last: the part's presence means all three are in."""
+    rejects_path = sink / "_rejects" / f"part-{index:05d}.jsonl"
+    tmp = rejects_path.with_name(f".{rejects_path.name}.tmp")
+    tmp.write_bytes(rejects)
+    tmp.replace(rejects_path)
+    formats.write_json(sink / "_stats" / f"part-{index:05d}.json", stats)
+    formats.write_part(table, sink / name, fmt)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,295 @@
+"""Batch scoring through the real CLI and API: chunks, formats, rejects, resume, run records."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+import modelport
+from modelport import batch
+
+from ._churn import NUMERIC, churn_frame
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """``churn`` (columns: three numbers and a plan; unknown plans are an error) and
+    ``wide`` (one float32 tensor of 20 features)."""
+    x, y = churn_frame(2000, seed=1)
+    prep = ColumnTransformer(
+        [("num", StandardScaler(), NUMERIC), ("cat", OneHotEncoder(), ["plan"])]
+    )
+    churn = Pipeline([("prep", prep), ("clf", LogisticRegression())]).fit(x, y)
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(2000, 20)).astype(np.float32)
+    wide = LogisticRegression().fit(features, features[:, 0] + features[:, 1] > 0)
+    with modelport.Registry(modelport.Settings(home=tmp_path)) as registry:
+        registry.register("churn", churn, input_example=x[:5])
+        registry.register("wide", wide, input_example=features[:5])
+    return tmp_path
+
+
+def settings(home: Path) -> modelport.Settings:
+    return modelport.Settings(home=home)
+
+
+def customers(n: int, seed: int) -> pd.DataFrame:
+    frame, _ = churn_frame(n, seed)
+    return frame.assign(customer_id=np.arange(n) + 1_000_000)[["customer_id", *frame.columns]]
+
+
+def wide_frame(n: int, seed: int = 1) -> pd.DataFrame:
+    data = np.random.default_rng(seed).normal(size=(n, 20)).astype(np.float32)
+    frame = pd.DataFrame(data, columns=[f"f{i}" for i in range(20)])
+    frame.insert(0, "row_id", np.arange(n))
+    return frame
+
+
+def expected(home: Path, ref: str, features: object) -> np.ndarray:
+    return modelport.load(ref, settings=settings(home)).predict(features)
+
+
+def read_output(sink: Path) -> pd.DataFrame:
+    parts = sorted(p for p in sink.iterdir() if p.name.startswith("part-"))
+    if parts[0].suffix == ".csv":
+        return pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)
+    if parts[0].suffix == ".jsonl":
+        return pd.concat([pd.read_json(p, lines=True) for p in parts], ignore_index=True)
+    return pd.read_parquet(sink)
+
+
+def cli(home: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
+    environ["MODELPORT_HOME"] = str(home)
+    exe = Path(sys.executable).with_name("modelport")
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, env=environ, timeout=300, check=False
+    )
+
+
+def test_many_chunks_give_in_process_predictions_row_for_row(home: Path, tmp_path: Path) -> None:
+    frame = customers(25_000, seed=2)
+    source = tmp_path / "customers.parquet"
+    frame.to_parquet(source, row_group_size=7_000)  # row groups that do not align with chunks
+    result = batch.score(
+        "churn",
+        source,
+        tmp_path / "scores.parquet",
+        id_columns=["customer_id"],
+        probabilities=True,
+        chunk_rows=3_000,
+        settings=settings(home),
+    )
+    assert (result.status, result.rows, result.scored, result.rejected) == (
+        "succeeded",
+        25_000,
+        25_000,
+        0,
+    )
+    assert result.parts == 9
+    out = read_output(tmp_path / "scores.parquet")
+    assert list(out.columns) == ["customer_id", "predictions", "probabilities_0", "probabilities_1"]
+    assert out["customer_id"].tolist() == frame["customer_id"].tolist()  # same order
+    features = frame.drop(columns="customer_id")
+    np.testing.assert_array_equal(out["predictions"], expected(home, "churn", features))
+    proba = modelport.load("churn", settings=settings(home)).predict_outputs(features)
+    np.testing.assert_allclose(out["probabilities_1"], proba["probabilities"][:, 1])
+
+
+def test_memory_is_bounded_by_the_chunk_not_the_file(home: Path, tmp_path: Path) -> None:
+    """300 k and 1.5 M rows of 20 float32 features, scored in 10,000-row chunks: five times
+    the rows (92 MB more as an array) leave the job's peak memory where it was."""
+
+    def write(path: Path, blocks: int) -> None:
+        writer = None
+        for i in range(blocks):
+            table = pa.Table.from_pandas(wide_frame(100_000, seed=i + 10), preserve_index=False)
+            writer = writer or pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+        assert writer is not None
+        writer.close()
+
+    def peak_mb(source: Path, sink: Path) -> float:
+        """Peak RSS of ``modelport batch`` alone (a fresh parent, so no other child counts)."""
+        exe = Path(sys.executable).with_name("modelport")
+        probe = (
+            "import resource, subprocess, sys\n"
+            "subprocess.run(sys.argv[1:], check=True, capture_output=True)\n"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
+        )
+        environ = {**os.environ, "MODELPORT_HOME": str(home)}
+        command = [str(exe), "batch", "wide", str(source), str(sink), "--chunk-rows", "10000"]
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *command, "--id-column", "row_id"],
+            capture_output=True,
+            text=True,
+            env=environ,
+            timeout=600,
+            check=True,
+        )
+        return float(done.stdout.strip())
+
+    small, large = tmp_path / "small.parquet", tmp_path / "large.parquet"
+    write(small, 3)
+    write(large, 15)
+    base = peak_mb(small, tmp_path / "small-out.parquet")
+    peak = peak_mb(large, tmp_path / "large-out.parquet")
+    assert len(read_output(tmp_path / "large-out.parquet")) == 1_500_000
+    extra_mb = 1_200_000 * 20 * 4 / 2**20
+    assert peak - base < extra_mb / 3, (base, peak)
+
+
+@pytest.mark.parametrize(
+    ("source_name", "sink_name"),
+    [("in.csv", "out.jsonl"), ("in.jsonl", "out.csv"), ("in.parquet", "out.parquet")],
+)
+def test_formats_in_and_out(home: Path, tmp_path: Path, source_name: str, sink_name: str) -> None:
+    frame = customers(5_000, seed=3)
+    source = tmp_path / source_name
+    if source.suffix == ".csv":
+        frame.to_csv(source, index=False)
+    elif source.suffix == ".jsonl":
+        frame.to_json(source, orient="records", lines=True)
+    else:
+        source.mkdir()  # a partitioned dataset: a folder of part files
+        for i in range(3):
+            frame.iloc[i * 2000 : (i + 1) * 2000].to_parquet(source / f"part-{i}.parquet")
+    result = batch.score(
+        "churn",
+        source,
+        tmp_path / sink_name,
+        id_columns=["customer_id"],
+        keep=["plan"],
+        chunk_rows=1_200,
+        settings=settings(home),
+    )
+    assert result.status == "succeeded"
+    out = read_output(tmp_path / sink_name)
+    assert out["customer_id"].tolist() == frame["customer_id"].tolist()
+    assert out["plan"].tolist() == frame["plan"].tolist()
+    np.testing.assert_array_equal(
+        out["predictions"], expected(home, "churn", frame.drop(columns="customer_id"))
+    )
+
+
+def test_bad_rows_go_to_rejects_with_their_reasons(home: Path, tmp_path: Path) -> None:
+    frame = customers(3_000, seed=4).astype({"monthly_spend": object, "plan": object})
+    frame.loc[10, "monthly_spend"] = "lots"  # text in a number column
+    frame.loc[1500, "plan"] = None  # an empty category
+    frame.loc[2222, "support_calls"] = np.nan  # NaN: LogisticRegression cannot take it
+    frame.loc[2999, "plan"] = "platinum"  # a plan the encoder never saw
+    source = tmp_path / "customers.csv"
+    frame.to_csv(source, index=False)
+    sink = tmp_path / "scores.parquet"
+    done = cli(home, "batch", "churn", str(source), str(sink), "--id-column", "customer_id",
+               "--chunk-rows", "1000")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "4 rejected" in done.stdout
+    rejects = [
+        json.loads(line)
+        for part in sorted((sink / "_rejects").glob("part-*.jsonl"))
+        for line in part.read_text().splitlines()
+    ]
+    reasons = {r["row"]: r["reason"] for r in rejects}
+    assert sorted(reasons) == [10, 1500, 2222, 2999]
+    assert "'lots' is not a number" in reasons[10]
+    assert "plan" in reasons[1500]
+    assert "missing value" in reasons[2222]
+    assert "model error" in reasons[2999]
+    assert "platinum" in reasons[2999]
+    assert {r["values"]["customer_id"] for r in rejects} == {
+        1_000_010,
+        1_001_500,
+        1_002_222,
+        1_002_999,
+    }
+    out = read_output(sink)
+    good = frame.drop(index=[10, 1500, 2222, 2999])
+    assert out["customer_id"].tolist() == good["customer_id"].tolist()
+    features = good.drop(columns="customer_id").astype({"monthly_spend": float})
+    np.testing.assert_array_equal(out["predictions"], expected(home, "churn", features))
+
+    strict = cli(home, "batch", "churn", str(source), str(tmp_path / "strict.parquet"),
+                 "--max-reject-fraction", "0.001")  # fmt: skip
+    assert strict.returncode == 1
+    assert "4 of 3000 rows (0.1%) were rejected" in strict.stderr
+    assert not (tmp_path / "strict.parquet" / "_SUCCESS").exists()
+
+
+def test_a_killed_job_resumes_to_the_same_bytes(home: Path, tmp_path: Path) -> None:
+    source = tmp_path / "wide.parquet"
+    wide_frame(400_000).to_parquet(source)
+    clean, resumed = tmp_path / "clean.parquet", tmp_path / "resumed.parquet"
+    args = ["--id-column", "row_id", "--chunk-rows", "2000"]
+    assert cli(home, "batch", "wide", str(source), str(clean), *args).returncode == 0
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
+    environ["MODELPORT_HOME"] = str(home)
+    exe = Path(sys.executable).with_name("modelport")
+    job = subprocess.Popen(
+        [str(exe), "batch", "wide", str(source), str(resumed), *args],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while len(list(resumed.glob("part-*"))) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    written = len(list(resumed.glob("part-*")))
+    assert 20 <= written < 200, written  # killed midway
+    again = cli(home, "batch", "wide", str(source), str(resumed), *args)
+    assert again.returncode == 0, again.stderr
+    assert "already done" in again.stdout
+    files = sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(resumed) for p in resumed.rglob("*") if p.is_file())
+    for name in files:
+        assert (clean / name).read_bytes() == (resumed / name).read_bytes(), name
+    assert len(read_output(resumed)) == 400_000
+
+
+def test_another_job_into_the_same_folder_is_refused(home: Path, tmp_path: Path) -> None:
+    source = tmp_path / "customers.parquet"
+    customers(100, seed=5).to_parquet(source)
+    sink = tmp_path / "scores.parquet"
+    assert cli(home, "batch", "churn", str(source), str(sink)).returncode == 0
+    other = cli(home, "batch", "churn", str(source), str(sink), "--chunk-rows", "10")
+    assert other.returncode != 0
+    assert "holds another job's output" in other.stderr
+    assert cli(home, "batch", "churn", str(source), str(sink), "--chunk-rows", "10",
+               "--overwrite").returncode == 0  # fmt: skip
+    missing = cli(home, "batch", "churn", str(source), str(tmp_path / "x.parquet"),
+                  "--id-column", "nope")  # fmt: skip
+    assert missing.returncode != 0
+    assert "no column 'nope'" in missing.stderr
+
+
+def test_runs_are_recorded(home: Path, tmp_path: Path) -> None:
+    source = tmp_path / "customers.csv"
+    customers(500, seed=6).to_csv(source, index=False)
+    assert cli(home, "batch", "churn", str(source), str(tmp_path / "a.parquet")).returncode == 0
+    listed = cli(home, "runs", "churn", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [run] = json.loads(listed.stdout)
+    assert (run["model"], run["version"], run["status"]) == ("churn", 1, "succeeded")
+    assert (run["rows"], run["scored"], run["rejected"]) == (500, 500, 0)
+    assert run["source"] == str(source)
+    assert run["seconds"] > 0
