@@ -237,7 +237,9 @@ def _prefetch(chunks: Iterator[formats.Chunk]) -> Iterator[formats.Chunk]:
 def _output_table(
     table: pa.Table, kept: np.ndarray, outputs: dict[str, np.ndarray], passthrough: Sequence[str]
 ) -> pa.Table:
-    rows = table.select(list(passthrough)).take(pa.array(kept, type=pa.int64()))
+    rows = table.select(list(passthrough))
+    if len(kept) != table.num_rows:
+        rows = rows.take(pa.array(kept, type=pa.int64()))
     columns = {name: rows.column(name) for name in passthrough}
     for name, values in outputs.items():
         if values.ndim == 1:

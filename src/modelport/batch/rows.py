@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -84,8 +85,12 @@ def score_chunk(
         }
     else:
         spec = signature.inputs[0]
-        parts = [_column(spec, name, table.column(name), bad) for name in features]
-        columns = {spec.name: np.column_stack(parts) if parts else np.empty((len(table), 0))}
+        # Filled column by column and handed over transposed (Fortran order): a row-major
+        # stack of 20 columns cost more than the prediction itself.
+        stacked = np.empty((len(features), len(table)), dtype=_numpy_dtype(spec))
+        for j, name in enumerate(features):
+            stacked[j] = _column(spec, name, table.column(name), bad)
+        columns = {spec.name: stacked.T}
     keep = np.ones(len(table), dtype=bool)
     if bad:
         keep[list(bad)] = False
@@ -104,7 +109,7 @@ def _column(
 ) -> np.ndarray:
     """One file column as the numpy dtype ``spec`` wants; unfit values go to ``bad``."""
     column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    nulls = column.is_null()
+    nulls = column.is_null() if column.null_count else pa.array(np.zeros(len(column), bool))
     if spec.dtype == STRING_DTYPE:
         _reject(bad, nulls, f"column {name!r} is empty")
         text = column if _is_text(column.type) else pc.cast(column, pa.string())
@@ -130,6 +135,10 @@ def _column(
         return values.astype(target)
     values = np.asarray(column.to_numpy(zero_copy_only=False))  # nulls become NaN
     return values.astype(target, copy=False)
+
+
+def _numpy_dtype(spec: TensorSpec) -> np.dtype[Any]:
+    return np.dtype(object) if spec.dtype == STRING_DTYPE else np.dtype(spec.dtype)
 
 
 def _is_text(kind: pa.DataType) -> bool:

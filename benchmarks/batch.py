@@ -1,0 +1,148 @@
+"""Batch scoring throughput and memory, against in-memory predict and a hand-written script.
+
+One run: 1 M rows x 20 float32 features in one Parquet file (plus a ``row_id``), through a
+LogisticRegression and a HistGradientBoostingClassifier(max_iter=100), each:
+
+- in memory: ``model.predict(X)`` on the whole array already loaded (the ceiling);
+- a hand-written script: ``pd.read_parquet`` -> ``model.predict`` -> ``to_parquet``;
+- ``modelport.batch.score`` with the local engine (100,000-row chunks).
+
+The script and the engine each run in a fresh process. Rows/s is measured inside it, from
+loading the model to the last row written (interpreter start and library imports excluded,
+for both); memory is the process's peak RSS (``VmHWM``) and what the job added to the RSS
+it had after its imports. Run: ``.venv/bin/python benchmarks/batch.py [--rows 1000000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+
+import modelport
+
+MEMORY = """
+def rss_mb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+"""
+
+SCRIPT = (
+    MEMORY
+    + """
+import json, sys, time
+import joblib, pandas as pd, sklearn.ensemble, sklearn.linear_model
+base = rss_mb("VmRSS")
+start = time.perf_counter()
+model = joblib.load(sys.argv[1])
+frame = pd.read_parquet(sys.argv[2])
+features = frame.drop(columns="row_id").to_numpy()
+out = pd.DataFrame({"row_id": frame["row_id"], "predictions": model.predict(features)})
+out.to_parquet(sys.argv[3])
+seconds = time.perf_counter() - start
+peak = rss_mb("VmHWM")
+print(json.dumps({"seconds": seconds, "peak_mb": peak, "job_mb": peak - base}))
+"""
+)
+
+ENGINE = (
+    MEMORY
+    + """
+import json, sys, time
+import modelport, sklearn.ensemble, sklearn.linear_model
+from modelport import batch
+settings = modelport.Settings(home=sys.argv[1])
+base = rss_mb("VmRSS")
+start = time.perf_counter()
+result = batch.score(sys.argv[2], sys.argv[3], sys.argv[4], id_columns=["row_id"],
+                     settings=settings)
+seconds = time.perf_counter() - start
+assert result.status == "succeeded", result.error
+peak = rss_mb("VmHWM")
+print(json.dumps({"seconds": seconds, "peak_mb": peak, "job_mb": peak - base}))
+"""
+)
+
+
+def run(code: str, *args: str) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(done.stderr)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(50_000, 20)).astype(np.float32)
+    target = (train[:, 0] + train[:, 1] ** 2 - train[:, 2] > 0.5).astype(np.int64)
+    models = {
+        "LogisticRegression": LogisticRegression(max_iter=500).fit(train, target),
+        "HistGradientBoosting": HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(
+            train, target
+        ),
+    }
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        source = tmp / "rows.parquet"
+        writer = None
+        for start in range(0, args.rows, 100_000):
+            n = min(100_000, args.rows - start)
+            block = rng.normal(size=(n, 20)).astype(np.float32)
+            frame = pd.DataFrame(block, columns=[f"f{i}" for i in range(20)])
+            frame.insert(0, "row_id", np.arange(start, start + n))
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            writer = writer or pq.ParquetWriter(source, table.schema)
+            writer.write_table(table)
+        assert writer is not None
+        writer.close()
+        x = pd.read_parquet(source).drop(columns="row_id").to_numpy()
+        home = tmp / "home"
+        print(f"{args.rows:,} rows x 20 float32 features, {source.stat().st_size / 2**20:.0f} MB")
+        for name, model in models.items():
+            with modelport.Registry(modelport.Settings(home=home)) as registry:
+                registry.register(name.lower(), model, input_example=train[:5])
+            joblib.dump(model, tmp / f"{name}.joblib")
+            began = time.perf_counter()
+            model.predict(x)
+            memory_rate = len(x) / (time.perf_counter() - began)
+            script = run(SCRIPT, str(tmp / f"{name}.joblib"), str(source), str(tmp / "s.parquet"))
+            engine = run(
+                ENGINE, str(home), name.lower(), str(source), str(tmp / f"{name}-scores.parquet")
+            )
+            s_rate, e_rate = args.rows / script["seconds"], args.rows / engine["seconds"]
+            print(f"\n{name}")
+            print(f"  in-memory predict   {memory_rate / 1e6:6.2f} M rows/s")
+            for label, rate, mem in (
+                ("hand-written script", s_rate, script),
+                ("modelport local", e_rate, engine),
+            ):
+                print(
+                    f"  {label:<19} {rate / 1e6:6.2f} M rows/s  peak {mem['peak_mb']:5.0f} MB"
+                    f" (job +{mem['job_mb']:.0f} MB)"
+                )
+            print(
+                f"  local / script {e_rate / s_rate:.2f}x, local / in-memory "
+                f"{e_rate / memory_rate:.2f}x, job memory local / script "
+                f"{engine['job_mb'] / max(script['job_mb'], 1):.2f}, peak local / script "
+                f"{engine['peak_mb'] / script['peak_mb']:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
