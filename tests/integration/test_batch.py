@@ -67,7 +67,7 @@ def expected(home: Path, ref: str, features: object) -> np.ndarray:
 
 
 def read_output(sink: Path) -> pd.DataFrame:
-    parts = sorted(p for p in sink.iterdir() if p.name.startswith("part-"))
+    parts = sorted(p for p in sink.iterdir() if p.is_file() and p.name[0] not in "_.")
     if parts[0].suffix == ".csv":
         return pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)
     if parts[0].suffix == ".jsonl":
@@ -293,3 +293,42 @@ def test_runs_are_recorded(home: Path, tmp_path: Path) -> None:
     assert (run["rows"], run["scored"], run["rejected"]) == (500, 500, 0)
     assert run["source"] == str(source)
     assert run["seconds"] > 0
+
+
+@pytest.mark.parametrize("source_name", ["customers.parquet", "customers.csv"])
+def test_the_ray_engine_gives_the_local_engines_output(
+    home: Path, tmp_path: Path, source_name: str
+) -> None:
+    frame = customers(6_000, seed=7).astype({"monthly_spend": object})
+    frame.loc[123, "monthly_spend"] = "lots"  # one bad row, rejected by both engines
+    source = tmp_path / source_name
+    if source.suffix == ".csv":
+        frame.to_csv(source, index=False)
+    else:
+        frame.astype({"monthly_spend": str}).to_parquet(source)
+    options = {"id_columns": ["customer_id"], "probabilities": True, "chunk_rows": 1_000}
+    local = batch.score(
+        "churn", source, tmp_path / "local.parquet", settings=settings(home), **options
+    )
+    on_ray = batch.score(
+        "churn",
+        source,
+        tmp_path / "ray.parquet",
+        engine="ray",
+        settings=settings(home),
+        **options,
+    )
+    assert (on_ray.status, on_ray.rows, on_ray.rejected) == ("succeeded", 6_000, 1)
+    assert (local.rows, local.rejected) == (6_000, 1)
+    pd.testing.assert_frame_equal(
+        read_output(tmp_path / "ray.parquet"), read_output(tmp_path / "local.parquet")
+    )
+    [reject] = [
+        json.loads(line)
+        for f in (tmp_path / "ray.parquet" / "_rejects").glob("ray-*.jsonl")
+        for line in f.read_text().splitlines()
+    ]
+    assert reject["values"]["customer_id"] == 1_000_123
+    assert "'lots' is not a number" in reject["reason"]
+    listed = cli(home, "runs", "churn", "--json")
+    assert {r["engine"] for r in json.loads(listed.stdout)} == {"local", "ray"}

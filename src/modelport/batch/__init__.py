@@ -66,7 +66,7 @@ def score(
     out = Path(sink)
     fmt = formats.format_of(out, output_format)
     with Registry(settings) as registry:
-        model, name, version, digest = _model(registry, settings, ref)
+        model, name, version, digest, trusts_unsafe = _model(registry, settings, ref)
         wanted = [
             s.name for s in model.signature.outputs if probabilities or s.name != "probabilities"
         ] or None
@@ -82,6 +82,7 @@ def score(
             output_format=fmt,
         )
         result = BatchResult(new_run_id(), name, version, str(src.path), str(out))
+        result.outputs = list(spec.outputs)
         started = datetime.now(UTC)
         registry.store.record_run(_record(result, engine, started))
         try:
@@ -105,6 +106,7 @@ def score(
                     src,
                     out,
                     result,
+                    trust_unsafe=trusts_unsafe,
                     address=address,
                     overwrite=overwrite,
                     max_reject_fraction=max_reject_fraction,
@@ -121,14 +123,16 @@ def score(
 
 def _model(
     registry: Registry, settings: Settings, ref: str | Path
-) -> tuple[LoadedModel, str, int | None, str | None]:
-    """The loaded model, its name, version and manifest digest (None for a path)."""
+) -> tuple[LoadedModel, str, int | None, str | None, bool]:
+    """The loaded model, its name, version, manifest digest (None for a path) and whether
+    the registry recorded it as trusted despite unsafe content."""
     parsed = ModelRef.parse(str(ref))
     if parsed.path is not None:
         model = load_artifact(local_artifact(parsed.path, settings.resolved_cache_dir()))
-        return model, model.name, None, None
+        return model, model.name, None, None, False
     version = registry.resolve(parsed)
-    return registry.load(parsed), version.name, version.version, version.manifest_sha256
+    model = registry.load(parsed)
+    return model, version.name, version.version, version.manifest_sha256, version.trusts_unsafe
 
 
 def _record(

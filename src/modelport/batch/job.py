@@ -119,15 +119,14 @@ def run_local(
     """Score ``source`` into ``sink``; fills and returns ``result``."""
     fmt: formats.Format = spec.output_format  # type: ignore[assignment]
     started = time.monotonic()
-    _prepare_sink(sink, spec, overwrite)
-    header = _columns(source)
+    prepare_sink(sink, spec, overwrite)
+    header = input_columns(source)
     passthrough = [*spec.id_columns, *[c for c in spec.keep if c not in spec.id_columns]]
     missing = [c for c in passthrough if c not in header]
     if missing:
         raise InvalidInput(f"the input has no column {missing[0]!r} (columns: {', '.join(header)})")
     features = feature_columns(model.signature, header, set(passthrough))
     outputs = spec.outputs or None  # a model saved without an example: whatever it returns
-    result.outputs = list(spec.outputs)
     counter = formats.ByteCounter(source.total_bytes)
     total_rows = source.total_rows()
     chunks = _prefetch(source.chunks(spec.chunk_rows, features, counter))
@@ -141,7 +140,7 @@ def run_local(
                 result.resumed_parts += 1
             else:
                 scored = score_chunk(model, chunk.table, features, outputs, chunk.broken)
-                table = _output_table(chunk.table, scored.kept, scored.outputs, passthrough)
+                table = output_table(chunk.table, scored.kept, scored.outputs, passthrough)
                 rejects = _rejects(chunk, scored.rejected)
                 stats = {
                     "rows": chunk.table.num_rows,
@@ -165,6 +164,11 @@ def run_local(
         for w in writes:
             w.result()
     result.seconds = time.monotonic() - started
+    return finish(result, sink, max_reject_fraction)
+
+
+def finish(result: BatchResult, sink: Path, max_reject_fraction: float) -> BatchResult:
+    """Judge the reject share; on success write ``_SUCCESS``. Shared by both engines."""
     share = result.rejected / result.rows if result.rows else 0.0
     if share > max_reject_fraction:
         result.status = "failed"
@@ -180,7 +184,7 @@ def run_local(
     return result
 
 
-def _prepare_sink(sink: Path, spec: JobSpec, overwrite: bool) -> None:
+def prepare_sink(sink: Path, spec: JobSpec, overwrite: bool) -> None:
     job = orjson.loads(orjson.dumps(asdict(spec)))
     if sink.exists() and not sink.is_dir():
         raise InvalidInput(f"output {str(sink)!r} is a file; batch output is a folder of parts")
@@ -203,7 +207,7 @@ def _prepare_sink(sink: Path, spec: JobSpec, overwrite: bool) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _columns(source: formats.Source) -> list[str]:
+def input_columns(source: formats.Source) -> list[str]:
     first = next(iter(source.chunks(1)), None)
     if first is None:
         raise InvalidInput(f"{str(source.path)!r} holds no rows")
@@ -234,7 +238,7 @@ def _prefetch(chunks: Iterator[formats.Chunk]) -> Iterator[formats.Chunk]:
         yield item
 
 
-def _output_table(
+def output_table(
     table: pa.Table, kept: np.ndarray, outputs: dict[str, np.ndarray], passthrough: Sequence[str]
 ) -> pa.Table:
     rows = table.select(list(passthrough))
