@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -306,18 +307,21 @@ def test_the_ray_engine_gives_the_local_engines_output(
         frame.to_csv(source, index=False)
     else:
         frame.astype({"monthly_spend": str}).to_parquet(source)
-    options = {"id_columns": ["customer_id"], "probabilities": True, "chunk_rows": 1_000}
-    local = batch.score(
-        "churn", source, tmp_path / "local.parquet", settings=settings(home), **options
-    )
-    on_ray = batch.score(
-        "churn",
-        source,
-        tmp_path / "ray.parquet",
-        engine="ray",
-        settings=settings(home),
-        **options,
-    )
+
+    def run(sink: Path, engine: Literal["local", "ray"]) -> batch.BatchResult:
+        return batch.score(
+            "churn",
+            source,
+            sink,
+            id_columns=["customer_id"],
+            probabilities=True,
+            chunk_rows=1_000,
+            engine=engine,
+            settings=settings(home),
+        )
+
+    local = run(tmp_path / "local.parquet", "local")
+    on_ray = run(tmp_path / "ray.parquet", "ray")
     assert (on_ray.status, on_ray.rows, on_ray.rejected) == ("succeeded", 6_000, 1)
     assert (local.rows, local.rejected) == (6_000, 1)
     pd.testing.assert_frame_equal(
