@@ -5,11 +5,13 @@ LogisticRegression and a HistGradientBoostingClassifier(max_iter=100), each:
 
 - in memory: ``model.predict(X)`` on the whole array already loaded (the ceiling);
 - a hand-written script: ``pd.read_parquet`` -> ``model.predict`` -> ``to_parquet``;
-- ``modelport.batch.score`` with the local engine (100,000-row chunks).
+- ``modelport.batch.score`` with the local engine and with the Ray engine on a local Ray
+  instance (50,000-row chunks, the default).
 
 The script and the engine each run in a fresh process. Rows/s is measured inside it, from
-loading the model to the last row written (interpreter start and library imports excluded,
-for both); memory is the process's peak RSS (``VmHWM``) and what the job added to the RSS
+loading the model to the last row written (interpreter start and library imports excluded
+for both: pandas, pyarrow and scikit-learn for the script, the same and skops for
+modelport); memory is the process's peak RSS (``VmHWM``) and what the job added to the RSS
 it had after its imports. Run: ``.venv/bin/python benchmarks/batch.py [--rows 1000000]``.
 """
 
@@ -44,7 +46,7 @@ SCRIPT = (
     MEMORY
     + """
 import json, sys, time
-import joblib, pandas as pd, sklearn.ensemble, sklearn.linear_model
+import joblib, pandas as pd, pyarrow.parquet, sklearn.ensemble, sklearn.linear_model
 base = rss_mb("VmRSS")
 start = time.perf_counter()
 model = joblib.load(sys.argv[1])
@@ -62,13 +64,13 @@ ENGINE = (
     MEMORY
     + """
 import json, sys, time
-import modelport, sklearn.ensemble, sklearn.linear_model
+import modelport, pyarrow.parquet, skops.io, sklearn.ensemble, sklearn.linear_model
 from modelport import batch
 settings = modelport.Settings(home=sys.argv[1])
 base = rss_mb("VmRSS")
 start = time.perf_counter()
 result = batch.score(sys.argv[2], sys.argv[3], sys.argv[4], id_columns=["row_id"],
-                     settings=settings)
+                     engine=sys.argv[5], settings=settings)
 seconds = time.perf_counter() - start
 assert result.status == "succeeded", result.error
 peak = rss_mb("VmHWM")
@@ -122,26 +124,31 @@ def main() -> None:
             model.predict(x)
             memory_rate = len(x) / (time.perf_counter() - began)
             script = run(SCRIPT, str(tmp / f"{name}.joblib"), str(source), str(tmp / "s.parquet"))
-            engine = run(
-                ENGINE, str(home), name.lower(), str(source), str(tmp / f"{name}-scores.parquet")
+            local = run(
+                ENGINE, str(home), name.lower(), str(source), str(tmp / f"{name}.parquet"), "local"
             )
-            s_rate, e_rate = args.rows / script["seconds"], args.rows / engine["seconds"]
+            on_ray = run(
+                ENGINE,
+                str(home),
+                name.lower(),
+                str(source),
+                str(tmp / f"{name}-ray.parquet"),
+                "ray",
+            )
+            s_rate = args.rows / script["seconds"]
             print(f"\n{name}")
             print(f"  in-memory predict   {memory_rate / 1e6:6.2f} M rows/s")
-            for label, rate, mem in (
-                ("hand-written script", s_rate, script),
-                ("modelport local", e_rate, engine),
+            for label, mem in (
+                ("hand-written script", script),
+                ("modelport local", local),
+                ("modelport ray", on_ray),
             ):
+                rate = args.rows / mem["seconds"]
                 print(
-                    f"  {label:<19} {rate / 1e6:6.2f} M rows/s  peak {mem['peak_mb']:5.0f} MB"
-                    f" (job +{mem['job_mb']:.0f} MB)"
+                    f"  {label:<19} {rate / 1e6:6.2f} M rows/s ({rate / s_rate:4.2f}x script, "
+                    f"{rate / memory_rate:4.2f}x in-memory)  peak {mem['peak_mb']:5.0f} MB "
+                    f"(job +{mem['job_mb']:.0f} MB)"
                 )
-            print(
-                f"  local / script {e_rate / s_rate:.2f}x, local / in-memory "
-                f"{e_rate / memory_rate:.2f}x, job memory local / script "
-                f"{engine['job_mb'] / max(script['job_mb'], 1):.2f}, peak local / script "
-                f"{engine['peak_mb'] / script['peak_mb']:.2f}"
-            )
 
 
 if __name__ == "__main__":

@@ -642,7 +642,7 @@ def batch(
     probabilities: Annotated[
         bool, typer.Option(help="Add class probabilities (probabilities_0, ...).")
     ] = False,
-    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows per chunk and part file.")] = 100_000,
+    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows per chunk and part file.")] = 50_000,
     max_reject_fraction: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Fail when more rows than this are rejected.")
     ] = 0.01,

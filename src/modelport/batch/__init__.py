@@ -38,7 +38,7 @@ def score(
     id_columns: Sequence[str] = (),
     keep: Sequence[str] = (),
     probabilities: bool = False,
-    chunk_rows: int = 100_000,
+    chunk_rows: int = 50_000,
     max_reject_fraction: float = 0.01,
     input_format: str | None = None,
     output_format: str | None = None,
