@@ -109,6 +109,11 @@ def main() -> None:
     cli("versions", "churn")
     cli("alias", "history", "churn", "production")
     cli("predict", "churn@production", "--input", str(rows))
+    customers = DEMO / "customers.csv"
+    x_test.assign(customer_id=range(len(x_test))).to_csv(customers, index=False)
+    cli("batch", "churn@production", str(customers), str(DEMO / "scores.parquet"),
+        "--id-column", "customer_id", "--probabilities")  # fmt: skip
+    cli("runs", "churn")
     serve_and_show(x_test, y_test)
 
 
