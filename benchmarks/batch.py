@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -79,8 +80,18 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak, "job_mb": peak - base}))
 )
 
 
-def run(code: str, *args: str) -> dict[str, float]:
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+# What the environment held before ``import modelport`` set its allocator defaults: the
+# hand-written script runs without them, as it would on its own.
+_PLAIN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MIMALLOC_")}
+
+
+def run(code: str, *args: str, plain: bool = False) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=_PLAIN_ENV if plain else None,
+    )
     if done.returncode != 0:
         sys.exit(done.stderr)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -123,7 +134,9 @@ def main() -> None:
             began = time.perf_counter()
             model.predict(x)
             memory_rate = len(x) / (time.perf_counter() - began)
-            script = run(SCRIPT, str(tmp / f"{name}.joblib"), str(source), str(tmp / "s.parquet"))
+            script = run(
+                SCRIPT, str(tmp / f"{name}.joblib"), str(source), str(tmp / "s.parquet"), plain=True
+            )
             local = run(
                 ENGINE, str(home), name.lower(), str(source), str(tmp / f"{name}.parquet"), "local"
             )

@@ -5,8 +5,9 @@ pool of actors that each load the model once (from the artifact folder, checked 
 manifest digest as everywhere else), and the scored rows are written by Ray's own writers
 into the sink folder. Each actor scores a batch exactly as the local engine scores a chunk
 (:func:`modelport.batch.rows.score_chunk`) and writes the batch's rejects to
-``_rejects/ray-<id>.jsonl`` itself. Order is preserved, so the rows and predictions equal
-the local engine's; what differs is the layout (Ray names the part files), that a reject's
+``_rejects/ray-<id>.jsonl`` itself. Block order is preserved, so the rows and predictions equal
+the local engine's; what differs is the layout (Ray names the part files, so their names do
+not sort in row order), that a reject's
 ``row`` is unknown (Ray batches do not know their offset in the source: rejects carry their
 values, ids included), and that an interrupted Ray job starts over rather than resuming.
 
@@ -131,7 +132,7 @@ def run_ray(
             ),
             batch_format="pyarrow",
             batch_size=spec.chunk_rows,
-            concurrency=_actors(ray),
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=_actors(ray)),
         )
         fmt = spec.output_format
         if fmt == "parquet":
@@ -165,11 +166,11 @@ def _read(data: Any, source: formats.Source, features: list[str]) -> Any:  # Any
     return data.read_json(paths, lines=True)
 
 
-def _actors(ray: Any) -> tuple[int, int]:
-    """An autoscaling pool that leaves a CPU for the read and write tasks: with every CPU
-    held by a scoring actor, nothing would be left to read their input."""
+def _actors(ray: Any) -> int:
+    """The most scoring actors: one CPU is left for the read and write tasks, since with
+    every CPU held by an actor nothing would be left to read their input."""
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    return 1, max(1, cpus - 1)
+    return max(1, cpus - 1)
 
 
 def _count_rows(sink: Path, fmt: str) -> int:
