@@ -120,12 +120,7 @@ def run_local(
     fmt: formats.Format = spec.output_format  # type: ignore[assignment]
     started = time.monotonic()
     prepare_sink(sink, spec, overwrite)
-    header = input_columns(source)
-    passthrough = [*spec.id_columns, *[c for c in spec.keep if c not in spec.id_columns]]
-    missing = [c for c in passthrough if c not in header]
-    if missing:
-        raise InvalidInput(f"the input has no column {missing[0]!r} (columns: {', '.join(header)})")
-    features = feature_columns(model.signature, header, set(passthrough))
+    passthrough, features = plan_columns(model, spec, source)
     outputs = spec.outputs or None  # a model saved without an example: whatever it returns
     counter = formats.ByteCounter(source.total_bytes)
     total_rows = source.total_rows()
@@ -141,7 +136,7 @@ def run_local(
             else:
                 scored = score_chunk(model, chunk.table, features, outputs, chunk.broken)
                 table = output_table(chunk.table, scored.kept, scored.outputs, passthrough)
-                rejects = _rejects(chunk, scored.rejected)
+                rejects = reject_lines(chunk.table, scored.rejected, chunk.start)
                 stats = {
                     "rows": chunk.table.num_rows,
                     "scored": table.num_rows,
@@ -182,6 +177,19 @@ def finish(result: BatchResult, sink: Path, max_reject_fraction: float) -> Batch
     summary = {k: v for k, v in result.to_dict().items() if k not in _RUN_ONLY}
     formats.write_json(sink / "_SUCCESS", summary)
     return result
+
+
+def plan_columns(
+    model: LoadedModel, spec: JobSpec, source: formats.Source
+) -> tuple[list[str], list[str]]:
+    """The columns copied through (ids first) and the columns fed to the model; the
+    engines share it so they refuse a missing column alike."""
+    header = input_columns(source)
+    passthrough = [*spec.id_columns, *[c for c in spec.keep if c not in spec.id_columns]]
+    missing = [c for c in passthrough if c not in header]
+    if missing:
+        raise InvalidInput(f"the input has no column {missing[0]!r} (columns: {', '.join(header)})")
+    return passthrough, feature_columns(model.signature, header, set(passthrough))
 
 
 def prepare_sink(sink: Path, spec: JobSpec, overwrite: bool) -> None:
@@ -261,11 +269,14 @@ def _arrow(values: np.ndarray) -> pa.Array:
     return pa.array(values)
 
 
-def _rejects(chunk: formats.Chunk, rejected: list[tuple[int, str]]) -> bytes:
+def reject_lines(table: pa.Table, rejected: list[tuple[int, str]], start: int | None) -> bytes:
+    """JSON Lines for the rejected rows of ``table``: ``row`` is ``start`` + position in the
+    table, or None when the offset in the source is not known (Ray batches)."""
     lines = []
     for position, reason in rejected:
-        values = chunk.table.slice(position, 1).to_pylist()[0]
-        record = {"row": chunk.start + position, "reason": reason, "values": values}
+        values = table.slice(position, 1).to_pylist()[0]
+        row = None if start is None else start + position
+        record = {"row": row, "reason": reason, "values": values}
         lines.append(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY, default=str))
     return b"\n".join(lines) + (b"\n" if lines else b"")
 

@@ -23,7 +23,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -33,11 +32,12 @@ from modelport.batch.job import (
     BatchResult,
     JobSpec,
     finish,
-    input_columns,
     output_table,
+    plan_columns,
     prepare_sink,
+    reject_lines,
 )
-from modelport.batch.rows import feature_columns, score_chunk
+from modelport.batch.rows import score_chunk
 from modelport.errors import InvalidInput
 from modelport.packaging import LoadedModel, load_artifact
 
@@ -66,16 +66,9 @@ class _Scorer:
     def __call__(self, batch: pa.Table) -> pa.Table:
         scored = score_chunk(self.model, batch, self.features, self.outputs)
         if scored.rejected:
-            lines = [
-                orjson.dumps(
-                    {"row": None, "reason": reason, "values": batch.slice(p, 1).to_pylist()[0]},
-                    default=str,
-                )
-                for p, reason in scored.rejected
-            ]
             name = self.rejects / f"ray-{uuid.uuid4().hex}.jsonl"
             tmp = name.with_name(f".{name.name}.tmp")
-            tmp.write_bytes(b"\n".join(lines) + b"\n")
+            tmp.write_bytes(reject_lines(batch, scored.rejected, None))
             tmp.replace(name)
         return output_table(batch, scored.kept, scored.outputs, self.passthrough)
 
@@ -100,12 +93,7 @@ def run_ray(
         raise InvalidInput("the Ray engine needs Ray: pip install 'modelport[ray]'") from None
     started = time.monotonic()
     prepare_sink(sink, spec, overwrite)
-    header = input_columns(source)
-    passthrough = [*spec.id_columns, *[c for c in spec.keep if c not in spec.id_columns]]
-    missing = [c for c in passthrough if c not in header]
-    if missing:
-        raise InvalidInput(f"the input has no column {missing[0]!r} (columns: {', '.join(header)})")
-    features = feature_columns(model.signature, header, set(passthrough))
+    passthrough, features = plan_columns(model, spec, source)
     owns = not ray.is_initialized()
     if owns:
         ray.init(

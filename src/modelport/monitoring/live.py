@@ -71,7 +71,10 @@ def drift_summary(
 ) -> dict[str, Any]:
     """Per-feature drift of ``model`` (one version, or all when None) over the last ``window``."""
     now = datetime.now(UTC)
-    current = store.logged_predictions(model, since=now - window, version=version)
+    # One read covers both windows: the current one and the one before (prediction drift).
+    logged = store.logged_predictions(model, since=now - 2 * window, version=version)
+    current = [e for e in logged if e.created_at >= now - window]
+    before = [e for e in logged if e.created_at < now - window]
     body: dict[str, Any] = {
         "model": model,
         "version": version,
@@ -94,11 +97,6 @@ def drift_summary(
                 f"{thresholds.min_samples} (log more with a higher log_sample_rate)"
             )
         _export_drift(model, version, report)
-    before = [
-        e
-        for e in store.logged_predictions(model, since=now - 2 * window, version=version)
-        if e.created_at < now - window
-    ]
     body["predictions"] = _prediction_drift(before, current, thresholds)
     return body
 

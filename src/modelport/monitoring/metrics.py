@@ -148,20 +148,21 @@ def enable_multiprocess() -> Path:
 
 def exposition() -> bytes:
     """The text a scrape of ``/metrics`` gets: this process, or every worker summed."""
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+    return generate_latest(_registry())
 
 
 def collect_families() -> list[Metric]:
     """The same metric families as :func:`exposition`, as objects (for the dashboard)."""
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return list(registry.collect())
-    return list(REGISTRY.collect())
+    return list(_registry().collect())
+
+
+def _registry() -> CollectorRegistry:
+    """This process's registry, or with several workers one that reads all their files."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
 
 
 def record_process() -> None:
