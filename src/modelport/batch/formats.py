@@ -149,9 +149,12 @@ class Source:
     ) -> Iterator[pa.RecordBatch]:
         if self.format == "parquet":
             # Without a bounded buffer and with pre-buffering, iter_batches reads the whole
-            # file ahead (measured: 209 MB of Arrow memory for a 120 MB file; 42 MB like this).
-            handle = pq.ParquetFile(file, buffer_size=1 << 20, pre_buffer=False)
-            for batch in handle.iter_batches(batch_size=65_536):
+            # file ahead (209 MB of Arrow memory for a 120 MB file). A 64 KiB buffer per
+            # column, small batches and one decoding thread bring that to 42 MB and keep
+            # the model's own threads free: 1 MiB, 65,536 rows and Arrow's thread pool
+            # cost 13 MB more and 5-15% of a compute-bound model's rate (benchmarks/batch.py).
+            handle = pq.ParquetFile(file, buffer_size=1 << 16, pre_buffer=False)
+            for batch in handle.iter_batches(batch_size=16_384, use_threads=False):
                 if counter is not None:
                     counter.rows_bytes(file, handle.metadata.num_rows, batch.num_rows)
                 yield batch

@@ -40,7 +40,7 @@ from modelport.batch.rows import feature_columns, score_chunk
 from modelport.errors import InvalidInput
 from modelport.packaging import LoadedModel
 
-_PREFETCH = 2
+_PREFETCH = 1  # chunks read ahead, parts waiting to be written: one hides the latency
 _RUN_ONLY = (
     "seconds",
     "rows_per_second",
