@@ -8,11 +8,13 @@ LogisticRegression and a HistGradientBoostingClassifier(max_iter=100), each:
 - ``modelport.batch.score`` with the local engine and with the Ray engine on a local Ray
   instance (50,000-row chunks, the default).
 
-The script and the engine each run in a fresh process. Rows/s is measured inside it, from
-loading the model to the last row written (interpreter start and library imports excluded
-for both: pandas, pyarrow and scikit-learn for the script, the same and skops for
-modelport); memory is the process's peak RSS (``VmHWM``) and what the job added to the RSS
-it had after its imports. Run: ``.venv/bin/python benchmarks/batch.py [--rows 1000000]``.
+Each measurement runs in a fresh process, ``--repeat`` times (default 3), and the median is
+reported: on a shared two-core machine one run can be 20% off. Rows/s is measured inside the
+process, from loading the model to the last row written (interpreter start and library
+imports excluded for both: pandas, pyarrow and scikit-learn for the script, the same and
+skops for modelport; for in-memory, the ``predict`` call alone); memory is the process's peak
+RSS (``VmHWM``) and what the job added to the RSS it had after its imports.
+Run: ``.venv/bin/python benchmarks/batch.py [--rows 1000000] [--repeat 3]``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import joblib
@@ -65,8 +67,10 @@ ENGINE = (
     MEMORY
     + """
 import json, sys, time
+import shutil
 import modelport, pyarrow.parquet, skops.io, sklearn.ensemble, sklearn.linear_model
 from modelport import batch
+shutil.rmtree(sys.argv[4], ignore_errors=True)  # a fresh job each run, not a resumed one
 settings = modelport.Settings(home=sys.argv[1])
 base = rss_mb("VmRSS")
 start = time.perf_counter()
@@ -80,12 +84,28 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak, "job_mb": peak - base}))
 )
 
 
+IN_MEMORY = (
+    MEMORY
+    + """
+import json, sys, time
+import joblib, pandas as pd, pyarrow.parquet, sklearn.ensemble, sklearn.linear_model
+model = joblib.load(sys.argv[1])
+features = pd.read_parquet(sys.argv[2]).drop(columns="row_id").to_numpy()
+start = time.perf_counter()
+model.predict(features)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "peak_mb": rss_mb("VmHWM"), "job_mb": 0}))
+"""
+)
+
+
 # What the environment held before ``import modelport`` set its allocator defaults: the
 # hand-written script runs without them, as it would on its own.
 _PLAIN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MIMALLOC_")}
 
 
 def run(code: str, *args: str, plain: bool = False) -> dict[str, float]:
+    """Run ``code`` once in a fresh process; the figures it printed."""
     done = subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,
@@ -97,9 +117,14 @@ def run(code: str, *args: str, plain: bool = False) -> dict[str, float]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     train = rng.normal(size=(50_000, 20)).astype(np.float32)
@@ -124,43 +149,56 @@ def main() -> None:
             writer.write_table(table)
         assert writer is not None
         writer.close()
-        x = pd.read_parquet(source).drop(columns="row_id").to_numpy()
         home = tmp / "home"
         print(f"{args.rows:,} rows x 20 float32 features, {source.stat().st_size / 2**20:.0f} MB")
         for name, model in models.items():
             with modelport.Registry(modelport.Settings(home=home)) as registry:
                 registry.register(name.lower(), model, input_example=train[:5])
             joblib.dump(model, tmp / f"{name}.joblib")
-            began = time.perf_counter()
-            model.predict(x)
-            memory_rate = len(x) / (time.perf_counter() - began)
-            script = run(
-                SCRIPT, str(tmp / f"{name}.joblib"), str(source), str(tmp / "s.parquet"), plain=True
-            )
-            local = run(
-                ENGINE, str(home), name.lower(), str(source), str(tmp / f"{name}.parquet"), "local"
-            )
-            on_ray = run(
-                ENGINE,
-                str(home),
-                name.lower(),
-                str(source),
-                str(tmp / f"{name}-ray.parquet"),
-                "ray",
-            )
+            model_file, ref = str(tmp / f"{name}.joblib"), name.lower()
+            plans = {
+                "in-memory": (IN_MEMORY, (model_file, str(source)), True),
+                "hand-written script": (
+                    SCRIPT,
+                    (model_file, str(source), str(tmp / "s.parquet")),
+                    True,
+                ),
+                "modelport local": (
+                    ENGINE,
+                    (str(home), ref, str(source), str(tmp / "l.parquet"), "local"),
+                    False,
+                ),
+            }
+            runs: dict[str, list[dict[str, float]]] = {label: [] for label in plans}
+            for _ in range(args.repeat):  # interleaved, so a slow spell hits all of them
+                for label, (code, argv, plain) in plans.items():
+                    runs[label].append(run(code, *argv, plain=plain))
+            in_memory, script, local = (median(runs[label]) for label in plans)
+            memory_rate = args.rows / in_memory["seconds"]
+            on_ray = run(ENGINE, str(home), ref, str(source), str(tmp / "r.parquet"), "ray")
             s_rate = args.rows / script["seconds"]
             print(f"\n{name}")
-            print(f"  in-memory predict   {memory_rate / 1e6:6.2f} M rows/s")
+            rates = sorted(args.rows / r["seconds"] / 1e6 for r in runs["in-memory"])
+            print(
+                f"  in-memory predict   {memory_rate / 1e6:6.2f} M rows/s "
+                f"[{rates[0]:.2f}-{rates[-1]:.2f}]"
+            )
             for label, mem in (
                 ("hand-written script", script),
                 ("modelport local", local),
                 ("modelport ray", on_ray),
             ):
                 rate = args.rows / mem["seconds"]
+                spread = ""
+                if label in runs and len(runs[label]) > 1:
+                    rates = sorted(args.rows / r["seconds"] / 1e6 for r in runs[label])
+                    spread = f" [{rates[0]:.2f}-{rates[-1]:.2f}]"
                 print(
-                    f"  {label:<19} {rate / 1e6:6.2f} M rows/s ({rate / s_rate:4.2f}x script, "
+                    f"  {label:<19} {rate / 1e6:6.2f} M rows/s{spread} "
+                    f"({rate / s_rate:4.2f}x script, "
                     f"{rate / memory_rate:4.2f}x in-memory)  peak {mem['peak_mb']:5.0f} MB "
-                    f"(job +{mem['job_mb']:.0f} MB)"
+                    f"(job +{mem['job_mb']:.0f} MB, {mem['job_mb'] / script['job_mb']:4.2f}x "
+                    "the script's)"
                 )
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -305,8 +305,8 @@ def test_the_ray_engine_gives_the_local_engines_output(
     source = tmp_path / source_name
     if source.suffix == ".csv":
         frame.to_csv(source, index=False)
-    else:
-        frame.astype({"monthly_spend": str}).to_parquet(source)
+    else:  # row groups that chunks straddle: tasks start inside a group
+        frame.astype({"monthly_spend": str}).to_parquet(source, row_group_size=1_500)
 
     def run(sink: Path, engine: Literal["local", "ray"]) -> batch.BatchResult:
         return batch.score(
@@ -324,6 +324,22 @@ def test_the_ray_engine_gives_the_local_engines_output(
     on_ray = run(tmp_path / "ray.parquet", "ray")
     assert (on_ray.status, on_ray.rows, on_ray.rejected) == ("succeeded", 6_000, 1)
     assert (local.rows, local.rejected) == (6_000, 1)
+    listed = cli(home, "runs", "churn", "--json")
+    assert {r["engine"] for r in json.loads(listed.stdout)} == {"local", "ray"}
+
+    if source.suffix == ".parquet":
+        # Each actor reads and writes the local engine's chunks: the same files, byte for byte,
+        # rejects with their row numbers included.
+        assert sink_files(tmp_path / "ray.parquet") == sink_files(tmp_path / "local.parquet")
+        [reject] = read_rejects(tmp_path / "ray.parquet")
+        assert (reject["row"], reject["values"]["customer_id"]) == (123, 1_000_123)
+        # As if killed before parts 2 and 5 were in: the rerun scores only those two.
+        for name in ("part-00002.parquet", "_stats/part-00005.json"):
+            (tmp_path / "ray.parquet" / name).unlink()
+        again = run(tmp_path / "ray.parquet", "ray")
+        assert (again.status, again.resumed_parts, again.rows) == ("succeeded", 4, 6_000)
+        assert sink_files(tmp_path / "ray.parquet") == sink_files(tmp_path / "local.parquet")
+        return
 
     # Ray names its part files itself, so compare the rows, not the file order.
     def rows(sink: Path) -> pd.DataFrame:
@@ -337,5 +353,18 @@ def test_the_ray_engine_gives_the_local_engines_output(
     ]
     assert reject["values"]["customer_id"] == 1_000_123
     assert "'lots' is not a number" in reject["reason"]
-    listed = cli(home, "runs", "churn", "--json")
-    assert {r["engine"] for r in json.loads(listed.stdout)} == {"local", "ray"}
+
+
+def read_rejects(sink: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for part in sorted((sink / "_rejects").glob("*.jsonl"))
+        for line in part.read_text().splitlines()
+    ]
+
+
+def sink_files(sink: Path) -> dict[str, bytes]:
+    """Every file of an output folder, by its path in the folder."""
+    return {
+        str(f.relative_to(sink)): f.read_bytes() for f in sorted(sink.rglob("*")) if f.is_file()
+    }

@@ -99,18 +99,26 @@ class Source:
         chunk_rows: int,
         text_columns: Collection[str] = (),
         counter: ByteCounter | None = None,
+        first: int = 0,
     ) -> Iterator[Chunk]:
         """Chunks of exactly ``chunk_rows`` rows (the last one shorter), in file order.
 
         ``text_columns`` are read as text from CSV, so one bad value in a number column
         rejects its row instead of failing the read (the row checks parse the numbers).
+        ``first`` starts at that chunk (Parquet only: the footers say where its rows are, so
+        the row groups before it are not read).
         """
         pending: list[pa.RecordBatch] = []
         broken: dict[int, str] = {}
         held = 0
-        start = 0
+        start = first * chunk_rows
         schema: pa.Schema | None = None
-        for batch, bad in self._batches(text_columns, counter):
+        if first:
+            if self.format != "parquet":
+                raise ValueError("only a Parquet source can start at a later chunk")
+            schema = pq.ParquetFile(self.files[0]).schema_arrow  # as a read from the top
+        rows = min(chunk_rows, 65_536)
+        for batch, bad in self._batches(text_columns, counter, rows, start):
             if schema is None:
                 schema = batch.schema
             elif batch.schema != schema:
@@ -132,29 +140,44 @@ class Source:
             yield Chunk(start, _assemble(pending), broken)
 
     def _batches(
-        self, text_columns: Collection[str], counter: ByteCounter | None
+        self, text_columns: Collection[str], counter: ByteCounter | None, rows: int, skip: int = 0
     ) -> Iterator[tuple[pa.RecordBatch, dict[int, str]]]:
         for file in self.files:
             try:
                 if self.format == "jsonl":
                     yield from _jsonl_batches(file, counter)
                 else:
-                    for batch in self._arrow_batches(file, text_columns, counter):
+                    for batch in self._arrow_batches(file, text_columns, counter, rows, skip):
                         yield batch, {}
+                    if skip:
+                        skip = max(0, skip - pq.ParquetFile(file).metadata.num_rows)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise InvalidInput(f"cannot read {str(file)!r} as {self.format}: {exc}") from None
 
     def _arrow_batches(
-        self, file: Path, text_columns: Collection[str], counter: ByteCounter | None
+        self,
+        file: Path,
+        text_columns: Collection[str],
+        counter: ByteCounter | None,
+        rows: int,
+        skip: int = 0,
     ) -> Iterator[pa.RecordBatch]:
         if self.format == "parquet":
             # Without a bounded buffer and with pre-buffering, iter_batches reads the whole
             # file ahead (209 MB of Arrow memory for a 120 MB file). A 64 KiB buffer per
-            # column, small batches and one decoding thread bring that to 42 MB and keep
-            # the model's own threads free: 1 MiB, 65,536 rows and Arrow's thread pool
-            # cost 13 MB more and 5-15% of a compute-bound model's rate (benchmarks/batch.py).
+            # column, chunk-sized batches and one decoding thread keep it at 42 MB and leave
+            # the other cores to the model: 1 MiB buffers and Arrow's thread pool cost 13 MB
+            # more and 5-15% of a compute-bound model's rate (benchmarks/batch.py).
             handle = pq.ParquetFile(file, buffer_size=1 << 16, pre_buffer=False)
-            for batch in handle.iter_batches(batch_size=16_384, use_threads=False):
+            groups, skip = _row_groups_from(handle.metadata, skip)
+            if not groups:  # every row of this file comes before the wanted ones
+                return
+            for batch in handle.iter_batches(batch_size=rows, row_groups=groups, use_threads=False):
+                if skip:  # rows of the first group that come before the wanted ones
+                    dropped = min(skip, batch.num_rows)
+                    batch, skip = batch.slice(dropped), skip - dropped
+                    if not batch.num_rows:
+                        continue
                 if counter is not None:
                     counter.rows_bytes(file, handle.metadata.num_rows, batch.num_rows)
                 yield batch
@@ -169,6 +192,16 @@ class Source:
             yield from pacsv.open_csv(
                 stream, read_options=pacsv.ReadOptions(block_size=_BLOCK), convert_options=convert
             )
+
+
+def _row_groups_from(meta: pq.FileMetaData, skip: int) -> tuple[list[int], int]:
+    """The row groups holding row ``skip`` onwards, and how many of their rows to drop."""
+    for group in range(meta.num_row_groups):
+        rows = meta.row_group(group).num_rows
+        if skip < rows:
+            return list(range(group, meta.num_row_groups)), skip
+        skip -= rows
+    return [], 0
 
 
 @dataclass(frozen=True, slots=True)

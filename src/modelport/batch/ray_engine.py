@@ -1,15 +1,18 @@
 """The Ray engine: the same job on Ray Data, locally (``ray.init()``) or on a cluster.
 
-Ray Data reads the source in blocks, ``map_batches`` hands ``chunk_rows``-row batches to a
-pool of actors that each load the model once (from the artifact folder, checked against its
-manifest digest as everywhere else), and the scored rows are written by Ray's own writers
-into the sink folder. Each actor scores a batch exactly as the local engine scores a chunk
-(:func:`modelport.batch.rows.score_chunk`) and writes the batch's rejects to
-``_rejects/ray-<id>.jsonl`` itself. Block order is preserved, so the rows and predictions equal
-the local engine's; what differs is the layout (Ray names the part files, so their names do
-not sort in row order), that a reject's
-``row`` is unknown (Ray batches do not know their offset in the source: rejects carry their
-values, ids included), and that an interrupted Ray job starts over rather than resuming.
+A pool of actors, each loading the model once (from the artifact folder, checked against its
+manifest digest as everywhere else), scores the source with ``map_batches``:
+
+- **Parquet** (a file or a folder of parts): the footers say where every chunk's rows are, so
+  the driver hands out runs of chunk numbers and each actor reads its chunks itself and writes
+  their parts exactly as the local engine does (:func:`modelport.batch.job.score_part`): the
+  same part names, the same bytes, rejects with their row numbers, and a rerun after an
+  interruption skips the finished parts.
+- **CSV and JSON Lines**: where a chunk starts cannot be known without reading everything
+  before it, so Ray Data reads the files in blocks and its writers write the parts. The rows
+  and predictions equal the local engine's, but Ray names the part files (their names do not
+  sort in row order), a reject's ``row`` is unknown (it carries its values, ids included), and
+  an interrupted job starts over.
 
 On a cluster the source and the sink must be on storage every node sees (a shared
 filesystem today; object storage with the S3 store).
@@ -23,6 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -31,19 +35,63 @@ from modelport.batch import formats
 from modelport.batch.job import (
     BatchResult,
     JobSpec,
+    done_part,
     finish,
     output_table,
     plan_columns,
     prepare_sink,
     reject_lines,
+    score_part,
+    write_part,
 )
 from modelport.batch.rows import score_chunk
 from modelport.errors import InvalidInput
 from modelport.packaging import LoadedModel, load_artifact
 
 
-class _Scorer:
-    """A Ray actor: loads the model once, scores the batches it is given."""
+class _ChunkScorer:
+    """A Ray actor for a Parquet source: loads the model once, then scores and writes the
+    runs of chunks it is given (``first``, ``count``), reading their rows itself."""
+
+    def __init__(
+        self,
+        artifact: str,
+        digest: str | None,
+        trust_unsafe: bool,
+        source: str,
+        spec: JobSpec,
+        features: list[str],
+        passthrough: list[str],
+        sink: str,
+    ) -> None:
+        self.model = load_artifact(
+            Path(artifact), manifest_sha256=digest, trust_unsafe=trust_unsafe
+        )
+        self.source = formats.Source.open(Path(source), "parquet")
+        self.spec = spec
+        self.features = features
+        self.passthrough = passthrough
+        self.sink = Path(sink)
+
+    def __call__(self, runs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        spec = self.spec
+        fmt: formats.Format = spec.output_format  # type: ignore[assignment]
+        counts: dict[str, list[int]] = {"rows": [], "scored": [], "rejected": []}
+        for first, count in zip(runs["first"].tolist(), runs["count"].tolist(), strict=True):
+            chunks = self.source.chunks(spec.chunk_rows, self.features, first=first)
+            for index, chunk in zip(range(first, first + count), chunks, strict=False):
+                part = score_part(
+                    self.model, chunk, self.features, spec.outputs or None, self.passthrough
+                )
+                write_part(self.sink, index, part, fmt)
+                for key, values in counts.items():
+                    values.append(part.stats[key])
+        return {key: np.array(values, dtype=np.int64) for key, values in counts.items()}
+
+
+class _StreamScorer:
+    """A Ray actor for CSV and JSON Lines: loads the model once, scores the batches Ray Data
+    reads, writes their rejects and returns the scored rows for Ray's writers."""
 
     def __init__(
         self,
@@ -106,40 +154,140 @@ def run_ray(
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
-        dataset = _read(ray.data, source, features)
-        scored = dataset.map_batches(
-            _Scorer,
-            fn_constructor_args=(
-                str(model.path),
-                spec.manifest_sha256,
-                trust_unsafe,
-                features,
-                spec.outputs or None,
-                passthrough,
-                str(sink / "_rejects"),
-            ),
-            batch_format="pyarrow",
-            batch_size=spec.chunk_rows,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=_actors(ray)),
-        )
-        fmt = spec.output_format
-        if fmt == "parquet":
-            scored.write_parquet(str(sink))
-        elif fmt == "csv":
-            scored.write_csv(str(sink))
+        if source.format == "parquet":
+            _score_chunks(
+                ray, model, spec, source, sink, result, trust_unsafe, features, passthrough
+            )
         else:
-            scored.write_json(str(sink))
+            _score_stream(
+                ray, model, spec, source, sink, result, trust_unsafe, features, passthrough
+            )
     finally:
         if owns:
             ray.shutdown()
+    result.seconds = time.monotonic() - started
+    return finish(result, sink, max_reject_fraction)
+
+
+def _score_chunks(
+    ray: Any,
+    model: LoadedModel,
+    spec: JobSpec,
+    source: formats.Source,
+    sink: Path,
+    result: BatchResult,
+    trust_unsafe: bool,
+    features: list[str],
+    passthrough: list[str],
+) -> None:
+    """Parquet: chunk N is the local engine's chunk N, scored by whichever actor gets it."""
+    fmt: formats.Format = spec.output_format  # type: ignore[assignment]
+    total = source.total_rows() or 0
+    chunks = -(-total // spec.chunk_rows)
+    todo = []
+    for index in range(chunks):
+        stats = done_part(sink, index, fmt)
+        if stats is None:
+            todo.append(index)
+        else:
+            result.resumed_parts += 1
+            _add(result, stats)
+    result.parts = chunks
+    runs = _runs(todo, _chunks_per_task(source, spec.chunk_rows))
+    if not runs:
+        return
+    items = [{"first": first, "count": count} for first, count in runs]
+    scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        _ChunkScorer,
+        fn_constructor_args=(
+            str(model.path),
+            spec.manifest_sha256,
+            trust_unsafe,
+            str(source.path),
+            spec,
+            features,
+            passthrough,
+            str(sink),
+        ),
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=_actors(ray)),
+    )
+    for counts in scored.iter_rows():
+        _add(result, counts)
+
+
+def _runs(indexes: list[int], longest: int) -> list[tuple[int, int]]:
+    """Consecutive chunk numbers grouped into (first, count) runs of at most ``longest``."""
+    runs: list[tuple[int, int]] = []
+    for index in indexes:
+        if runs and runs[-1][0] + runs[-1][1] == index and runs[-1][1] < longest:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((index, 1))
+    return runs
+
+
+def _chunks_per_task(source: formats.Source, chunk_rows: int) -> int:
+    """Enough chunks per task to cover a row group, so that no row group is decoded by
+    more than two tasks (a task reads from the start of the group its first chunk is in)."""
+    largest = max(
+        (
+            meta.row_group(g).num_rows
+            for meta in (pq.ParquetFile(f).metadata for f in source.files)
+            for g in range(meta.num_row_groups)
+        ),
+        default=chunk_rows,
+    )
+    return max(1, -(-largest // chunk_rows))
+
+
+def _add(result: BatchResult, counts: dict[str, Any]) -> None:
+    result.rows += int(counts["rows"])
+    result.scored += int(counts["scored"])
+    result.rejected += int(counts["rejected"])
+
+
+def _score_stream(
+    ray: Any,
+    model: LoadedModel,
+    spec: JobSpec,
+    source: formats.Source,
+    sink: Path,
+    result: BatchResult,
+    trust_unsafe: bool,
+    features: list[str],
+    passthrough: list[str],
+) -> None:
+    """CSV and JSON Lines: Ray Data reads the blocks and writes the parts."""
+    dataset = _read(ray.data, source, features)
+    scored = dataset.map_batches(
+        _StreamScorer,
+        fn_constructor_args=(
+            str(model.path),
+            spec.manifest_sha256,
+            trust_unsafe,
+            features,
+            spec.outputs or None,
+            passthrough,
+            str(sink / "_rejects"),
+        ),
+        batch_format="pyarrow",
+        batch_size=spec.chunk_rows,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=_actors(ray)),
+    )
+    fmt = spec.output_format
+    if fmt == "parquet":
+        scored.write_parquet(str(sink))
+    elif fmt == "csv":
+        scored.write_csv(str(sink))
+    else:
+        scored.write_json(str(sink))
     result.scored = _count_rows(sink, fmt)
     result.rejected = sum(
         len(f.read_bytes().splitlines()) for f in (sink / "_rejects").glob("ray-*.jsonl")
     )
     result.rows = result.scored + result.rejected
     result.parts = len(formats.data_files(sink))
-    result.seconds = time.monotonic() - started
-    return finish(result, sink, max_reject_fraction)
 
 
 def _read(data: Any, source: formats.Source, features: list[str]) -> Any:  # Any: ray.data

@@ -89,7 +89,11 @@ def score_chunk(
         # stack of 20 columns cost more than the prediction itself.
         stacked = np.empty((len(features), len(table)), dtype=_numpy_dtype(spec))
         for j, name in enumerate(features):
-            stacked[j] = _column(spec, name, table.column(name), bad)
+            column = table.column(name)
+            if stacked.dtype.kind == "f" and pa.types.is_floating(column.type):
+                _fill_floats(column, stacked[j])  # the common case, without a copy between
+            else:
+                stacked[j] = _column(spec, name, column, bad)
         columns = {spec.name: stacked.T}
     keep = np.ones(len(table), dtype=bool)
     if bad:
@@ -102,6 +106,14 @@ def score_chunk(
     if refused:
         positions = np.array([p for p in positions if p not in refused], dtype=np.int64)
     return Scored(positions, predicted, sorted(bad.items()))
+
+
+def _fill_floats(column: pa.ChunkedArray, out: np.ndarray) -> None:
+    """Copy a float column into ``out`` piece by piece (nulls become NaN, as below)."""
+    offset = 0
+    for piece in column.chunks:
+        out[offset : offset + len(piece)] = piece.to_numpy(zero_copy_only=False)
+        offset += len(piece)
 
 
 def _column(
