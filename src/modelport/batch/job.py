@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from modelport.batch import formats
@@ -126,13 +127,19 @@ def run_local(
     outputs = spec.outputs or None  # a model saved without an example: whatever it returns
     counter = formats.ByteCounter(source.total_bytes)
     total_rows = source.total_rows()
-    chunks = _prefetch(source.chunks(spec.chunk_rows, features, counter))
+    first = 0
+    if source.format == "parquet":  # parts a killed run finished: not even read again
+        while (stats := done_part(sink, first, fmt)) is not None:
+            _count(result, stats)
+            result.resumed_parts += 1
+            first += 1
+    chunks = _prefetch(source.chunks(spec.chunk_rows, features, counter, first))
     writes: list[Future[None]] = []
     with (
         ThreadPoolExecutor(1, thread_name_prefix="modelport-batch-write") as writer,
         _blas_beside_io(),
     ):
-        for index, chunk in enumerate(chunks):
+        for index, chunk in enumerate(chunks, start=first):
             stats = done_part(sink, index, fmt)
             if stats is not None:
                 result.resumed_parts += 1
@@ -144,10 +151,7 @@ def run_local(
                 ]
                 while len(writes) > _PREFETCH:  # bounded: parts waiting for the disk
                     writes.pop(0).result()
-            result.parts += 1
-            result.rows += stats["rows"]
-            result.scored += stats["scored"]
-            result.rejected += stats["rejected"]
+            _count(result, stats)
             if on_progress is not None:
                 fraction = result.rows / total_rows if total_rows else counter.fraction
                 on_progress(
@@ -193,6 +197,13 @@ def done_part(sink: Path, index: int, fmt: formats.Format) -> dict[str, int] | N
         stats: dict[str, int] = orjson.loads(stats_path.read_bytes())
         return stats
     return None
+
+
+def _count(result: BatchResult, stats: dict[str, int]) -> None:
+    result.parts += 1
+    result.rows += stats["rows"]
+    result.scored += stats["scored"]
+    result.rejected += stats["rejected"]
 
 
 def finish(result: BatchResult, sink: Path, max_reject_fraction: float) -> BatchResult:
@@ -249,6 +260,8 @@ def prepare_sink(sink: Path, spec: JobSpec, overwrite: bool) -> None:
 
 
 def input_columns(source: formats.Source) -> list[str]:
+    if source.format == "parquet" and source.total_rows():  # the footer says, no need to read
+        return list(pq.ParquetFile(source.files[0]).schema_arrow.names)
     first = next(iter(source.chunks(1)), None)
     if first is None:
         raise InvalidInput(f"{str(source.path)!r} holds no rows")
