@@ -130,7 +130,7 @@ def run_local(
     first = 0
     if source.format == "parquet":  # parts a killed run finished: not even read again
         while (stats := done_part(sink, first, fmt)) is not None:
-            _count(result, stats)
+            count_part(result, stats)
             result.resumed_parts += 1
             first += 1
     chunks = _prefetch(source.chunks(spec.chunk_rows, features, counter, first))
@@ -151,7 +151,7 @@ def run_local(
                 ]
                 while len(writes) > _PREFETCH:  # bounded: parts waiting for the disk
                     writes.pop(0).result()
-            _count(result, stats)
+            count_part(result, stats)
             if on_progress is not None:
                 fraction = result.rows / total_rows if total_rows else counter.fraction
                 on_progress(
@@ -199,7 +199,8 @@ def done_part(sink: Path, index: int, fmt: formats.Format) -> dict[str, int] | N
     return None
 
 
-def _count(result: BatchResult, stats: dict[str, int]) -> None:
+def count_part(result: BatchResult, stats: dict[str, int]) -> None:
+    """Add one part's counts to the job's (both engines)."""
     result.parts += 1
     result.rows += stats["rows"]
     result.scored += stats["scored"]

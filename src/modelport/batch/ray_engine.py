@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from modelport.batch import formats
 from modelport.batch.job import (
     BatchResult,
     JobSpec,
+    count_part,
     done_part,
     finish,
     output_table,
@@ -154,14 +156,8 @@ def run_ray(
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
-        if source.format == "parquet":
-            _score_chunks(
-                ray, model, spec, source, sink, result, trust_unsafe, features, passthrough
-            )
-        else:
-            _score_stream(
-                ray, model, spec, source, sink, result, trust_unsafe, features, passthrough
-            )
+        job = _Job(model, spec, source, sink, trust_unsafe, features, passthrough)
+        (_score_chunks if source.format == "parquet" else _score_stream)(ray, job, result)
     finally:
         if owns:
             ray.shutdown()
@@ -169,51 +165,53 @@ def run_ray(
     return finish(result, sink, max_reject_fraction)
 
 
-def _score_chunks(
-    ray: Any,
-    model: LoadedModel,
-    spec: JobSpec,
-    source: formats.Source,
-    sink: Path,
-    result: BatchResult,
-    trust_unsafe: bool,
-    features: list[str],
-    passthrough: list[str],
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What both Ray paths need to know about the job."""
+
+    model: LoadedModel
+    spec: JobSpec
+    source: formats.Source
+    sink: Path
+    trust_unsafe: bool
+    features: list[str]
+    passthrough: list[str]
+
+
+def _score_chunks(ray: Any, job: _Job, result: BatchResult) -> None:
     """Parquet: chunk N is the local engine's chunk N, scored by whichever actor gets it."""
+    spec, sink = job.spec, job.sink
     fmt: formats.Format = spec.output_format  # type: ignore[assignment]
-    total = source.total_rows() or 0
-    chunks = -(-total // spec.chunk_rows)
+    total = job.source.total_rows() or 0
     todo = []
-    for index in range(chunks):
+    for index in range(-(-total // spec.chunk_rows)):
         stats = done_part(sink, index, fmt)
         if stats is None:
             todo.append(index)
         else:
             result.resumed_parts += 1
-            _add(result, stats)
-    result.parts = chunks
-    runs = _runs(todo, _chunks_per_task(source, spec.chunk_rows))
+            count_part(result, stats)
+    runs = _runs(todo, _chunks_per_task(job.source, spec.chunk_rows))
     if not runs:
         return
     items = [{"first": first, "count": count} for first, count in runs]
     scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         _ChunkScorer,
         fn_constructor_args=(
-            str(model.path),
+            str(job.model.path),
             spec.manifest_sha256,
-            trust_unsafe,
-            str(source.path),
+            job.trust_unsafe,
+            str(job.source.path),
             spec,
-            features,
-            passthrough,
+            job.features,
+            job.passthrough,
             str(sink),
         ),
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=_actors(ray)),
     )
     for counts in scored.iter_rows():
-        _add(result, counts)
+        count_part(result, {key: int(value) for key, value in counts.items()})
 
 
 def _runs(indexes: list[int], longest: int) -> list[tuple[int, int]]:
@@ -241,34 +239,18 @@ def _chunks_per_task(source: formats.Source, chunk_rows: int) -> int:
     return max(1, -(-largest // chunk_rows))
 
 
-def _add(result: BatchResult, counts: dict[str, Any]) -> None:
-    result.rows += int(counts["rows"])
-    result.scored += int(counts["scored"])
-    result.rejected += int(counts["rejected"])
-
-
-def _score_stream(
-    ray: Any,
-    model: LoadedModel,
-    spec: JobSpec,
-    source: formats.Source,
-    sink: Path,
-    result: BatchResult,
-    trust_unsafe: bool,
-    features: list[str],
-    passthrough: list[str],
-) -> None:
+def _score_stream(ray: Any, job: _Job, result: BatchResult) -> None:
     """CSV and JSON Lines: Ray Data reads the blocks and writes the parts."""
-    dataset = _read(ray.data, source, features)
-    scored = dataset.map_batches(
+    spec, sink = job.spec, job.sink
+    scored = _read(ray.data, job.source, job.features).map_batches(
         _StreamScorer,
         fn_constructor_args=(
-            str(model.path),
+            str(job.model.path),
             spec.manifest_sha256,
-            trust_unsafe,
-            features,
+            job.trust_unsafe,
+            job.features,
             spec.outputs or None,
-            passthrough,
+            job.passthrough,
             str(sink / "_rejects"),
         ),
         batch_format="pyarrow",
