@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from modelport.errors import InvalidInput
 
@@ -32,12 +31,14 @@ def read_input_file(path: str | Path) -> object:
         raise InvalidInput(f"input file {str(file)!r} does not exist")
     try:
         if suffix == ".csv":
+            import pandas as pd  # only here: most commands never read a CSV
+
             return pd.read_csv(file)
         text = file.read_text(encoding="utf-8")
         if suffix == ".jsonl":
             return [json.loads(line) for line in text.splitlines() if line.strip()]
         data = json.loads(text)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
         raise InvalidInput(f"cannot read {file.name!r}: {exc}") from None
     if isinstance(data, Mapping) and set(data) == {"inputs"}:
         return data["inputs"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import re
 
+import pytest
+
 import modelport
 from modelport import errors
 
@@ -12,12 +14,22 @@ from modelport import errors
 def test_all_matches_exposed_members() -> None:
     exposed = {
         name
-        for name, value in vars(modelport).items()
+        for name in dir(modelport)  # the names imported on first use included
         if not name.startswith("_")
-        and not (inspect.ismodule(value) and name != "errors")
+        and not (inspect.ismodule(getattr(modelport, name)) and name != "errors")
         and name != "annotations"
     }
     assert set(modelport.__all__) == exposed
+
+
+def test_names_imported_on_first_use_are_the_real_ones() -> None:
+    from modelport.packaging import LoadedModel
+    from modelport.registry import Registry
+
+    assert modelport.Registry is Registry
+    assert modelport.LoadedModel is LoadedModel
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        modelport.Nope  # noqa: B018
 
 
 def _error_classes() -> list[type[errors.ModelportError]]:

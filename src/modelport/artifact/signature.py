@@ -13,12 +13,12 @@ fits. Anything else (str -> number, float -> int, null in an int column) is a
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from modelport.errors import InvalidInput, SignatureError
 
@@ -118,15 +118,15 @@ class Signature:
                 f"model takes {len(names)} named inputs ({', '.join(names)}); "
                 "pass a dict of arrays keyed by input name"
             )
-        if isinstance(data, pd.DataFrame):
-            return {names[0]: data.to_numpy()}
+        if _is_frame(data):
+            return {names[0]: data.to_numpy()}  # type: ignore[attr-defined]
         return {names[0]: data}
 
     def _columns_of(self, data: object) -> Mapping[str, object]:
         names = self.input_names
-        if isinstance(data, pd.DataFrame):
-            _require(names, [str(c) for c in data.columns])
-            return {n: data[n].to_numpy() for n in names}
+        if _is_frame(data):
+            _require(names, [str(c) for c in data.columns])  # type: ignore[attr-defined]
+            return {n: data[n].to_numpy() for n in names}  # type: ignore[index]
         if isinstance(data, Mapping):
             _require(names, data.keys())
             return data
@@ -154,9 +154,10 @@ def infer_signature(example: object) -> Signature:
     numpy array -> one tensor named ``input``; DataFrame or list of records -> columns;
     dict of arrays -> named tensors. The first axis is always the batch axis (``-1``).
     """
-    if isinstance(example, pd.DataFrame):
+    if _is_frame(example):
+        frame: Any = example
         specs = tuple(
-            TensorSpec(str(c), _dtype_name(example[c].to_numpy(), str(c))) for c in example.columns
+            TensorSpec(str(c), _dtype_name(frame[c].to_numpy(), str(c))) for c in frame.columns
         )
         return Signature("columns", specs)
     if isinstance(example, Mapping):
@@ -165,6 +166,8 @@ def infer_signature(example: object) -> Signature:
             tuple(_batched_spec(str(k), _as_array(str(k), v)) for k, v in example.items()),
         )
     if isinstance(example, Sequence) and example and all(isinstance(r, Mapping) for r in example):
+        import pandas as pd
+
         return infer_signature(pd.DataFrame(list(example)))
     return Signature("tensors", (_batched_spec("input", _as_array("input", example)),))
 
@@ -201,11 +204,18 @@ def _require(names: Sequence[str], present: object) -> None:
         )
 
 
+def _is_frame(data: object) -> bool:
+    """A pandas DataFrame, without importing pandas: if it is not loaded, nothing is one."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(data, pd.DataFrame)
+
+
 def _as_array(name: str, value: object) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
-    if isinstance(value, pd.Series | pd.Index):
-        return value.to_numpy()
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(value, pd.Series | pd.Index):
+        return np.asarray(value.to_numpy())
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:  # ragged nested lists, etc.
