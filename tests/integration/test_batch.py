@@ -308,7 +308,10 @@ def test_the_ray_engine_gives_the_local_engines_output(
     else:  # row groups that chunks straddle: tasks start inside a group
         frame.astype({"monthly_spend": str}).to_parquet(source, row_group_size=1_500)
 
+    heard: list[batch.Progress] = []
+
     def run(sink: Path, engine: Literal["local", "ray"]) -> batch.BatchResult:
+        heard.clear()
         return batch.score(
             "churn",
             source,
@@ -318,10 +321,13 @@ def test_the_ray_engine_gives_the_local_engines_output(
             chunk_rows=1_000,
             engine=engine,
             settings=settings(home),
+            on_progress=heard.append,
         )
 
     local = run(tmp_path / "local.parquet", "local")
     on_ray = run(tmp_path / "ray.parquet", "ray")
+    if source.suffix == ".parquet":  # a progress report per chunk, as the local engine gives
+        assert [(p.rows, p.fraction) for p in heard] == [(n * 1_000, n / 6) for n in range(1, 7)]
     assert (on_ray.status, on_ray.rows, on_ray.rejected) == ("succeeded", 6_000, 1)
     assert (local.rows, local.rejected) == (6_000, 1)
     listed = cli(home, "runs", "churn", "--json")

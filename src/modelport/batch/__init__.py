@@ -110,6 +110,7 @@ def score(
                     address=address,
                     overwrite=overwrite,
                     max_reject_fraction=max_reject_fraction,
+                    on_progress=on_progress,
                 )
             else:
                 raise InvalidInput(f"unknown engine {engine!r} (local, ray)")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from modelport.batch import formats
 from modelport.batch.job import (
     BatchResult,
     JobSpec,
+    Progress,
     count_part,
     done_part,
     finish,
@@ -134,8 +136,12 @@ def run_ray(
     address: str | None,
     overwrite: bool,
     max_reject_fraction: float,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> BatchResult:
-    """Score ``source`` into ``sink`` with Ray Data; fills and returns ``result``."""
+    """Score ``source`` into ``sink`` with Ray Data; fills and returns ``result``.
+
+    ``on_progress`` hears of every finished chunk of a Parquet source; Ray Data's own
+    writers (CSV and JSON Lines) report nothing until the end."""
     try:
         import ray
         import ray.data
@@ -156,7 +162,9 @@ def run_ray(
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
-        job = _Job(model, spec, source, sink, trust_unsafe, features, passthrough)
+        job = _Job(
+            model, spec, source, sink, trust_unsafe, features, passthrough, started, on_progress
+        )
         (_score_chunks if source.format == "parquet" else _score_stream)(ray, job, result)
     finally:
         if owns:
@@ -176,6 +184,9 @@ class _Job:
     trust_unsafe: bool
     features: list[str]
     passthrough: list[str]
+    started: float
+    """``time.monotonic()`` when the job began (progress counts from there)."""
+    on_progress: Callable[[Progress], None] | None
 
 
 def _score_chunks(ray: Any, job: _Job, result: BatchResult) -> None:
@@ -212,6 +223,9 @@ def _score_chunks(ray: Any, job: _Job, result: BatchResult) -> None:
     )
     for counts in scored.iter_rows():
         count_part(result, {key: int(value) for key, value in counts.items()})
+        if job.on_progress is not None:
+            seconds = time.monotonic() - job.started
+            job.on_progress(Progress(result.rows, result.rejected, result.rows / total, seconds))
 
 
 def _runs(indexes: list[int], longest: int) -> list[tuple[int, int]]:
