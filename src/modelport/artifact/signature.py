@@ -16,11 +16,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import numpy as np
 
 from modelport.errors import InvalidInput, SignatureError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Kind = Literal["tensors", "columns"]
 NUMERIC_DTYPES = (
@@ -119,14 +122,14 @@ class Signature:
                 "pass a dict of arrays keyed by input name"
             )
         if _is_frame(data):
-            return {names[0]: data.to_numpy()}  # type: ignore[attr-defined]
+            return {names[0]: data.to_numpy()}
         return {names[0]: data}
 
     def _columns_of(self, data: object) -> Mapping[str, object]:
         names = self.input_names
         if _is_frame(data):
-            _require(names, [str(c) for c in data.columns])  # type: ignore[attr-defined]
-            return {n: data[n].to_numpy() for n in names}  # type: ignore[index]
+            _require(names, [str(c) for c in data.columns])
+            return {n: data[n].to_numpy() for n in names}
         if isinstance(data, Mapping):
             _require(names, data.keys())
             return data
@@ -155,9 +158,8 @@ def infer_signature(example: object) -> Signature:
     dict of arrays -> named tensors. The first axis is always the batch axis (``-1``).
     """
     if _is_frame(example):
-        frame: Any = example
         specs = tuple(
-            TensorSpec(str(c), _dtype_name(frame[c].to_numpy(), str(c))) for c in frame.columns
+            TensorSpec(str(c), _dtype_name(example[c].to_numpy(), str(c))) for c in example.columns
         )
         return Signature("columns", specs)
     if isinstance(example, Mapping):
@@ -166,9 +168,9 @@ def infer_signature(example: object) -> Signature:
             tuple(_batched_spec(str(k), _as_array(str(k), v)) for k, v in example.items()),
         )
     if isinstance(example, Sequence) and example and all(isinstance(r, Mapping) for r in example):
-        import pandas as pd
+        import pandas
 
-        return infer_signature(pd.DataFrame(list(example)))
+        return infer_signature(pandas.DataFrame(list(example)))
     return Signature("tensors", (_batched_spec("input", _as_array("input", example)),))
 
 
@@ -204,17 +206,17 @@ def _require(names: Sequence[str], present: object) -> None:
         )
 
 
-def _is_frame(data: object) -> bool:
+def _is_frame(data: object) -> TypeGuard[pd.DataFrame]:
     """A pandas DataFrame, without importing pandas: if it is not loaded, nothing is one."""
-    pd = sys.modules.get("pandas")
-    return pd is not None and isinstance(data, pd.DataFrame)
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(data, pandas.DataFrame)
 
 
 def _as_array(name: str, value: object) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
-    pd = sys.modules.get("pandas")
-    if pd is not None and isinstance(value, pd.Series | pd.Index):
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(value, pandas.Series | pandas.Index):
         return np.asarray(value.to_numpy())
     try:
         arr = np.asarray(value)
