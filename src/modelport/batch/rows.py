@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelport.artifact.signature import STRING_DTYPE, Signature, TensorSpec
+from modelport.batch.formats import is_text
 from modelport.errors import InvalidInput
 from modelport.packaging import LoadedModel
 
@@ -124,11 +125,11 @@ def _column(
     nulls = column.is_null() if column.null_count else pa.array(np.zeros(len(column), bool))
     if spec.dtype == STRING_DTYPE:
         _reject(bad, nulls, f"column {name!r} is empty")
-        text = column if _is_text(column.type) else pc.cast(column, pa.string())
+        text = column if is_text(column.type) else pc.cast(column, pa.string())
         strings: np.ndarray = np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
         return strings
     target = np.dtype(spec.dtype)
-    if _is_text(column.type):
+    if is_text(column.type):
         number = _parse_numbers(column)
         _reject(bad, pc.and_(pc.invert(nulls), number.is_null()), None, column, name)
         column = number
@@ -151,10 +152,6 @@ def _column(
 
 def _numpy_dtype(spec: TensorSpec) -> np.dtype[Any]:
     return np.dtype(object) if spec.dtype == STRING_DTYPE else np.dtype(spec.dtype)
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^(?i:[+-]?(nan|inf|infinity))$"
