@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -589,6 +589,31 @@ def feedback(
         shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
         err.print(f"error: {len(unknown)} ids were never logged: {shown}", markup=False)
         raise typer.Exit(1)
+
+
+@app.command("prune-log")
+def prune_log(
+    name: Annotated[str | None, typer.Argument(help="Model name [default: all].")] = None,
+    older_than: Annotated[
+        str, typer.Option(help="Keep this much of the log: 30d, 2w, 12h, ...")
+    ] = "30d",
+) -> None:
+    """Delete logged predictions older than --older-than, and the labels posted for them.
+
+    Drift and live quality read only recent windows, so older entries are dead weight in the
+    registry database. Run it from cron, e.g. nightly with the default 30 days.
+    """
+    from modelport.monitoring.live import parse_window
+
+    cutoff = datetime.now(UTC) - parse_window(older_than)
+    with _registry() as reg:
+        entries, labels = reg.store.prune_predictions(cutoff, name)
+    scope = name or "all models"
+    out.print(
+        f"removed {entries} logged predictions and {labels} labels of {scope} older than "
+        f"{older_than} (before {cutoff:%Y-%m-%d %H:%M} UTC)",
+        markup=False,
+    )
 
 
 @app.command()

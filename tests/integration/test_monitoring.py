@@ -287,6 +287,31 @@ def test_prediction_log_under_overload_counts_every_sampled_request(home: Path) 
     assert rows == stored
 
 
+def test_prune_log_keeps_the_recent_window(home: Path) -> None:
+    """Requests logged by a real server: the CLI keeps what is newer than --older-than."""
+    frame, _ = churn_frame(5, seed=4)
+    with running_server(home, "churn", "--log-sample-rate", "1") as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for i in range(5):
+                assert client.post(
+                    "/v2/models/churn/infer", json=v2_body(frame[i : i + 1])
+                ).is_success
+        wait_for(lambda: written(server.url, "churn") == 5)
+    with sqlite3.connect(home / "registry.db") as db:  # age three of them by 40 days
+        db.execute(
+            "UPDATE prediction_log SET created_at = datetime(created_at, '-40 days') "
+            "WHERE id IN (SELECT id FROM prediction_log ORDER BY id LIMIT 3)"
+        )
+    pruned = _cli(home, "prune-log", "churn", "--older-than", "30d")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "removed 3 logged predictions and 0 labels of churn" in pruned.stdout
+    with sqlite3.connect(home / "registry.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM prediction_log").fetchone()[0] == 2
+    refused = _cli(home, "prune-log", "--older-than", "soon")
+    assert refused.returncode == 2
+    assert "not a duration" in refused.stderr
+
+
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
     environ["MODELPORT_HOME"] = str(home)

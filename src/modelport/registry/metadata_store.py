@@ -145,6 +145,10 @@ class MetadataStore(Protocol):
         """Store (request id, label) pairs for logged requests; returns the unknown ids."""
         ...
 
+    def prune_predictions(self, before: datetime, model: str | None = None) -> tuple[int, int]:
+        """Delete log entries older than ``before`` and their labels; returns the counts."""
+        ...
+
     def record_run(self, run: BatchRun) -> None:
         """Insert a batch run, or update it (same ``run_id``) when it ends."""
         ...

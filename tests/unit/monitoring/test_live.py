@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,37 @@ def entry(model: str, rid: str, outputs: dict[str, Any], version: int = 1) -> Lo
         inputs={"x": [0.0] * len(next(iter(outputs.values())))},
         outputs=outputs,
     )
+
+
+def test_pruning_removes_old_entries_and_their_labels_only(store: SqlStore) -> None:
+    now = datetime.now(UTC)
+
+    def at(model: str, rid: str, days: int) -> LoggedPrediction:
+        logged = entry(model, rid, {"predictions": [1]})
+        return dataclasses.replace(logged, created_at=now - timedelta(days=days))
+
+    store.log_predictions(
+        [
+            at("churn", "old1", 40),
+            at("churn", "old2", 31),
+            at("churn", "new", 1),
+            at("price", "old", 45),
+            at("price", "new", 2),
+        ]
+    )
+    store.add_feedback("churn", [("old1", 0), ("new", 1)])
+    store.add_feedback("price", [("old", 3.0)])
+
+    # One model: the other keeps its old entry and label.
+    assert store.prune_predictions(now - timedelta(days=30), "churn") == (2, 1)
+    assert [p.request_id for p in store.logged_predictions("churn")] == ["new"]
+    assert [p.label for p in store.logged_predictions("churn")] == [1]
+    assert [p.request_id for p in store.logged_predictions("price")] == ["old", "new"]
+
+    # Every model; a second run finds nothing more.
+    assert store.prune_predictions(now - timedelta(days=30)) == (1, 1)
+    assert [p.request_id for p in store.logged_predictions("price")] == ["new"]
+    assert store.prune_predictions(now - timedelta(days=30)) == (0, 0)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import CursorResult, Result, delete, insert, select
 from sqlalchemy.orm import Session
 
 from modelport.registry.entities import LoggedPrediction
@@ -103,6 +103,25 @@ class MonitoringMixin(StoreBase):
                 )
         return unknown
 
+    def prune_predictions(self, before: datetime, model: str | None = None) -> tuple[int, int]:
+        """Delete the log entries made before ``before`` (of one model, or all) and the labels
+        that pointed at them; returns (entries, labels) removed. The log otherwise grows for
+        as long as a model is served with sampling on."""
+        old = PredictionRow.created_at < before
+        if model is not None:
+            old = old & (PredictionRow.model == model)
+        logged = select(PredictionRow.id).where(
+            PredictionRow.model == FeedbackRow.model,
+            PredictionRow.request_id == FeedbackRow.request_id,
+        )
+        with self._session(write=True) as s:
+            entries = _rowcount(s.execute(delete(PredictionRow).where(old)))
+            orphans = ~logged.exists()
+            if model is not None:
+                orphans = orphans & (FeedbackRow.model == model)
+            labels = _rowcount(s.execute(delete(FeedbackRow).where(orphans)))
+        return entries, labels
+
     def _known_ids(self, s: Session, model: str, ids: list[str]) -> set[str]:
         known: set[str] = set()
         for start in range(0, len(ids), _CHUNK):
@@ -115,6 +134,12 @@ class MonitoringMixin(StoreBase):
                 )
             )
         return known
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows a DELETE removed (a CursorResult's count; the typing says only Result)."""
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
 
 
 def _to_logged(row: PredictionRow, label: Any) -> LoggedPrediction:
