@@ -261,8 +261,10 @@ def prepare_sink(sink: Path, spec: JobSpec, overwrite: bool) -> None:
 
 
 def input_columns(source: formats.Source) -> list[str]:
-    if source.format == "parquet" and source.total_rows():  # the footer says, no need to read
-        return list(pq.ParquetFile(source.files[0]).schema_arrow.names)
+    if source.format == "parquet":  # the footers say; no rows need decoding
+        if any(pq.ParquetFile(f).metadata.num_rows for f in source.files):
+            return list(pq.read_schema(source.files[0]).names)
+        raise InvalidInput(f"{str(source.path)!r} holds no rows")
     first = next(iter(source.chunks(1)), None)
     if first is None:
         raise InvalidInput(f"{str(source.path)!r} holds no rows")
