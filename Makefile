@@ -17,17 +17,19 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 # The dashboard tests drive Debian's chromium through its chromedriver.
+# apt waits up to 5 minutes for a lock another process holds (a first run once failed on it).
+APT := apt-get -o DPkg::Lock::Timeout=300
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-		apt-get install -y -qq chromium chromium-driver >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
+		$(APT) install -y -qq chromium chromium-driver >/dev/null || \
+		($(APT) update -qq && $(APT) install -y -qq chromium chromium-driver >/dev/null)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q -p no:cacheprovider --cov --cov-report=term
 
 # The serving benchmark needs wrk, a C load generator from Debian.
 bench: $(STAMP)
-	command -v wrk >/dev/null || apt-get install -y wrk
+	command -v wrk >/dev/null || $(APT) install -y wrk
 	$(PY) benchmarks/predict_overhead.py
 	$(PY) benchmarks/serving.py --seconds 10
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import pickle
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from modelport.artifact.signature import Signature, TensorSpec
-from modelport.errors import FlavorError, UnsafeArtifact
+from modelport.errors import FlavorError, MissingDependency, UnsafeArtifact
 from modelport.flavors import Options, Predictor, SavedFlavor, _pickle_guard
 from modelport.flavors._framework import from_package, import_framework, model_input
 
@@ -30,6 +30,7 @@ NAME = "sklearn"
 FILE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 
 _FILES = {"skops": "model.skops", "joblib": "model.joblib", "pickle": "model.pkl"}
+T = TypeVar("T")
 
 
 def handles(model: object) -> bool:
@@ -38,27 +39,34 @@ def handles(model: object) -> bool:
 
 
 def save(model: object, path: Path, options: Options, *, trust_unsafe: bool = False) -> SavedFlavor:
-    """Write the estimator with skops (default) or joblib/pickle, and check it loads back
-    through the allow-list (unless ``trust_unsafe``)."""
+    """Write the estimator with skops, or joblib/pickle when asked, and check it loads back
+    through the allow-list (unless ``trust_unsafe``).
+
+    Without an explicit ``serialization``, a model skops cannot write (it supports most but
+    not all estimators, e.g. not Birch) is written with joblib instead, which loads through
+    the same audited allow-list.
+    """
     sklearn = import_framework("sklearn", "scikit-learn", "sklearn")
-    serialization = str(options.get("serialization", "skops"))
+    chosen = options.get("serialization")
+    serialization = str(chosen or "skops")
     if serialization not in _FILES:
         raise FlavorError(
             f"unknown sklearn serialization {serialization!r}; use one of: {', '.join(_FILES)}"
         )
+    if serialization == "skops" and chosen is None:
+        try:
+            _write(model, path, "skops")
+        except Exception:  # skops refuses some estimator types: joblib covers them
+            (path / _FILES["skops"]).unlink(missing_ok=True)
+            serialization = "joblib"
+    if not (path / _FILES[serialization]).exists():
+        _write(model, path, serialization)
     file = path / _FILES[serialization]
-    requirements = [f"scikit-learn=={sklearn.__version__}"]
-    if serialization == "skops":
-        import_framework("skops.io", "skops", "sklearn").dump(model, file)
-        requirements.append(f"skops=={_version('skops')}")
-    elif serialization == "joblib":
-        import_framework("joblib", "joblib", "sklearn").dump(model, file)
-        requirements.append(f"joblib=={_version('joblib')}")
-    else:
-        with file.open("wb") as f:
-            pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
     if not trust_unsafe:
         _check_loadable(file, serialization)
+    requirements = [f"scikit-learn=={sklearn.__version__}"]
+    if serialization != "pickle":
+        requirements.append(f"{serialization}=={_version(serialization)}")
     saved_options: dict[str, Any] = {"file": file.name, "serialization": serialization}
     classes = getattr(model, "classes_", None)
     if classes is not None:
@@ -69,6 +77,17 @@ def save(model: object, path: Path, options: Options, *, trust_unsafe: bool = Fa
         options=saved_options,
         requirements=requirements,
     )
+
+
+def _write(model: object, path: Path, serialization: str) -> None:
+    file = path / _FILES[serialization]
+    if serialization == "skops":
+        import_framework("skops.io", "skops", "sklearn").dump(model, file)
+    elif serialization == "joblib":
+        import_framework("joblib", "joblib", "sklearn").dump(model, file)
+    else:
+        with file.open("wb") as f:
+            pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def load(
@@ -86,7 +105,7 @@ def load(
     elif serialization == "skops":
         sio = import_framework("skops.io", "skops", "sklearn")
         trusted = _check_skops_types(file, sio)
-        model = sio.load(file, trusted=trusted)
+        model = _read_skops(file, lambda: sio.load(file, trusted=trusted))
     elif serialization == "joblib":
         model = _pickle_guard.load_joblib(file)
     else:
@@ -121,13 +140,14 @@ def find_unsafe(path: Path, options: Options) -> list[tuple[str, str]]:
 
 
 def _guard(file: Path, serialization: str) -> None:
-    """Raise UnsafeArtifact if ``file`` holds a type or global outside the allow-list."""
+    """Raise UnsafeArtifact if ``file`` names a type or global outside the allow-list; reads
+    names only, constructing nothing from the file."""
     if serialization == "skops":
         _check_skops_types(file, import_framework("skops.io", "skops", "sklearn"))
     elif serialization == "joblib":
-        _pickle_guard.load_joblib(file)
+        _pickle_guard.scan_joblib(file)
     else:
-        _pickle_guard.load_pickle(file)
+        _pickle_guard.scan_pickle(file)
 
 
 def _reason(exc: UnsafeArtifact) -> str:
@@ -142,18 +162,29 @@ def _check_loadable(file: Path, serialization: str) -> None:
     except UnsafeArtifact as exc:
         raise FlavorError(
             f"this model cannot be saved safely: {_reason(exc)}; a scikit-learn model may hold "
-            "only scikit-learn, numpy and scipy types (trust_unsafe=True skips this check for "
-            "a model you trust)"
+            "only the scikit-learn, numpy and scipy types on modelport's audited allow-list "
+            "(see docs/security.md; trust_unsafe=True skips this check for a model you trust)"
         ) from None
 
 
 def _check_skops_types(file: Path, sio: Any) -> list[str]:
-    """The skops file's non-default types, all of which must pass the pickle allow-list."""
-    unknown: list[str] = list(sio.get_untrusted_types(file=file))
+    """The skops file's types outside skops's own defaults, each of which must be on the
+    pickle allow-list by exact name."""
+    unknown: list[str] = _read_skops(file, lambda: list(sio.get_untrusted_types(file=file)))
     refused = _pickle_guard.untrusted_type_names(unknown)
     if refused:
         raise UnsafeArtifact(str(file), f"types {', '.join(refused)} are not trusted")
     return unknown
+
+
+def _read_skops(file: Path, read: Callable[[], T]) -> T:
+    """Run a skops read, reporting a damaged file as a FlavorError rather than a traceback."""
+    try:
+        return read()
+    except (UnsafeArtifact, MissingDependency):
+        raise
+    except Exception as exc:  # skops raises whatever its parser meets
+        raise FlavorError(f"cannot read skops file {file.name!r}: {exc!r}") from None
 
 
 def read_file(path: Path, *, trust_unsafe: bool = False) -> object:
