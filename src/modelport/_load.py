@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modelport._identity import current_user
 from modelport.config import Settings
 from modelport.packaging import LoadedModel, load_artifact, local_artifact
 from modelport.ref import ModelRef
@@ -15,6 +16,7 @@ def load(
     *,
     settings: Settings | None = None,
     require_signed: str | Path | None = None,
+    trust_unsafe: bool = False,
 ) -> LoadedModel:
     """Load ``churn@production``, ``churn/3``, ``churn`` (latest ready), a folder or a bundle.
 
@@ -23,14 +25,26 @@ def load(
     ``require_signed`` (a PEM Ed25519 public key file) refuses, before anything is
     deserialized, an artifact that is not signed by that key or changed since it was signed.
 
+    Every path gets the checks a registered version gets (checksums, the pickle allow-list,
+    trust for code). A folder or bundle that is code (a pyfunc model) loads only when trusted:
+    signed by ``require_signed`` or one of ``settings.trusted_keys``, or with
+    ``trust_unsafe=True``, which also loads its pickles without the allow-list. A registered
+    version follows the trust its record carries.
+
     >>> model = modelport.load("churn@production", require_signed="signing.pub")
     >>> model.predict(rows)
     """
     parsed = ModelRef.parse(ref)
     config = settings or Settings()
     if parsed.path is not None:
-        path = local_artifact(parsed.path, config.resolved_cache_dir())
-        return load_artifact(path, public_key=require_signed)
+        path = local_artifact(parsed.path, config.resolved_cache_dir(), config.bundle)
+        return load_artifact(
+            path,
+            public_key=require_signed,
+            trust_unsafe=trust_unsafe,
+            trusted_by=f"trust_unsafe=True by {current_user()}" if trust_unsafe else None,
+            trusted_keys=config.trusted_keys,
+        )
     with Registry(config) as registry:
         if require_signed is None:
             return registry.load(parsed)
@@ -41,6 +55,7 @@ def load(
             manifest_sha256=version.manifest_sha256,
             public_key=require_signed,
             trust_unsafe=version.trusts_unsafe,
+            trusted_by=f"registry: {version.trusted_unsafe_by}",
         )
 
 

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelport import packaging
+from modelport._load import load as load_model
 from modelport._load import registered_artifact
 from modelport.artifact import bundle, signing
 from modelport.config import ServingSettings, Settings
@@ -68,6 +69,14 @@ def _options(
     artifact_uri: Annotated[
         str | None, typer.Option(help="Artifact folder [env: MODELPORT_ARTIFACT_URI]")
     ] = None,
+    trusted_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Public key (PEM) you trust, repeatable: a folder or bundle signed by it may "
+            "run its own code (pyfunc) and load its pickles as they are "
+            "[env: MODELPORT_TRUSTED_KEYS, a JSON list]"
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks and debug logs.")] = False,
 ) -> None:
     """Read settings: flags first, then MODELPORT_* environment variables, then defaults."""
@@ -75,6 +84,7 @@ def _options(
         "home": home,
         "registry_uri": registry_uri,
         "artifact_uri": artifact_uri,
+        "trusted_keys": trusted_key or None,
     }
     state.settings = Settings(**{k: v for k, v in given.items() if v is not None})
     state.debug = debug
@@ -135,12 +145,17 @@ def register(
         bool,
         typer.Option(
             help="Register a model that the safety checks refuse (a pickle naming a global "
-            "outside the allow-list, dangerous pyfunc code), recording you as the one who "
-            "trusts it. Loading it can run any code: use only for models from a known source."
+            "outside the allow-list, pyfunc code from a folder or bundle), recording you as "
+            "the one who trusts it. Loading it can run any code: use only for models from a "
+            "known source."
         ),
     ] = False,
 ) -> None:
-    """Register a new version of NAME from PATH and print its ref."""
+    """Register a new version of NAME from PATH and print its ref.
+
+    A folder or bundle signed by a --trusted-key is trusted without --trust-unsafe; the
+    version records the key.
+    """
     metrics = {k: float(v) for k, v in _kv(metric, "metric").items()}
     input_example = read_input_file(example) if example else None
     with _registry() as reg:
@@ -157,7 +172,7 @@ def register(
             reg.set_alias(name, alias, version.version)
     suffix = f" (alias {alias})" if alias else ""
     if version.trusted_unsafe_by is not None:
-        suffix += f" (trusted by {version.trusted_unsafe_by}: loads without the allow-list)"
+        suffix += f" (trusted by {version.trusted_unsafe_by}: loads as it is)"
     out.print(
         f"registered {version.name}/{version.version} flavor={version.flavor}{suffix}",
         markup=False,
@@ -317,12 +332,18 @@ def info(ref: Annotated[str, typer.Argument(help="NAME, NAME/3, NAME@ALIAS or a 
 def predict(
     ref: Annotated[str, typer.Argument(help="NAME, NAME/3, NAME@ALIAS or a path.")],
     input: Annotated[Path, typer.Option("--input", "-i", help="Rows as .json, .jsonl or .csv.")],
+    trust_unsafe: Annotated[
+        bool,
+        typer.Option(
+            help="Load a folder or bundle as it is: its code (pyfunc) runs and its pickles "
+            "skip the allow-list. Only for code you trust."
+        ),
+    ] = False,
 ) -> None:
     """Load REF in this process, predict on the rows in --input, print the outputs as JSON."""
     data = read_input_file(input)
-    with _registry() as reg:
-        outputs = reg.load(ref).predict_outputs(data)
-    out.print(json.dumps(outputs_to_json(outputs)))
+    model = load_model(ref, settings=state.settings, trust_unsafe=trust_unsafe)
+    out.print(json.dumps(outputs_to_json(model.predict_outputs(data))))
 
 
 @app.command()
@@ -350,10 +371,11 @@ def unpack(
     bundle_path: Annotated[Path, typer.Argument(metavar="BUNDLE", help="A .tar bundle.")],
     target: Annotated[Path, typer.Argument(help="New folder to create.")],
 ) -> None:
-    """Extract a bundle safely (no absolute paths, '..' or links) and verify its checksums."""
-    bundle.unpack(bundle_path, target)
-    packaging.load_artifact(target)
-    out.print(f"unpacked to {target}")
+    """Extract a bundle safely (no absolute paths, '..' or links, bounded sizes) and verify
+    its checksums. Nothing in it is loaded or run."""
+    bundle.unpack(bundle_path, target, state.settings.bundle)
+    packaging.verify_artifact_files(target)
+    out.print(f"unpacked to {target} (checksums verified; nothing loaded)", markup=False)
 
 
 # -- artifact signing (Ed25519) ------------------------------------------------------------
@@ -477,6 +499,14 @@ def serve(
             help="Ed25519 public key (see `modelport keygen`): refuse models not signed with it."
         ),
     ] = None,
+    trust_unsafe: Annotated[
+        bool | None,
+        typer.Option(
+            "--trust-unsafe",
+            help="Load models given as paths (folders, bundles) as they are: their code runs "
+            "and their pickles skip the allow-list. Registered versions follow their record.",
+        ),
+    ] = None,
     log_sample_rate: Annotated[
         float | None,
         typer.Option(
@@ -510,6 +540,7 @@ def serve(
         "tls_cert": tls_cert,
         "tls_key": tls_key,
         "require_signed": require_signed,
+        "trust_unsafe": trust_unsafe,
         "log_sample_rate": log_sample_rate,
         "access_log": access_log,
     }
@@ -684,6 +715,13 @@ def batch(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an output folder that holds another job.")
     ] = False,
+    trust_unsafe: Annotated[
+        bool,
+        typer.Option(
+            help="Load a folder or bundle REF as it is: its code (pyfunc) runs and its "
+            "pickles skip the allow-list. Only for code you trust."
+        ),
+    ] = False,
 ) -> None:
     """Score a file of any size in chunks; bad rows go to SINK/_rejects with the reason.
 
@@ -708,6 +746,7 @@ def batch(
             engine="ray" if engine is _Engine.ray else "local",
             address=address,
             overwrite=overwrite,
+            trust_unsafe=trust_unsafe,
             settings=state.settings,
             on_progress=on_progress,
         )

@@ -29,6 +29,13 @@ class ServingSettings(BaseModel):
     max_body_bytes: int = 64 * 1024 * 1024
     """Requests with a larger body get 413 before it is read."""
 
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Most bytes of a request's head (request line and headers): past it, 431 and the
+    connection is closed, before auth and before more is buffered."""
+
+    max_header_line_bytes: int = Field(default=16 * 1024, ge=256)
+    """Most bytes of one header (name and value) or of the request line (414 past it)."""
+
     request_timeout_s: float = 30.0
     """A prediction not finished by then gets 504 (the request, not the model, is dropped)."""
 
@@ -69,6 +76,11 @@ class ServingSettings(BaseModel):
     require_signed: Path | None = None
     """Ed25519 public key (PEM): refuse to load any model not signed with its private key."""
 
+    trust_unsafe: bool = False
+    """Load models served from a path (folder or bundle) as they are: their code runs and
+    their pickles skip the allow-list. For code you wrote; registered versions follow their
+    own trust record instead. Flag: ``serve --trust-unsafe``."""
+
     log_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     """Share of requests whose inputs and outputs go to the prediction log (drift, live
     accuracy). 0: off. Per model in ``deployment.yaml`` as ``log_sample_rate``."""
@@ -85,6 +97,28 @@ class ServingSettings(BaseModel):
 
     monitor_interval_s: float = Field(default=60.0, gt=0)
     """How often drift and live accuracy of logged models are recomputed for the gauges."""
+
+
+GIB = 1024**3
+
+
+class BundleLimits(BaseModel):
+    """How much unpacking one ``.tar`` bundle may write. A bundle past any limit is refused
+    with one line naming it, before its oversized member is written; nothing is left behind.
+    """
+
+    max_total_bytes: int = Field(default=16 * GIB, ge=1)
+    """All files of the bundle together, as declared in its headers."""
+
+    max_file_bytes: int = Field(default=8 * GIB, ge=1)
+    """Any one file."""
+
+    max_ratio: float = Field(default=100.0, ge=1.0)
+    """Extracted size over the bundle's size on disk: a compressed bundle that claims more is
+    a decompression bomb (a model's weights compress far less than 100:1)."""
+
+    max_files: int = Field(default=100_000, ge=1)
+    """Entries in the bundle."""
 
 
 class Settings(BaseSettings):
@@ -110,6 +144,15 @@ class Settings(BaseSettings):
 
     cache_dir: Path | None = None
     """Where artifacts from remote stores are unpacked for loading. Default: ``{home}/cache``."""
+
+    bundle: BundleLimits = Field(default_factory=BundleLimits)
+    """Limits on unpacking ``.tar`` bundles, e.g. ``MODELPORT_BUNDLE__MAX_TOTAL_BYTES``."""
+
+    trusted_keys: list[Path] = Field(default_factory=list)
+    """Ed25519 public keys (PEM) you trust: an artifact signed by one of them is trusted, so
+    its own code may run when it loads (pyfunc models) and its pickles load without the
+    allow-list. Env: ``MODELPORT_TRUSTED_KEYS='["/etc/modelport/ci.pub"]'``. Flags:
+    ``--trusted-key``."""
 
     def resolved_registry_uri(self) -> str:
         """The metadata store URI with the embedded default filled in."""

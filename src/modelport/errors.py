@@ -26,6 +26,7 @@ Errors are mapped only at the edges: the server turns any ``ModelportError`` int
     │   ├── ArtifactCorrupted            artifact_corrupted  422
     │   ├── UnsafeArtifact               unsafe_artifact     422
     │   │   └── UntrustedArtifact        untrusted_artifact  422
+    │   │       └── CodeNotTrusted       code_not_trusted    422
     │   ├── UnsafeBundle                 unsafe_bundle       422
     │   └── SigningError                 signing_error       422
     │       ├── ArtifactUnsigned         artifact_unsigned   422
@@ -248,6 +249,22 @@ class UntrustedArtifact(UnsafeArtifact):
             self,
             f"{detail}; if you trust where it came from, register it with trust_unsafe=True "
             "(CLI: --trust-unsafe)",
+        )
+
+
+class CodeNotTrusted(UntrustedArtifact):
+    """An artifact that is code (a pyfunc model) reached a loader without being trusted."""
+
+    code = "code_not_trusted"
+
+    def __init__(self, name: str, flavor: str, found: str = "") -> None:
+        warning = f"; the scan also found: {found}" if found else ""
+        ArtifactError.__init__(
+            self,
+            f"model {name!r} is {flavor} code, which runs with this process's rights when "
+            "loaded, so it loads only when trusted: sign it and trust the key "
+            "(--trusted-key / MODELPORT_TRUSTED_KEYS), or allow it with --trust-unsafe "
+            f"(trust_unsafe=True){warning}",
         )
 
 

@@ -14,7 +14,7 @@ import json
 import platform
 import shutil
 import tempfile
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -32,11 +32,13 @@ from modelport.artifact.signature import (
     example_to_json,
     infer_signature,
 )
-from modelport.artifact.signing import verify_artifact
+from modelport.artifact.signing import VerifiedArtifact, trusted_signature, verify_artifact
 from modelport.artifact.staging import staging_dir
+from modelport.config import BundleLimits
 from modelport.errors import (
     ArtifactCorrupted,
     ArtifactNotFound,
+    CodeNotTrusted,
     Conflict,
     FlavorError,
     InvalidInput,
@@ -57,9 +59,14 @@ class LoadedModel:
     >>> model.predict_outputs(rows)    # every output by name, e.g. "probabilities" too
     """
 
-    def __init__(self, manifest: Manifest, predictor: Predictor, path: Path) -> None:
+    def __init__(
+        self, manifest: Manifest, predictor: Predictor, path: Path, trusted_by: str | None = None
+    ) -> None:
         self.manifest = manifest
         self.path = path
+        self.trusted_by = trusted_by
+        """Why this model was loaded as it is, without the safety checks (None: it was not):
+        ``"registry: alice"``, ``"signature: sha256:..."`` or ``"--trust-unsafe"``."""
         self._predictor = predictor
 
     @property
@@ -170,8 +177,9 @@ def save(
             profile = build_profile(signature, _coerce(signature, reference_data, "reference_data"))
             profile_file = _write_json(tmp / PROFILE_FILE, profile)
         if example is not None:
-            # Prove the files load and predict before publishing, and learn the outputs.
-            trust = _trusting(chosen.load, trust_unsafe)
+            # Prove the files load and predict before publishing, and learn the outputs. A
+            # model object's own code already runs in this process, so loading it is trusted.
+            trust = _trusting(chosen.load, trust_unsafe or runs_code(chosen))
             outputs = chosen.load(tmp, saved.options, signature, **trust).predict(example)
             signature = signature.with_outputs(outputs)
         manifest = Manifest(
@@ -202,20 +210,33 @@ def load_artifact(
     manifest_sha256: str | None = None,
     public_key: str | Path | None = None,
     trust_unsafe: bool = False,
+    trusted_by: str | None = None,
+    trusted_keys: Sequence[Path] = (),
 ) -> LoadedModel:
-    """Verify and load the artifact folder at ``path``.
+    """Verify and load the artifact folder at ``path``: every load path comes through here.
 
     ``manifest_sha256`` (recorded by the registry) also pins the manifest itself. Every file's
     checksum is verified before the flavor deserializes anything. With ``public_key`` (a PEM
     Ed25519 public key file) the artifact must also carry a valid signature by that key
     (:func:`modelport.artifact.signing.verify_artifact`), checked before anything else; an
     unsigned, otherwise-signed or edited artifact raises a SigningError.
-    ``trust_unsafe`` skips the pickle allow-list: pass it only for a version registered as
-    trusted (``ModelVersion.trusts_unsafe``), never because a file says so.
+
+    Trust decides whether the artifact may run its own code: a pyfunc model (a flavor with
+    ``RUNS_CODE``) loads only when trusted, and a trusted artifact's pickles load without the
+    allow-list. It is trusted when signed by ``public_key`` or by one of ``trusted_keys``, or
+    when ``trust_unsafe`` is given: pass that only for a version registered as trusted
+    (``ModelVersion.trusts_unsafe``) or on a person's explicit request (``--trust-unsafe``),
+    never because a file says so; ``trusted_by`` says who, for the record.
     """
     root = Path(path)
+    signer = None
+    verified: VerifiedArtifact | None
     if public_key is not None:
-        manifest = verify_artifact(root, Path(public_key), manifest_sha256=manifest_sha256).manifest
+        verified = verify_artifact(root, Path(public_key), manifest_sha256=manifest_sha256)
+    else:
+        verified = trusted_signature(root, trusted_keys, manifest_sha256=manifest_sha256)
+    if verified is not None:
+        manifest, signer = verified.manifest, f"signature: {verified.key_fingerprint}"
     else:
         if manifest_sha256 is not None:
             manifest_file = root / MANIFEST_FILE
@@ -228,9 +249,27 @@ def load_artifact(
         manifest = read_manifest(root)
         verify_files(root, manifest.files)
     flavor = get_flavor(manifest.flavor)
-    trust = _trusting(flavor.load, trust_unsafe)
-    predictor = flavor.load(root, manifest.flavor_options, manifest.signature, **trust)
-    return LoadedModel(manifest, predictor, root)
+    trusted = (trusted_by or "--trust-unsafe") if trust_unsafe else signer
+    if runs_code(flavor) and trusted is None:
+        raise CodeNotTrusted(manifest.name, manifest.flavor, _scan_summary(root, manifest))
+    kwargs = _hook_kwargs(flavor.load, trusted is not None, manifest.files)
+    predictor = flavor.load(root, manifest.flavor_options, manifest.signature, **kwargs)
+    return LoadedModel(manifest, predictor, root, trusted)
+
+
+def runs_code(flavor: Flavor) -> bool:
+    """True for a flavor whose artifacts are code that runs when loaded (pyfunc)."""
+    return bool(getattr(flavor, "RUNS_CODE", False))
+
+
+def _scan_summary(root: Path, manifest: Manifest) -> str:
+    """What the early-warning scan finds in an artifact, in one line (empty: nothing)."""
+    scan = getattr(get_flavor(manifest.flavor), "find_unsafe", None)
+    found = [] if scan is None else scan(root, manifest.flavor_options)
+    if not found:
+        return ""
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return f"{found[0][0]} {found[0][1]}{more}"
 
 
 def find_unsafe(path: str | Path) -> list[tuple[str, str]]:
@@ -256,9 +295,21 @@ def _trusting(hook: Callable[..., object], trust_unsafe: bool) -> dict[str, bool
     return {}
 
 
-def local_artifact(path: str | Path, cache_dir: Path) -> Path:
+def _hook_kwargs(
+    hook: Callable[..., object], trust_unsafe: bool, checksums: Mapping[str, str]
+) -> dict[str, Any]:
+    """The optional keywords a flavor's ``load`` declares: trust, and the verified checksums
+    (for a flavor that reads files again itself, such as pyfunc's source importer)."""
+    kwargs: dict[str, Any] = dict(_trusting(hook, trust_unsafe))
+    if "checksums" in inspect.signature(hook).parameters:
+        kwargs["checksums"] = dict(checksums)
+    return kwargs
+
+
+def local_artifact(path: str | Path, cache_dir: Path, limits: BundleLimits | None = None) -> Path:
     """The artifact folder behind a path ref: the folder itself, or a ``.tar`` bundle
-    unpacked once into ``cache_dir`` under its SHA-256 (so a changed bundle is unpacked anew).
+    unpacked once (within ``limits``) into ``cache_dir`` under its SHA-256, so a changed
+    bundle is unpacked anew.
     """
     source = Path(path)
     if source.suffix.lower() in BUNDLE_SUFFIXES and source.is_file():
@@ -266,9 +317,18 @@ def local_artifact(path: str | Path, cache_dir: Path) -> Path:
         if not target.exists():
             # Conflict: another process unpacked the same bundle first, which is just as good.
             with contextlib.suppress(Conflict):
-                unpack(source, target)
+                unpack(source, target, limits)
         return target
     return source
+
+
+def verify_artifact_files(path: str | Path) -> Manifest:
+    """The manifest of the artifact folder at ``path``, after checking every file against
+    its checksum; nothing is loaded."""
+    root = Path(path)
+    manifest = read_manifest(root)
+    verify_files(root, manifest.files)
+    return manifest
 
 
 def manifest_sha256(path: str | Path) -> str:
@@ -287,6 +347,7 @@ def import_artifact(
     tags: Mapping[str, str] | None = None,
     description: str = "",
     trust_unsafe: bool = False,
+    limits: BundleLimits | None = None,
 ) -> Manifest:
     """Make a verified artifact folder at ``path`` from what a user has at ``source``.
 
@@ -302,7 +363,7 @@ def import_artifact(
         raise ArtifactNotFound(str(src))
     if src.suffix.lower() in BUNDLE_SUFFIXES:
         with tempfile.TemporaryDirectory(prefix="modelport-unpack-") as tmp:
-            unpacked = unpack(src, Path(tmp) / "artifact")
+            unpacked = unpack(src, Path(tmp) / "artifact", limits)
             return _copy_artifact(unpacked, Path(path), name, metrics, tags, description)
     chosen = flavor_for_file(src)
     model = chosen.read_file(src, **_trusting(chosen.read_file, trust_unsafe))

@@ -18,10 +18,10 @@ from sklearn.linear_model import LogisticRegression
 
 import modelport
 from modelport.artifact.bundle import pack
-from modelport.cli import main
 from modelport.errors import UnsafeArtifact
 from modelport.flavors import sklearn as sklearn_flavor
 from modelport.registry import Registry
+from tests.integration._cli import cli
 from tests.unit.flavors.test_pickle_crafted import SCIPY, _code, _skops_file, newobj_build
 
 GLOBAL = r"scipy\.stats\._continuous_distns\.norm_gen"
@@ -41,17 +41,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _exploit(marker: Path) -> bytes:
     return newobj_build(*SCIPY, {"_parse_arg_template": _code(marker), "shapes": None})
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """Run the CLI in this process; its exit code and stderr."""
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
 
 
 def _artifact_with(model_file: Path, folder: Path, serialization: str) -> Path:
@@ -77,10 +66,10 @@ def test_register_a_crafted_model_file_is_refused(
 ) -> None:
     file = tmp_path / f"x{suffix}"
     file.write_bytes(_exploit(marker))
-    code, err = cli(capsys, "register", str(file), "--name", "x")
-    assert code == 5, err
-    assert "is not allowed" in err
-    assert "scipy.stats._continuous_distns.norm_gen" in err
+    result = cli(capsys, "register", str(file), "--name", "x")
+    assert result.code == 5, result.err
+    assert "is not allowed" in result.err
+    assert "scipy.stats._continuous_distns.norm_gen" in result.err
     assert not marker.exists()
 
 
@@ -97,9 +86,9 @@ def test_register_a_bundle_holding_a_crafted_pickle_is_refused(
     folder = _artifact_with(crafted, tmp_path / "sent" / "x", serialization)
     bundle = pack(folder, tmp_path / "x.tar")
     for source in (folder, bundle):
-        code, err = cli(capsys, "register", str(source), "--name", "x")
-        assert code == 5, err
-        assert "scipy.stats._continuous_distns.norm_gen" in err
+        result = cli(capsys, "register", str(source), "--name", "x")
+        assert result.code == 5, result.err
+        assert "scipy.stats._continuous_distns.norm_gen" in result.err
     assert not marker.exists()
 
 
@@ -111,11 +100,11 @@ def test_register_a_skops_artifact_holding_the_scipy_type_is_refused(
         tmp_path / "crafted.skops", *SCIPY, {"_parse_arg_template": _code(marker), "shapes": ""}
     )
     folder = _artifact_with(crafted, tmp_path / "sent" / "x", "skops")
-    code, err = cli(capsys, "register", str(folder), "--name", "x")
-    assert code == 5, err
-    assert "scipy.stats._continuous_distns.norm_gen" in err
-    code, err = cli(capsys, "predict", str(folder), "--input", str(_rows(tmp_path)))
-    assert code == 5, err
+    result = cli(capsys, "register", str(folder), "--name", "x")
+    assert result.code == 5, result.err
+    assert "scipy.stats._continuous_distns.norm_gen" in result.err
+    result = cli(capsys, "predict", str(folder), "--input", str(_rows(tmp_path)))
+    assert result.code == 5, result.err
     assert not marker.exists()
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import modelport
-from modelport.errors import ArtifactCorrupted, InvalidInput
+from modelport.errors import ArtifactCorrupted, CodeNotTrusted, InvalidInput
 
 
 @dataclass
@@ -223,7 +223,11 @@ def test_save_to_folder_and_load_by_path(case_name: str, tmp_path: Path) -> None
     )
     out = tmp_path / "artifact" / "m"
     modelport.save(case.model, out, input_example=example, flavor_options=case.options)
-    _check(modelport.load(out).predict_outputs(case.x_test), case.expected)
+    code = case_name == "pyfunc_scorer"  # a folder that is code loads only when trusted
+    if code:
+        with pytest.raises(CodeNotTrusted, match="loads only when trusted"):
+            modelport.load(out)
+    _check(modelport.load(out, trust_unsafe=code).predict_outputs(case.x_test), case.expected)
 
 
 def test_tampered_registered_artifact_is_refused(

@@ -335,3 +335,77 @@ def test_hostile_model_names_in_paths_are_refused(server: Server, home: Path) ->
             strict_json(body)
     assert sorted(p.name for p in outside.iterdir()) == before
     still_serving(server)
+
+
+# -- request heads: bounded before auth and before anything past the limit is kept ------------
+
+
+def _send_head_until_refused(server: Server, head: bytes, piece: int = 4096) -> tuple[int, bytes]:
+    """Send ``head`` in pieces, never finishing it, until the server answers and closes."""
+    url = urlsplit(server.url)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        with contextlib.suppress(OSError):  # the server closes while we are still sending
+            for start in range(0, len(head), piece):
+                sock.sendall(head[start : start + piece])
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, response.read()
+
+
+def test_an_8_mb_header_is_refused_with_431(server: Server) -> None:
+    head = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (8 * MIB)
+    before = rss_mib(server)
+    status, body = _send_head_until_refused(server, head, piece=256 * 1024)
+    assert status == 431, body
+    assert b"request head exceeds the limit" in body
+    assert rss_mib(server) - before < 50
+    still_serving(server)
+
+
+def test_one_header_line_past_the_line_limit_is_refused(server: Server) -> None:
+    head = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * (20 * 1024) + b"\r\n\r\n"
+    status, body = raw(server, head)
+    assert status == 431, body
+    assert b"header 'X-Long' exceeds the limit" in body
+    still_serving(server)
+
+
+def test_a_request_line_past_the_line_limit_is_414(server: Server) -> None:
+    head = b"GET /v2/health/live?" + b"a" * (20 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    status, body = raw(server, head)
+    assert status == 414, body
+    still_serving(server)
+
+
+def test_ordinary_large_headers_are_fine(server: Server) -> None:
+    """Well under the 64 KiB default: 40 headers of 1 KiB (cookies, tokens, tracing)."""
+    headers = {f"X-H{i}": "v" * 1024 for i in range(40)}
+    assert httpx.get(f"{server.url}/v2/health/live", headers=headers).status_code == 200
+
+
+def test_many_slow_senders_keep_memory_flat(server: Server) -> None:
+    """Sixty connections each hold an unfinished head just under the limit, then push past
+    it: the server holds at most the limit per connection and refuses each one."""
+    url = urlsplit(server.url)
+    before = rss_mib(server)
+    socks = [socket.create_connection((url.hostname, url.port), timeout=30) for _ in range(60)]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        for _ in range(15):  # 15 x 4 KiB = 60 KiB each, still under the 64 KiB limit
+            for sock in socks:
+                sock.sendall(b"a" * 4096)
+        still_serving(server)
+        assert rss_mib(server) - before < 50
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                for _ in range(64):
+                    sock.sendall(b"a" * 4096)
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            assert response.status == 431
+    finally:
+        for sock in socks:
+            sock.close()
+    assert rss_mib(server) - before < 50
+    still_serving(server)

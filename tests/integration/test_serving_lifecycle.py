@@ -133,7 +133,7 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     slow = user_module(tmp_path, SLOW).Slow()
     modelport.save(slow, tmp_path / "slow", input_example=np.ones((1, 3)))
     env = {"MODELPORT_SERVING__BATCHING": "false"}
-    with running_server(tmp_path, str(tmp_path / "slow"), env=env) as server:
+    with running_server(tmp_path, str(tmp_path / "slow"), "--trust-unsafe", env=env) as server:
         body = {
             "inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]
         }
@@ -174,7 +174,7 @@ def test_every_v2_datatype_through_a_server(tmp_path: Path) -> None:
     echo = user_module(tmp_path, ECHO).Echo()
     modelport.save(echo, tmp_path / "echo", input_example=example)
     with (
-        running_server(tmp_path, str(tmp_path / "echo")) as server,
+        running_server(tmp_path, str(tmp_path / "echo"), "--trust-unsafe") as server,
         modelport.Client(server.url) as client,
     ):
         meta = client.metadata("echo")

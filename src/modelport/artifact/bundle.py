@@ -3,18 +3,25 @@
 ``pack`` writes the artifact folder's files under one top-level folder named after the model:
 ``modelport.json``, every file it lists, and ``modelport.sig`` when the artifact is signed.
 ``unpack`` refuses, before writing anything, every entry that is absolute, contains ``..``,
-is a link, a device or a FIFO, or would land outside the target; then it extracts into a
-staging folder that is renamed into place, so a refused or broken bundle leaves nothing behind.
+is a link, a device, a FIFO or a sparse file, or would land outside the target, and a bundle
+whose headers declare more than :class:`~modelport.config.BundleLimits` allow (total and
+per-file size, expansion over the bundle's own size, number of entries); headers are read one
+at a time, so a bomb is refused at its first oversized entry without inflating it. Then it
+extracts into a staging folder that is renamed into place, so a refused or broken bundle
+leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import lzma
 import tarfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from modelport.artifact.manifest import MANIFEST_FILE, SIGNATURE_FILE, read_manifest
 from modelport.artifact.staging import staging_dir
-from modelport.errors import ArtifactCorrupted, ArtifactNotFound, UnsafeBundle
+from modelport.config import BundleLimits
+from modelport.errors import ArtifactCorrupted, ArtifactError, ArtifactNotFound, UnsafeBundle
 
 
 def pack(artifact: Path, bundle: Path) -> Path:
@@ -34,13 +41,14 @@ def pack(artifact: Path, bundle: Path) -> Path:
     return bundle
 
 
-def unpack(bundle: Path, target: Path) -> Path:
+def unpack(bundle: Path, target: Path, limits: BundleLimits | None = None) -> Path:
     """Extract ``bundle`` into the new folder ``target``; returns ``target``."""
     if not bundle.is_file():
         raise ArtifactNotFound(str(bundle))
+    bounds = limits or BundleLimits()
     try:
         with tarfile.open(bundle, "r:*") as tar:
-            members = tar.getmembers()
+            members = _read_members(tar, bundle, bounds)
             root = _check_members(members)
             with staging_dir(target) as tmp:
                 for member in members:
@@ -57,9 +65,51 @@ def unpack(bundle: Path, target: Path) -> Path:
                             out.write(chunk)
                 if not (tmp / MANIFEST_FILE).is_file():
                     raise ArtifactCorrupted(bundle.name, f"bundle has no {MANIFEST_FILE}")
-    except (tarfile.TarError, EOFError) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise ArtifactCorrupted(bundle.name, f"not a readable tar bundle ({exc})") from None
+    except OSError as exc:
+        if exc.errno is None:  # a damaged compressed stream (gzip.BadGzipFile)
+            raise ArtifactCorrupted(bundle.name, f"not a readable tar bundle ({exc})") from None
+        # Disk full, permissions: not the bundle's fault (the staging folder is gone already).
+        raise ArtifactError(f"cannot unpack {bundle.name} into {target}: {exc.strerror}") from None
     return target
+
+
+def _read_members(
+    tar: tarfile.TarFile, bundle: Path, limits: BundleLimits
+) -> list[tarfile.TarInfo]:
+    """The bundle's entries, read header by header and refused at the first one that takes
+    the declared sizes past a limit (before its data is read or inflated)."""
+    compressed = max(bundle.stat().st_size, 1)
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    while (member := tar.next()) is not None:
+        members.append(member)
+        if len(members) > limits.max_files:
+            raise UnsafeBundle(bundle.name, f"holds more than {limits.max_files:,} entries")
+        if member.issparse():
+            raise UnsafeBundle(member.name, "sparse files are not allowed")
+        if member.size > limits.max_file_bytes:
+            raise UnsafeBundle(
+                member.name,
+                f"expands to {member.size:,} bytes, over the limit of "
+                f"{limits.max_file_bytes:,} per file (MODELPORT_BUNDLE__MAX_FILE_BYTES)",
+            )
+        total += member.size
+        if total > limits.max_total_bytes:
+            raise UnsafeBundle(
+                bundle.name,
+                f"expands to more than {limits.max_total_bytes:,} bytes "
+                "(MODELPORT_BUNDLE__MAX_TOTAL_BYTES)",
+            )
+        if total > limits.max_ratio * compressed:
+            raise UnsafeBundle(
+                bundle.name,
+                f"expands to at least {total:,} bytes from {compressed:,}, more than "
+                f"{limits.max_ratio:g} times its size: a decompression bomb? "
+                "(MODELPORT_BUNDLE__MAX_RATIO)",
+            )
+    return members
 
 
 def _check_members(members: list[tarfile.TarInfo]) -> PurePosixPath:

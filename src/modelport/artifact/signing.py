@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,6 +209,25 @@ def verify_artifact(
     manifest = parse_manifest(data)
     verify_files(root, manifest.files)
     return VerifiedArtifact(path=root, manifest=manifest, key_fingerprint=trusted)
+
+
+def trusted_signature(
+    artifact_dir: Path, public_key_paths: Sequence[Path], *, manifest_sha256: str | None = None
+) -> VerifiedArtifact | None:
+    """The verified artifact if it is signed by one of ``public_key_paths``, else None.
+
+    An unsigned artifact, or one signed by a key not in the list, is simply not trusted
+    (None). One that names a listed key but whose signature or files do not match was
+    changed after signing, and raises (BadArtifactSignature, ArtifactCorrupted).
+    """
+    root = Path(artifact_dir)
+    if not public_key_paths or not (root / SIGNATURE_FILE).exists():
+        return None
+    record = _read_signature_file(root)
+    for path in public_key_paths:
+        if fingerprint(load_public_key(path)) == record.key_fingerprint:
+            return verify_artifact(root, path, manifest_sha256=manifest_sha256)
+    return None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from modelport._identity import current_user
 from modelport.batch import formats
 from modelport.batch.job import BatchResult, JobSpec, Progress, new_run_id, run_local
 from modelport.config import Settings
@@ -45,6 +46,7 @@ def score(
     engine: Engine = "local",
     address: str | None = None,
     overwrite: bool = False,
+    trust_unsafe: bool = False,
     settings: Settings | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> BatchResult:
@@ -56,6 +58,9 @@ def score(
     Rows that cannot be scored go to ``sink/_rejects/``; if more than
     ``max_reject_fraction`` of all rows are rejected the result's status is ``failed``.
     Every run is recorded in the registry (``modelport runs NAME``).
+
+    The model loads with every check (see :func:`modelport.load`); ``trust_unsafe`` loads a
+    folder or bundle ``ref`` as it is (its code runs), for code you trust.
     """
     if chunk_rows < 1:
         raise InvalidInput("chunk_rows must be at least 1")
@@ -66,7 +71,7 @@ def score(
     out = Path(sink)
     fmt = formats.format_of(out, output_format)
     with Registry(settings) as registry:
-        model, name, version, digest, trusts_unsafe = _model(registry, settings, ref)
+        model, name, version, digest = _model(registry, settings, ref, trust_unsafe)
         wanted = [
             s.name for s in model.signature.outputs if probabilities or s.name != "probabilities"
         ] or None
@@ -106,7 +111,7 @@ def score(
                     src,
                     out,
                     result,
-                    trust_unsafe=trusts_unsafe,
+                    trust_unsafe=model.trusted_by is not None,  # as the driver decided
                     address=address,
                     overwrite=overwrite,
                     max_reject_fraction=max_reject_fraction,
@@ -123,17 +128,22 @@ def score(
 
 
 def _model(
-    registry: Registry, settings: Settings, ref: str | Path
-) -> tuple[LoadedModel, str, int | None, str | None, bool]:
-    """The loaded model, its name, version, manifest digest (None for a path) and whether
-    the registry recorded it as trusted despite unsafe content."""
+    registry: Registry, settings: Settings, ref: str | Path, trust_unsafe: bool
+) -> tuple[LoadedModel, str, int | None, str | None]:
+    """The loaded model, its name, version and manifest digest (None for a path)."""
     parsed = ModelRef.parse(str(ref))
     if parsed.path is not None:
-        model = load_artifact(local_artifact(parsed.path, settings.resolved_cache_dir()))
-        return model, model.name, None, None, False
+        folder = local_artifact(parsed.path, settings.resolved_cache_dir(), settings.bundle)
+        model = load_artifact(
+            folder,
+            trust_unsafe=trust_unsafe,
+            trusted_by=f"--trust-unsafe by {current_user()}" if trust_unsafe else None,
+            trusted_keys=settings.trusted_keys,
+        )
+        return model, model.name, None, None
     version = registry.resolve(parsed)
-    model = registry.load(parsed)
-    return model, version.name, version.version, version.manifest_sha256, version.trusts_unsafe
+    model = registry.load(f"{version.name}/{version.version}")  # the version just resolved
+    return model, version.name, version.version, version.manifest_sha256
 
 
 def _record(

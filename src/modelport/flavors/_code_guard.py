@@ -1,25 +1,36 @@
 """A static look at pyfunc code for calls and imports that are plainly dangerous in a model.
 
-A pyfunc artifact is code, and registering one from someone else means running their code.
-This scan reads each ``.py`` file with :mod:`ast` (nothing is imported or run) and reports
-what no model needs to do: run shell commands or other programs (``os.system``,
-``subprocess``, ``pty``), evaluate strings as code (``eval``, ``exec``, ``compile``,
-``__import__``, ``runpy``), unpickle (``pickle.loads``, ``joblib.load``, ``marshal``, ...:
-that would smuggle a pickle past the allow-list the sklearn flavor applies) or load native
-code (``ctypes``).
+A pyfunc artifact is code, and loading one means running it with the loader's rights; only a
+person can decide to trust it (see :mod:`modelport.flavors.pyfunc`). This scan is an early
+warning beside that decision, never the decision: it reads each ``.py`` file with :mod:`ast`
+(nothing is imported or run) and reports what no model needs to do: run shell commands or
+other programs (``os.system``, ``posix.system``, ``subprocess``, ``pty``, asyncio's
+subprocesses), evaluate strings as code (``eval``, ``exec``, ``compile``, ``__import__``,
+``importlib.import_module``, ``runpy``, ``timeit``), unpickle (``pickle.loads``,
+``joblib.load``, ``numpy.load``, ``pandas.read_pickle``, ``marshal``, ...) or load native code
+(``ctypes``, ``_ctypes``). Compiled files (``.pyc``, extension modules) are reported too: they
+are never loaded, only the checksummed ``.py`` sources are.
 
-It catches the obvious, not the determined: ``getattr(os, "sys" + "tem")`` passes. That is
-why registration refuses only what it finds and a person must still decide to trust code
-from elsewhere; it is a tripwire, not a sandbox.
+It catches the obvious, not the determined: ``getattr(os, "sys" + "tem")`` passes.
+
+:func:`decode_source` is the one way pyfunc source bytes become text, for this scan and for the
+importer alike, so both read the same code: UTF-8, with no other encoding declared.
 """
 
 from __future__ import annotations
 
 import ast
+import codecs
+import re
 from pathlib import Path
 
+from modelport.errors import FlavorError
+
 # Importing any of these, or anything from them, is reported.
-_MODULES = frozenset({"subprocess", "pty", "ctypes", "marshal", "shelve"})
+_MODULES = frozenset(
+    {"subprocess", "pty", "ctypes", "_ctypes", "marshal", "shelve", "posix", "nt",
+     "_posixsubprocess", "timeit", "code", "codeop", "cffi"}
+)  # fmt: skip
 
 # Dotted names that are reported when called or imported by name (``from os import system``).
 _CALLS = frozenset(
@@ -34,8 +45,61 @@ _CALLS = frozenset(
         "pickle.load", "pickle.loads", "pickle.Unpickler", "_pickle.load", "_pickle.loads",
         "dill.load", "dill.loads", "cloudpickle.load", "cloudpickle.loads", "joblib.load",
         "runpy.run_path", "runpy.run_module",
+        "importlib.import_module", "importlib.__import__", "importlib.reload",
+        "importlib.util.spec_from_file_location", "importlib.machinery.SourceFileLoader",
+        "pandas.read_pickle", "torch.load",
+        "asyncio.create_subprocess_shell", "asyncio.create_subprocess_exec",
+        "os.fork", "os.forkpty", "os.startfile",
     }
 )  # fmt: skip
+# Array readers that unpickle only when asked to (``allow_pickle=True``).
+_PICKLE_OPT_IN = frozenset({"numpy.load", "numpy.lib.npyio.load"})
+
+
+def _opts_into_pickle(call: ast.Call) -> bool:
+    """True unless ``allow_pickle`` is absent or the constant False."""
+    for keyword in call.keywords:
+        if keyword.arg == "allow_pickle":
+            value = keyword.value
+            return not (isinstance(value, ast.Constant) and value.value is False)
+        if keyword.arg is None:  # **kwargs: cannot tell
+            return True
+    return False
+
+
+# Files that Python could run but this project never loads: reported so nobody is surprised.
+_COMPILED_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dylib", ".dll")
+# PEP 263: an encoding declaration on the first or second line.
+_CODING = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
+
+
+def decode_source(data: bytes, filename: str) -> str:
+    """The text of a pyfunc source file: UTF-8 (a BOM is allowed), and nothing else.
+
+    Python honours a ``# coding: ...`` line, so a file declaring, say, UTF-7 would be read one
+    way by a scanner decoding UTF-8 and another way by the interpreter. Such files are refused
+    outright, and the importer compiles this exact text, so what is checked is what runs.
+    """
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    for line in data.splitlines()[:2]:
+        match = _CODING.match(line)
+        if match and _codec(match.group(1)) != "utf-8":
+            declared = match.group(1).decode("ascii", "replace")
+            raise FlavorError(f"{filename}: declares the encoding {declared!r}; use UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FlavorError(
+            f"{filename}: not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+
+
+def _codec(name: bytes) -> str:
+    try:
+        return codecs.lookup(name.decode("ascii")).name
+    except (LookupError, UnicodeDecodeError):
+        return "unknown"
 
 
 def scan_source(source: str, filename: str) -> list[tuple[int, str]]:
@@ -53,11 +117,20 @@ def scan_source(source: str, filename: str) -> list[tuple[int, str]]:
 
 
 def scan_folder(folder: Path) -> list[tuple[str, int, str]]:
-    """``(file relative to folder, line, what)`` for every ``.py`` file under ``folder``."""
+    """``(file relative to folder, line, what)`` for every ``.py`` file under ``folder``, and
+    for each compiled file (which is never loaded)."""
     found: list[tuple[str, int, str]] = []
-    for file in sorted(folder.rglob("*.py")):
+    for file in sorted(folder.rglob("*")):
         rel = file.relative_to(folder).as_posix()
-        source = file.read_text(encoding="utf-8", errors="replace")
+        if file.suffix in _COMPILED_SUFFIXES and file.is_file():
+            found.append((rel, 0, "is compiled code, which is never loaded (only .py sources)"))
+        if file.suffix != ".py" or not file.is_file():
+            continue
+        try:
+            source = decode_source(file.read_bytes(), rel)
+        except FlavorError as exc:
+            found.append((rel, 1, str(exc).partition(": ")[2]))
+            continue
         found.extend((rel, line, what) for line, what in scan_source(source, rel))
     return found
 
@@ -93,6 +166,8 @@ class _Visitor(ast.NodeVisitor):
         name = self._dotted(node.func)
         if name is not None and (name in _CALLS or _dangerous_module(name)):
             self.found.append((node.lineno, f"calls {name}"))
+        elif name in _PICKLE_OPT_IN and _opts_into_pickle(node):
+            self.found.append((node.lineno, f"calls {name} with allow_pickle"))
         self.generic_visit(node)
 
     def _dotted(self, node: ast.expr) -> str | None:

@@ -13,15 +13,25 @@ The instance itself is not stored: on load the class is instantiated with no arg
 Options recorded: ``{"module": "churn.model", "class": "ChurnModel",
 "artifacts": {name: relpath}}``.
 
-Loading runs the saved code, so registration first reads every ``.py`` file of the artifact
-with :mod:`modelport.flavors._code_guard` (``find_unsafe``) and refuses plainly dangerous calls
-unless a person trusts the code.
+Loading runs the saved code with the loader's rights, and no scan can make a stranger's code
+safe. So a pyfunc artifact loads only when it is trusted (``RUNS_CODE``; see
+:func:`modelport.packaging.load_artifact`): registered from a ``PythonModel`` object in the
+user's own process, signed by a key the loader trusts, or allowed with ``trust_unsafe``. The
+:mod:`~modelport.flavors._code_guard` scan still runs at registration as an early warning.
+
+What runs is what was checksummed: modules are compiled by this module's own importer from the
+``.py`` source bytes (verified against the manifest's checksums when the loader passes them),
+decoded exactly as the scan decodes them. ``__pycache__``, ``.pyc`` files and extension modules
+are never saved and never loaded, and the artifact's folder is never put on ``sys.path``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import inspect
 import platform
 import re
@@ -29,7 +39,7 @@ import shutil
 import sys
 import types
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,14 +47,15 @@ from typing import Any
 import numpy as np
 
 from modelport.artifact.signature import Signature
-from modelport.errors import FlavorError
+from modelport.errors import ArtifactCorrupted, CodeNotTrusted, FlavorError
 from modelport.flavors import Options, Predictor, SavedFlavor, _code_guard
 
 NAME = "pyfunc"
 FILE_SUFFIXES: tuple[str, ...] = ()
+RUNS_CODE = True  # loading executes the artifact's own code: loaders require trust
 
 _ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
 
 @dataclass(frozen=True)
@@ -138,7 +149,7 @@ def _copy_artifact(name: str, source: Path, path: Path) -> str:
         raise FlavorError(f"invalid artifact name {name!r}; use letters, digits, '_', '-', '.'")
     target = path / "artifacts" / name
     if source.is_dir():
-        shutil.copytree(source, target)
+        shutil.copytree(source, target, ignore=_IGNORE)
         return f"artifacts/{name}"
     if not source.is_file():
         raise FlavorError(f"artifact {name!r}: no file at {str(source)!r}")
@@ -147,16 +158,27 @@ def _copy_artifact(name: str, source: Path, path: Path) -> str:
     return f"artifacts/{name}/{source.name}"
 
 
-def load(path: Path, options: Options, signature: Signature) -> Predictor:
-    """Import the saved class, instantiate it and call its ``load`` with the artifact paths."""
+def load(
+    path: Path,
+    options: Options,
+    signature: Signature,
+    *,
+    trust_unsafe: bool = False,
+    checksums: Mapping[str, str] | None = None,
+) -> Predictor:
+    """Import the saved class from its verified sources, instantiate it and call its
+    ``load`` with the artifact paths. Refused unless the caller trusts the artifact."""
     module_name, class_name = str(options.get("module", "")), str(options.get("class", ""))
     _validate_names(module_name, class_name)
+    if not trust_unsafe:
+        raise CodeNotTrusted(f"{module_name}.{class_name}", NAME)
     root = path.resolve()
     artifacts = {
         str(name): _inside(root, root / str(rel), f"artifact {name!r}")
         for name, rel in dict(options.get("artifacts", {})).items()
     }
-    cls = getattr(_import_module(root / "code", module_name), class_name, None)
+    code = _ArtifactCode.read(root, checksums)
+    cls = getattr(code.import_module(module_name), class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, PythonModel)):
         raise FlavorError(f"{module_name}.{class_name} is not a PythonModel subclass")
     model = cls()
@@ -171,30 +193,110 @@ def _inside(root: Path, candidate: Path, what: str) -> Path:
     return resolved
 
 
-def _import_module(code_dir: Path, module_name: str) -> types.ModuleType:
-    """Import ``module_name`` from ``code_dir`` under a package name private to this folder."""
-    parts = module_name.split(".")
-    file = code_dir.joinpath(*parts).with_suffix(".py")
-    if not file.is_file():
-        file = code_dir.joinpath(*parts, "__init__.py")
-    _inside(code_dir, file, f"module {module_name!r}")
-    alias = "_modelport_pyfunc_" + hashlib.sha256(str(code_dir).encode()).hexdigest()[:16]
-    if alias not in sys.modules:
-        package = types.ModuleType(alias)
-        package.__path__ = [str(code_dir)]
-        sys.modules[alias] = package
-    # Appended, not prepended: a user file named like a stdlib module must not shadow it.
-    if str(code_dir) not in sys.path:
-        sys.path.append(str(code_dir))
-    try:
-        return importlib.import_module(f"{alias}.{module_name}")
-    except Exception as exc:  # the user's module failed at import time
-        raise FlavorError(f"importing pyfunc module {module_name!r} failed: {exc!r}") from None
+class _ArtifactCode(importlib.abc.Loader):
+    """The ``.py`` sources of one artifact's ``code/`` folder, as text, by module name; loads
+    them as modules. Nothing else in the folder (``.pyc``, ``.so``) can be imported."""
+
+    def __init__(self, alias: str, sources: dict[str, tuple[str, str, bool]]) -> None:
+        self.alias = alias
+        self.sources = sources  # module name -> (text, origin path, is package)
+
+    @classmethod
+    def read(cls, root: Path, checksums: Mapping[str, str] | None) -> _ArtifactCode:
+        """Read (and, given the manifest's checksums, verify) every source under ``code/``."""
+        code_dir = root / "code"
+        sources: dict[str, tuple[str, str, bool]] = {}
+        # One private package per folder and content: each artifact's modules are its own.
+        digest = hashlib.sha256(str(code_dir).encode())
+        for file in sorted(code_dir.rglob("*.py")):
+            rel = file.relative_to(root).as_posix()
+            if checksums is not None and rel not in checksums:
+                continue  # not part of the artifact as published: never importable
+            _inside(code_dir, file, f"source {rel!r}")
+            data = file.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            if checksums is not None and sha != checksums[rel]:
+                raise ArtifactCorrupted(rel, "sha256 does not match the manifest")
+            parts = file.relative_to(code_dir).with_suffix("").parts
+            package = parts[-1] == "__init__"
+            name = ".".join(parts[:-1] if package else parts)
+            if not name or not all(p.isidentifier() for p in name.split(".")):
+                continue
+            sources[name] = (_code_guard.decode_source(data, rel), str(file), package)
+            digest.update(f"{rel}\0{sha}\0".encode())
+        alias = "_modelport_pyfunc_" + digest.hexdigest()[:16]
+        return _FINDER.add(cls(alias, sources))
+
+    def import_module(self, module_name: str) -> types.ModuleType:
+        """Import ``module_name`` from these sources under this artifact's private package."""
+        if module_name not in self.sources:
+            raise FlavorError(f"module {module_name!r} is missing from the artifact's code")
+        try:
+            return importlib.import_module(f"{self.alias}.{module_name}")
+        except Exception as exc:  # the user's module failed at import time
+            raise FlavorError(f"importing pyfunc module {module_name!r} failed: {exc!r}") from None
+
+    def spec(self, fullname: str, name: str) -> importlib.machinery.ModuleSpec | None:
+        if not name:  # the private top package itself
+            return importlib.util.spec_from_loader(fullname, self, is_package=True)
+        found = self.sources.get(name)
+        if found is None:
+            return None
+        _, origin, package = found
+        return importlib.util.spec_from_loader(fullname, self, origin=origin, is_package=package)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None  # the default module object
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        spec = module.__spec__
+        assert spec is not None
+        name = spec.name.removeprefix(self.alias).removeprefix(".")
+        if name not in self.sources:
+            return  # the private top package: empty
+        text, origin, _ = self.sources[name]
+        module.__file__ = origin
+        exec(compile(text, origin, "exec", dont_inherit=True), module.__dict__)
+
+
+class _SourceFinder(importlib.abc.MetaPathFinder):
+    """Finds modules of loaded pyfunc artifacts: ``<alias>.<module>`` for each artifact, and
+    a top-level module of an artifact's code imported by plain name (``import helpers``) when
+    nothing else on ``sys.path`` provides it (this finder is consulted last)."""
+
+    def __init__(self) -> None:
+        self.artifacts: dict[str, _ArtifactCode] = {}
+
+    def add(self, code: _ArtifactCode) -> _ArtifactCode:
+        if self not in sys.meta_path:
+            sys.meta_path.append(self)
+        return self.artifacts.setdefault(code.alias, code)
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: types.ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        head, _, rest = fullname.partition(".")
+        if head in self.artifacts:
+            return self.artifacts[head].spec(fullname, rest)
+        owner = getattr(getattr(sys.modules.get(head), "__spec__", None), "loader", None)
+        candidates = [owner] if isinstance(owner, _ArtifactCode) else self.artifacts.values()
+        for code in candidates:
+            spec = code.spec(fullname, fullname)
+            if spec is not None:
+                return spec
+        return None
+
+
+_FINDER = _SourceFinder()
 
 
 def find_unsafe(path: Path, options: Options) -> list[tuple[str, str]]:
     """``(file, "line N calls os.system")`` for each dangerous call or import in the
-    artifact's ``.py`` files (its code and any artifact files), read without running them."""
+    artifact's ``.py`` files (its code and any artifact files), read without running them.
+    An early warning only: a pyfunc artifact needs trust whatever this finds."""
     return [(file, f"line {line} {what}") for file, line, what in _code_guard.scan_folder(path)]
 
 

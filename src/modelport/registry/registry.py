@@ -13,9 +13,12 @@ version. If step 2-4 fails the version is marked failed and its files removed; i
 process dies instead, the row stays pending and :meth:`Registry.cleanup_stale` finishes the job.
 
 Before step 3, the artifact is checked as it will be loaded: a pickle global outside the
-allow-list, or plainly dangerous pyfunc code, refuses the registration unless the caller
-passes ``trust_unsafe=True``; the version then records who trusted it and when, and only such
-a version is loaded without the allow-list.
+allow-list, plainly dangerous pyfunc code, or any pyfunc code from a file, folder or bundle
+refuses the registration unless it is trusted: ``trust_unsafe=True``, or (for a folder or
+bundle) a signature by one of the registry's trusted keys. The version then records who (or
+which key) trusted it and when, and only such a version loads as it is. A ``PythonModel``
+object registered from the caller's own process is trusted by that caller: its code already
+runs there.
 
 The registry also holds the server's API keys (:meth:`Registry.create_key`,
 :meth:`Registry.authenticate`); see :mod:`modelport.registry._tokens` for the token format.
@@ -23,20 +26,23 @@ The registry also holds the server's API keys (:meth:`Registry.create_key`,
 
 from __future__ import annotations
 
-import getpass
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from modelport import packaging
+from modelport._identity import current_user
+from modelport.artifact import signing
+from modelport.artifact.bundle import unpack
 from modelport.artifact.manifest import MANIFEST_FILE, Manifest, read_manifest
 from modelport.config import Settings
 from modelport.errors import (
     ArtifactCorrupted,
+    CodeNotTrusted,
     Conflict,
     InvalidInput,
     InvalidRef,
@@ -48,7 +54,8 @@ from modelport.errors import (
     UntrustedArtifact,
     VersionNotReady,
 )
-from modelport.packaging import LoadedModel
+from modelport.flavors import flavor_for_model, get_flavor
+from modelport.packaging import BUNDLE_SUFFIXES, LoadedModel
 from modelport.ref import ModelRef, validate_name
 from modelport.registry import _tokens
 from modelport.registry._backends import open_artifact_store, open_metadata_store
@@ -85,6 +92,8 @@ class Registry:
     ) -> None:
         settings = settings or Settings()
         self._cache_dir = settings.resolved_cache_dir()
+        self._trusted_keys = tuple(settings.trusted_keys)
+        self._bundle_limits = settings.bundle
         self._artifacts: ArtifactStore = open_artifact_store(
             artifact_uri or settings.resolved_artifact_uri()
         )
@@ -133,6 +142,7 @@ class Registry:
         flavor_options: Mapping[str, Any] | None = None,
         trust_unsafe: bool = False,
         trusted_by: str | None = None,
+        trusted_keys: Sequence[Path] = (),
     ) -> ModelVersion:
         """Store a model object, or the artifact/bundle/model file at a path, as a new version.
 
@@ -141,34 +151,42 @@ class Registry:
 
         A model whose pickle names a global outside the allow-list, or whose pyfunc code makes
         plainly dangerous calls, is refused (UntrustedArtifact, naming the global or the file
-        and line) unless ``trust_unsafe``: then it is registered as it is, the version records
-        ``trusted_by`` (default: the OS user) and the time, and it loads without the
-        allow-list. Trust only models whose origin you know: loading them can run any code.
-        The check runs before anything from a file or folder is loaded; a model *object*'s
-        code already runs in this process, so it guards what is published, not this process.
+        and line); so is any pyfunc artifact from a folder or bundle (CodeNotTrusted). Trust
+        lets them in: ``trust_unsafe`` (the version records ``trusted_by``, default the OS
+        user, and the time), or a signature on the folder or bundle by one of
+        ``trusted_keys`` or the settings' ``trusted_keys`` (recorded as that key). Such a
+        version loads as it is. Trust only models whose origin you know: loading them can run
+        any code. A ``PythonModel`` object is code already running in this process: it is
+        recorded as trusted by ``trusted_by`` (default the OS user).
         """
         validate_name(name)
-        trusted = _truster(trusted_by) if trust_unsafe else None
-        if trusted_by is not None and not trust_unsafe:
-            raise InvalidInput("trusted_by is recorded only with trust_unsafe=True")
         is_path = isinstance(model_or_path, str | Path)
+        code_object = not is_path and _is_code(model_or_path, flavor)
+        if trusted_by is not None and not (trust_unsafe or code_object):
+            raise InvalidInput("trusted_by is recorded only with trust_unsafe=True")
         kind = type(model_or_path)
         source = str(model_or_path) if is_path else f"{kind.__module__}.{kind.__qualname__}"
-        pending = self._store.create_version(
-            name,
-            flavor=flavor,
-            source=source,
-            metrics=metrics,
-            tags=tags,
-            description=description,
-            trusted_unsafe_by=trusted,
-        )
-        try:
-            with tempfile.TemporaryDirectory(prefix="modelport-register-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="modelport-register-") as tmp:
+            origin, signer = (
+                self._signed_source(Path(str(model_or_path)), Path(tmp), trusted_keys)
+                if is_path
+                else (model_or_path, None)
+            )
+            trusted = _truster(trusted_by) if trust_unsafe or code_object else signer
+            pending = self._store.create_version(
+                name,
+                flavor=flavor,
+                source=source,
+                metrics=metrics,
+                tags=tags,
+                description=description,
+                trusted_unsafe_by=trusted,
+            )
+            try:
                 path = Path(tmp) / name
                 if is_path:
                     manifest = packaging.import_artifact(
-                        Path(str(model_or_path)),
+                        Path(str(origin)),
                         path,
                         name=name,
                         input_example=input_example,
@@ -177,6 +195,7 @@ class Registry:
                         tags=tags,
                         description=description,
                         trust_unsafe=trust_unsafe,
+                        limits=self._bundle_limits,
                     )
                 else:
                     manifest = packaging.save(
@@ -192,27 +211,42 @@ class Registry:
                         flavor_options=flavor_options,
                         trust_unsafe=trust_unsafe,
                     )
-                if not trust_unsafe:
-                    _refuse_unsafe(path)
+                if not trust_unsafe and signer is None:
+                    _refuse_unsafe(path, code_trusted=code_object)
                 sha = packaging.manifest_sha256(path)
                 self._artifacts.put_dir(pending.artifact_key, path)
-            return self._store.mark_version_ready(
-                name,
-                pending.version,
-                artifact_key=pending.artifact_key,
-                manifest_sha256=sha,
-                flavor=manifest.flavor,
-            )
-        except UnsafeArtifact as exc:
-            if trust_unsafe or isinstance(exc, UntrustedArtifact):
+                return self._store.mark_version_ready(
+                    name,
+                    pending.version,
+                    artifact_key=pending.artifact_key,
+                    manifest_sha256=sha,
+                    flavor=manifest.flavor,
+                )
+            except UnsafeArtifact as exc:
+                if trust_unsafe or isinstance(exc, UntrustedArtifact):
+                    self._abandon(pending, exc)
+                    raise
+                refused = UntrustedArtifact(str(exc))  # the same refusal, saying how to trust it
+                self._abandon(pending, refused)
+                raise refused from exc
+            except BaseException as exc:
                 self._abandon(pending, exc)
                 raise
-            refused = UntrustedArtifact(str(exc))  # the same refusal, saying how to trust it
-            self._abandon(pending, refused)
-            raise refused from exc
-        except BaseException as exc:
-            self._abandon(pending, exc)
-            raise
+
+    def _signed_source(
+        self, source: Path, scratch: Path, trusted_keys: Sequence[Path]
+    ) -> tuple[Path, str | None]:
+        """The folder to import from (a bundle is unpacked first) and, when it carries a
+        valid signature by a trusted key, ``"signature: <fingerprint>"``."""
+        keys = (*self._trusted_keys, *trusted_keys)
+        if not keys or not (source.is_dir() or source.suffix.lower() in BUNDLE_SUFFIXES):
+            return source, None
+        if source.is_file():
+            folder = unpack(source, scratch / "unpacked", self._bundle_limits)
+        else:
+            folder = source
+        verified = signing.trusted_signature(folder, keys)
+        return folder, None if verified is None else f"signature: {verified.key_fingerprint}"
 
     def _abandon(self, pending: ModelVersion, exc: BaseException) -> None:
         """Mark a registration failed, then remove its files.
@@ -296,25 +330,34 @@ class Registry:
         """A local folder holding the artifact a ref names (a path ref is returned as is)."""
         parsed = ModelRef.parse(ref)
         if parsed.path is not None:
-            return packaging.local_artifact(parsed.path, self._cache_dir)
+            return packaging.local_artifact(parsed.path, self._cache_dir, self._bundle_limits)
         return self._artifacts.local_path(self.resolve(parsed).artifact_key)
 
     def load(self, ref: str | Path | ModelRef) -> LoadedModel:
-        """Verify and load the model a ref names; registry refs also pin the manifest hash."""
+        """Verify and load the model a ref names; registry refs also pin the manifest hash
+        and carry the trust recorded for the version, path refs only that of a signature by
+        one of the trusted keys."""
         parsed = ModelRef.parse(ref)
         if parsed.path is not None:
-            return packaging.load_artifact(packaging.local_artifact(parsed.path, self._cache_dir))
+            return packaging.load_artifact(
+                packaging.local_artifact(parsed.path, self._cache_dir, self._bundle_limits),
+                trusted_keys=self._trusted_keys,
+            )
         version = self.resolve(parsed)
         path = self._artifacts.local_path(version.artifact_key)
         return packaging.load_artifact(
-            path, manifest_sha256=version.manifest_sha256, trust_unsafe=version.trusts_unsafe
+            path,
+            manifest_sha256=version.manifest_sha256,
+            trust_unsafe=version.trusts_unsafe,
+            trusted_by=f"registry: {version.trusted_unsafe_by}",
         )
 
     def manifest(self, ref: str | Path | ModelRef) -> Manifest:
         """The manifest of the artifact a ref names, checked against the registry's hash."""
         parsed = ModelRef.parse(ref)
         if parsed.path is not None:
-            return read_manifest(packaging.local_artifact(parsed.path, self._cache_dir))
+            folder = packaging.local_artifact(parsed.path, self._cache_dir, self._bundle_limits)
+            return read_manifest(folder)
         version = self.resolve(parsed)
         path = self._artifacts.local_path(version.artifact_key)
         if packaging.manifest_sha256(path) != version.manifest_sha256:
@@ -415,24 +458,32 @@ class Registry:
 
 def _truster(trusted_by: str | None) -> str:
     """Who is trusting a model: the name given, else the OS user."""
-    if trusted_by is None:
-        try:
-            trusted_by = getpass.getuser()
-        except (OSError, KeyError):  # no login name (e.g. a container's numeric user)
-            trusted_by = "unknown"
-    trusted_by = trusted_by.strip()
+    trusted_by = (current_user() if trusted_by is None else trusted_by).strip()
     if not trusted_by or len(trusted_by) > 128:
         raise InvalidInput("trusted_by must be 1 to 128 characters")
     return trusted_by
 
 
-def _refuse_unsafe(path: Path) -> None:
-    """UntrustedArtifact naming the first unsafe thing found in the artifact, if any."""
+def _is_code(model: object, flavor: str | None) -> bool:
+    """True when ``model`` would be saved by a flavor whose artifacts are code. A model no
+    flavor takes is not code: saving it fails later, and the version is marked failed."""
+    try:
+        return packaging.runs_code(get_flavor(flavor) if flavor else flavor_for_model(model))
+    except ModelportError:
+        return False
+
+
+def _refuse_unsafe(path: Path, *, code_trusted: bool) -> None:
+    """UntrustedArtifact naming the first unsafe thing found in the artifact, if any; then,
+    unless its code is trusted, CodeNotTrusted for an artifact that is code."""
     found = packaging.find_unsafe(path)
     if found:
         file, reason = found[0]
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise UntrustedArtifact(f"refusing {file!r}: {reason}{more}")
+    manifest = read_manifest(path)
+    if not code_trusted and packaging.runs_code(get_flavor(manifest.flavor)):
+        raise CodeNotTrusted(manifest.name, manifest.flavor)
 
 
 def _describe(exc: BaseException) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from modelport._identity import current_user
 from modelport.config import ServingSettings, Settings
 from modelport.errors import ModelNotFound, ModelNotReady, RequestTimeout, VersionNotFound
 from modelport.monitoring import metrics
@@ -196,6 +197,13 @@ class ModelManager:
             loaded.version,
             loaded.load_seconds,
         )
+        if loaded.model.trusted_by is not None:  # a security decision: always in the log
+            logger.warning(
+                "model %s: version %s loaded as it is, without the safety checks: trusted (%s)",
+                served.name,
+                loaded.version,
+                loaded.model.trusted_by,
+            )
         if old is not None:
             asyncio.get_running_loop().create_task(self._drain(old))
 
@@ -212,9 +220,13 @@ class ModelManager:
         started = time.perf_counter()
         ref = served.ref
         if ref.path is not None:
+            trust = self.settings.serving.trust_unsafe
             model = load_artifact(
-                local_artifact(ref.path, self.settings.resolved_cache_dir()),
+                local_artifact(ref.path, self.settings.resolved_cache_dir(), self.settings.bundle),
                 public_key=self.settings.serving.require_signed,
+                trust_unsafe=trust,
+                trusted_by=f"--trust-unsafe by {current_user()}" if trust else None,
+                trusted_keys=self.settings.trusted_keys,
             )
         else:
             assert target is not None
@@ -225,6 +237,8 @@ class ModelManager:
                 manifest_sha256=target.manifest_sha256,
                 public_key=self.settings.serving.require_signed,
                 trust_unsafe=target.trusts_unsafe,  # only as the registry recorded it
+                trusted_by=f"registry: {target.trusted_unsafe_by}",
+                trusted_keys=self.settings.trusted_keys,
             )
         loaded_at = time.perf_counter()
         label = (served.name, "" if target is None else str(target.version))

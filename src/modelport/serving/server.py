@@ -20,6 +20,7 @@ from modelport.artifact import signing
 from modelport.config import Settings
 from modelport.errors import InvalidInput
 from modelport.monitoring import metrics
+from modelport.serving._http_limits import HeadLimits, protocol_factory
 from modelport.serving.app import create_app
 from modelport.serving.deployment import ModelSpec
 
@@ -59,7 +60,7 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
     options: dict[str, Any] = {
         "host": cfg.host,
         "port": cfg.port,
-        "http": "httptools",
+        "http": protocol_factory(HeadLimits(cfg.max_header_bytes, cfg.max_header_line_bytes)),
         "loop": "uvloop",
         "access_log": False,
         # No "server: uvicorn" header (it names our stack to scanners and costs a header per

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from modelport.artifact.bundle import pack, unpack
 from modelport.artifact.checksums import verify_files
 from modelport.artifact.manifest import read_manifest
+from modelport.config import BundleLimits
 from modelport.errors import ArtifactCorrupted, ArtifactNotFound, UnsafeBundle
 
 
@@ -102,3 +104,80 @@ def test_truncated_tar(artifact_dir: Path, tmp_path: Path) -> None:
 def test_missing_bundle(tmp_path: Path) -> None:
     with pytest.raises(ArtifactNotFound, match="no modelport artifact at"):
         unpack(tmp_path / "nope.tar", tmp_path / "t")
+
+
+# -- size limits: refused at the first oversized header, before its bytes are inflated ------
+
+
+class _Zeros(io.RawIOBase):
+    """``size`` zero bytes, produced as they are read (a big member costs no memory)."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def _bomb(path: Path, member_bytes: int, extra: int = 0) -> Path:
+    """A gzip-compressed bundle (named .tar, as a hostile one would be) holding a manifest
+    and ``member_bytes`` of zeros, then ``extra`` more small files."""
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        manifest = b'{"format_version": 1}'
+        info = tarfile.TarInfo("m/modelport.json")
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+        info = tarfile.TarInfo("m/weights.bin")
+        info.size = member_bytes
+        tar.addfile(info, _Zeros(member_bytes))
+        for i in range(extra):
+            info = tarfile.TarInfo(f"m/f{i}")
+            tar.addfile(info, io.BytesIO(b""))
+    return path
+
+
+def _nothing_left(tmp_path: Path, bundle: Path) -> None:
+    assert sorted(p.name for p in tmp_path.iterdir()) == [bundle.name]
+
+
+@pytest.mark.parametrize(
+    ("limits", "extra", "message"),
+    [
+        (BundleLimits(), 0, r"more than 100 times its size: a decompression bomb"),
+        (BundleLimits(max_ratio=1e6, max_file_bytes=1_000_000), 0,
+         r"'m/weights\.bin': expands to 8,000,000 bytes, over the limit of 1,000,000 per file"),
+        (BundleLimits(max_ratio=1e6, max_total_bytes=2_000_000), 0,
+         r"expands to more than 2,000,000 bytes \(MODELPORT_BUNDLE__MAX_TOTAL_BYTES\)"),
+        (BundleLimits(max_ratio=1e6, max_files=10), 20, r"holds more than 10 entries"),
+    ],
+)  # fmt: skip
+def test_bundles_past_a_size_limit_are_refused_and_leave_nothing(
+    limits: BundleLimits, extra: int, message: str, tmp_path: Path
+) -> None:
+    bundle = _bomb(tmp_path / "bomb.tar", 8_000_000, extra)
+    assert bundle.stat().st_size < 80_000, "8 MB of zeros compresses to a few KB"
+    with pytest.raises(UnsafeBundle, match=message):
+        unpack(bundle, tmp_path / "out", limits)
+    _nothing_left(tmp_path, bundle)
+
+
+def test_the_ratio_limit_does_not_refuse_an_ordinary_bundle(
+    artifact_dir: Path, tmp_path: Path
+) -> None:
+    bundle = pack(artifact_dir, tmp_path / "churn.tar")
+    unpack(bundle, tmp_path / "out", BundleLimits(max_ratio=1.0))
+
+
+def test_a_sparse_member_is_refused(tmp_path: Path) -> None:
+    info = tarfile.TarInfo("m/hole.bin")
+    info.type = tarfile.GNUTYPE_SPARSE
+    bundle = _evil_tar(tmp_path / "sparse.tar", [_file("m/modelport.json"), (info, b"x")])
+    with pytest.raises(UnsafeBundle, match="sparse files are not allowed"):
+        unpack(bundle, tmp_path / "out")
+    _nothing_left(tmp_path, bundle)

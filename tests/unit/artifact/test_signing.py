@@ -357,9 +357,10 @@ def test_load_of_a_registered_version_requires_its_signature(
     settings = modelport.Settings(
         home=tmp_path / "home", registry_uri=registry_uri, artifact_uri=str(tmp_path / "store")
     )
+    signing.sign_artifact(art, keys[0])  # pyfunc code registers only when trusted
     with Registry(settings) as registry:
-        registry.register("churn", art)
-        registry.register("churn", art)
+        registry.register("churn", art, trusted_keys=[keys[1]])
+        registry.register("churn", art, trusted_keys=[keys[1]])
         path, pinned = registered_artifact(registry, "churn/1")
         assert pinned is not None
         signing.sign_artifact(path, keys[0], manifest_sha256=pinned)

@@ -35,6 +35,17 @@ def _scan(source: str) -> list[tuple[int, str]]:
         ("import builtins\nbuiltins.eval('1')", [(2, "calls builtins.eval")]),
         ("def f():\n    import joblib\n    return joblib.load(p)", [(3, "calls joblib.load")]),
         ("def f(): pass\nf(eval('1'))", [(2, "calls eval")]),
+        # The calls an attack round used to get past the scan:
+        ("import posix\nposix.system('id')", [(1, "imports posix"), (2, "calls posix.system")]),
+        ("import importlib\nimportlib.import_module('subprocess')",
+         [(2, "calls importlib.import_module")]),
+        ("import timeit\ntimeit.timeit('x')", [(1, "imports timeit"), (2, "calls timeit.timeit")]),
+        ("import numpy as np\nnp.load(p, allow_pickle=True)",
+         [(2, "calls numpy.load with allow_pickle")]),
+        ("import pandas as pd\npd.read_pickle(p)", [(2, "calls pandas.read_pickle")]),
+        ("import asyncio\nasyncio.create_subprocess_shell('id')",
+         [(2, "calls asyncio.create_subprocess_shell")]),
+        ("import _ctypes", [(1, "imports _ctypes")]),
     ],
 )  # fmt: skip
 def test_dangerous_code_is_reported_with_its_line(
@@ -51,6 +62,7 @@ def test_dangerous_code_is_reported_with_its_line(
         "self.model.eval()",
         "import json, pathlib\njson.loads(pathlib.Path('w.json').read_text())",
         "import numpy as np\nnp.load('w.npy')",
+        "import numpy as np\nnp.load('w.npy', allow_pickle=False)",
         "from .helpers import eval\neval(x)",
         "import time\ntime.sleep(1)",
         "import os\nsystem = os.cpu_count",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from modelport.artifact.signature import Signature, TensorSpec
-from modelport.errors import FlavorError
+from modelport.errors import ArtifactCorrupted, CodeNotTrusted, FlavorError
 from modelport.flavors import pyfunc as flavor
 from modelport.flavors.pyfunc import PythonModel
 
@@ -102,14 +102,16 @@ def test_round_trip_with_artifact_and_code_path(user_code: dict[str, Any], tmp_p
     assert saved.framework == "python"
     _forget_original(user_code)
     x = np.array([[1.0, 2.0], [3.0, 4.0]])
-    out = flavor.load(out_dir, saved.options, SIGNATURE).predict({"x": x})
+    out = flavor.load(out_dir, saved.options, SIGNATURE, trust_unsafe=True).predict({"x": x})
     assert list(out) == ["predictions"]
     np.testing.assert_allclose(out["predictions"], [9.0, 21.0])
 
 
 def test_dict_outputs_are_kept_by_name(user_code: dict[str, Any], tmp_path: Path) -> None:
     saved = flavor.save(user_code["module"].NoLoad(), tmp_path, {})
-    out = flavor.load(tmp_path, saved.options, SIGNATURE).predict({"x": np.ones((3, 2))})
+    out = flavor.load(tmp_path, saved.options, SIGNATURE, trust_unsafe=True).predict(
+        {"x": np.ones((3, 2))}
+    )
     assert list(out) == ["doubled", "count"]
     np.testing.assert_array_equal(out["count"], [3])
 
@@ -129,8 +131,18 @@ def test_two_versions_of_one_module_load_side_by_side(
     flavor.save(model, second, options)
     (second / "artifacts" / "config" / "config.json").write_text('{"factor": 10}')
     ones = {"x": np.ones((1, 2))}
-    assert flavor.load(first, saved.options, SIGNATURE).predict(ones)["predictions"][0] == 6
-    assert flavor.load(second, saved.options, SIGNATURE).predict(ones)["predictions"][0] == 20
+    assert (
+        flavor.load(first, saved.options, SIGNATURE, trust_unsafe=True).predict(ones)[
+            "predictions"
+        ][0]
+        == 6
+    )
+    assert (
+        flavor.load(second, saved.options, SIGNATURE, trust_unsafe=True).predict(ones)[
+            "predictions"
+        ][0]
+        == 20
+    )
 
 
 class MainModel(PythonModel):
@@ -173,21 +185,21 @@ def test_bad_artifact_name_is_refused(user_code: dict[str, Any], tmp_path: Path)
 def test_load_validates_options(options: dict[str, Any], message: str, tmp_path: Path) -> None:
     (tmp_path / "code").mkdir()
     with pytest.raises(FlavorError, match=message):
-        flavor.load(tmp_path, options, SIGNATURE)
+        flavor.load(tmp_path, options, SIGNATURE, trust_unsafe=True)
 
 
 def test_load_refuses_a_class_that_is_not_a_python_model(tmp_path: Path) -> None:
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "plain.py").write_text("class Thing:\n    pass\n")
     with pytest.raises(FlavorError, match=r"plain\.Thing is not a PythonModel subclass"):
-        flavor.load(tmp_path, {"module": "plain", "class": "Thing"}, SIGNATURE)
+        flavor.load(tmp_path, {"module": "plain", "class": "Thing"}, SIGNATURE, trust_unsafe=True)
 
 
 def test_import_errors_become_flavor_errors(tmp_path: Path) -> None:
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "broken.py").write_text("raise RuntimeError('boom')\n")
     with pytest.raises(FlavorError, match="importing pyfunc module 'broken' failed"):
-        flavor.load(tmp_path, {"module": "broken", "class": "X"}, SIGNATURE)
+        flavor.load(tmp_path, {"module": "broken", "class": "X"}, SIGNATURE, trust_unsafe=True)
 
 
 def test_no_files_and_no_signature(tmp_path: Path) -> None:
@@ -196,3 +208,125 @@ def test_no_files_and_no_signature(tmp_path: Path) -> None:
     assert not flavor.handles(object())
     with pytest.raises(FlavorError, match="does not read model files"):
         flavor.read_file(tmp_path / "model.py")
+
+
+# -- what runs is what was checksummed, and only when trusted -------------------------------
+
+TRAP = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\n"
+CLEAN_MODEL = """
+from modelport.flavors.pyfunc import PythonModel
+{imports}
+
+
+class Model(PythonModel):
+    def predict(self, inputs):
+        return inputs["x"].sum(axis=1)
+"""
+
+
+def _code_artifact(folder: Path, files: dict[str, str | bytes]) -> dict[str, str]:
+    """An artifact folder whose code/ holds ``files``, saved for the class ``model.Model``;
+    returns its options."""
+    code = folder / "code"
+    for rel, content in files.items():
+        target = code / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+    return {"module": "model", "class": "Model"}
+
+
+def test_loading_without_trust_is_refused_before_any_code_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "MARKER"
+    options = _code_artifact(
+        tmp_path / "art",
+        {"model.py": TRAP.format(marker=str(marker)) + CLEAN_MODEL.format(imports="")},
+    )
+    with pytest.raises(CodeNotTrusted, match="loads only when trusted"):
+        flavor.load(tmp_path / "art", options, SIGNATURE)
+    assert not marker.exists()
+
+
+def test_a_sibling_present_only_as_pyc_is_never_imported(tmp_path: Path) -> None:
+    """``import helper`` where only ``helper.pyc`` exists: Python's own importer would run the
+    bytecode; the artifact importer reads ``.py`` sources only."""
+    marker = tmp_path / "MARKER"
+    helper = compile(TRAP.format(marker=str(marker)), "helper.py", "exec")
+    import importlib.util
+    import marshal
+
+    pyc = importlib.util.MAGIC_NUMBER + b"\0" * 12 + marshal.dumps(helper)
+    options = _code_artifact(
+        tmp_path / "art",
+        {"model.py": CLEAN_MODEL.format(imports="import helper"), "helper.pyc": pyc},
+    )
+    with pytest.raises(FlavorError, match="No module named 'helper'"):
+        flavor.load(tmp_path / "art", options, SIGNATURE, trust_unsafe=True)
+    assert not marker.exists()
+
+
+def test_a_planted_pycache_file_is_ignored_and_the_checked_source_runs(tmp_path: Path) -> None:
+    """A ``__pycache__`` entry compiled from other source, with the source's size and mtime
+    (what Python's cache check compares): the artifact importer compiles the source."""
+    marker = tmp_path / "MARKER"
+    art = tmp_path / "art"
+    options = _code_artifact(art, {"model.py": CLEAN_MODEL.format(imports="")})
+    source = art / "code" / "model.py"
+    evil = compile(TRAP.format(marker=str(marker)) + CLEAN_MODEL.format(imports=""), "m", "exec")
+    import importlib.util
+    import marshal
+    import struct
+
+    stat = source.stat()
+    header = importlib.util.MAGIC_NUMBER + struct.pack("<III", 0, int(stat.st_mtime), stat.st_size)
+    cache = Path(importlib.util.cache_from_source(str(source)))
+    cache.parent.mkdir()
+    cache.write_bytes(header + marshal.dumps(evil))
+    predictor = flavor.load(art, options, SIGNATURE, trust_unsafe=True)
+    np.testing.assert_array_equal(predictor.predict({"x": np.ones((2, 2))})["predictions"], [2, 2])
+    assert not marker.exists()
+
+
+def test_a_source_declaring_another_encoding_is_refused(tmp_path: Path) -> None:
+    """UTF-7 can hide code from a UTF-8 reader (``+AAo-`` is a newline to Python)."""
+    hidden = b"# coding: utf-7\nx = 1 #+AAo-import os+ADs- os.system('true')\n"
+    options = _code_artifact(
+        tmp_path / "art", {"model.py": hidden + CLEAN_MODEL.format(imports="").encode()}
+    )
+    with pytest.raises(FlavorError, match="declares the encoding 'utf-7'; use UTF-8"):
+        flavor.load(tmp_path / "art", options, SIGNATURE, trust_unsafe=True)
+    found = flavor.find_unsafe(tmp_path / "art", options)
+    assert ("code/model.py", "line 1 declares the encoding 'utf-7'; use UTF-8") in found
+
+
+def test_sources_are_compiled_only_if_they_match_the_manifest(tmp_path: Path) -> None:
+    import hashlib
+
+    art = tmp_path / "art"
+    options = _code_artifact(art, {"model.py": CLEAN_MODEL.format(imports="")})
+    data = (art / "code" / "model.py").read_bytes()
+    good = {"code/model.py": hashlib.sha256(data).hexdigest()}
+    flavor.load(art, options, SIGNATURE, trust_unsafe=True, checksums=good)
+    (art / "code" / "model.py").write_bytes(data + b"\nimport os\n")
+    with pytest.raises(ArtifactCorrupted, match=r"code/model\.py"):
+        flavor.load(art, options, SIGNATURE, trust_unsafe=True, checksums=good)
+
+
+def test_compiled_files_are_never_saved(user_code: dict[str, Any], tmp_path: Path) -> None:
+    pycache = user_code["src"] / "__pycache__"
+    pycache.mkdir(exist_ok=True)
+    (pycache / "stray.cpython-311.pyc").write_bytes(b"junk")
+    (user_code["src"] / "stray.pyc").write_bytes(b"junk")
+    data = tmp_path / "data"
+    (data / "__pycache__").mkdir(parents=True)
+    (data / "__pycache__" / "x.pyc").write_bytes(b"junk")
+    (data / "weights.txt").write_text("1")
+    options = {"code_paths": [str(user_code["src"])], "artifacts": {"data": str(data)}}
+    out = tmp_path / "out"
+    out.mkdir()
+    flavor.save(user_code["module"].NoLoad(), out, options)
+    saved = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert not [p for p in saved if p.endswith(".pyc") or "__pycache__" in p], saved
+    assert "artifacts/data/weights.txt" in saved
