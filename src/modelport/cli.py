@@ -609,12 +609,10 @@ def feedback(
 ) -> None:
     """Record true labels for logged requests (for live accuracy). Ids that were never
     logged for NAME are listed and make the exit code 1; the others are stored."""
-    from modelport.monitoring.live import read_labels
+    from modelport.monitoring.live import store_feedback
 
-    pairs = read_labels(labels, id_column, label_column)
     with _registry() as reg:
-        unknown = reg.store.add_feedback(name, pairs)
-    stored = len({rid for rid, _ in pairs}) - len(unknown)
+        stored, unknown = store_feedback(reg, name, labels, id_column, label_column)
     out.print(f"stored {stored} labels for {name}", markup=False)
     if unknown:
         shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")

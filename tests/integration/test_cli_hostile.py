@@ -20,7 +20,9 @@ from sklearn.linear_model import LogisticRegression
 
 import modelport
 from modelport.errors import InvalidName, InvalidRef
+from tests.unit.artifact.test_bundle import _bomb
 
+from ._cli import cli
 from ._server import running_server
 from .test_cli import _Payload, run
 
@@ -187,3 +189,27 @@ def test_a_trapped_pickle_is_refused_when_served_unless_that_model_is_trusted(
         ready = httpx.get(f"{server.url}/v2/models/swapped/ready")
         assert ready.status_code == 200, server.logs()
     assert marker.exists(), "the trusted version is loaded as it is (expected)"
+
+
+def test_a_decompression_bomb_is_refused_in_one_line_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 300 MB member in a ~0.3 MB gzip bundle: unpack and register refuse it from its header
+    (nothing is inflated or written) with one line, no traceback."""
+    monkeypatch.setenv("MODELPORT_HOME", str(tmp_path / "home"))
+    bomb = _bomb(tmp_path / "bomb.tar", 300 * 1024 * 1024)
+    assert bomb.stat().st_size < 2 * 1024 * 1024
+    for args in (
+        ["unpack", str(bomb), str(tmp_path / "out")],
+        ["register", str(bomb), "--name", "x"],
+    ):
+        result = cli(capsys, *args)
+        assert result.code == 5, result.err
+        assert result.err.startswith("error: refusing bundle entry 'bomb.tar': expands to at least")
+        assert result.err.count("\n") == 1, result.err
+        assert "Traceback" not in result.err
+    assert not (tmp_path / "out").exists()
+    leftovers = [  # staging folders, or anything in the store's scratch folder
+        p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-") or p.parent.name == ".tmp"
+    ]
+    assert leftovers == []

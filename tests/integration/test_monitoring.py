@@ -154,6 +154,15 @@ def test_live_quality_from_posted_labels_equals_offline(home: Path) -> None:
         bad = client.post("/v2/models/churn/feedback", json={"id": "req-61"})
         assert bad.status_code == 400
         assert "label" in bad.json()["error"]
+        # A label of the wrong kind, or megabytes of one, is refused and stores nothing.
+        wrong = client.post("/v2/models/churn/feedback", json={"id": "req-61", "label": "yes"})
+        assert wrong.status_code == 400
+        assert "predicts numbers" in wrong.json()["error"]
+        huge = client.post(
+            "/v2/models/churn/feedback", json={"id": "req-61", "label": "x" * 4_000_000}
+        )
+        assert huge.status_code == 400
+        assert "at most 1000 characters" in huge.json()["error"]
         assert client.post("/v2/models/ghost/feedback", json=items[:1]).status_code == 404
 
         # The other 19 labels come from a CSV through the CLI (one unknown id: exit 1).

@@ -301,3 +301,35 @@ def test_a_key_rate_limit_answers_429_with_retry_after(home: Path, server: Serve
     assert mlflow.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
     for _ in range(5):  # other keys are not held back
         assert httpx.post(url, content=body, headers={**headers, **bearer(fast)}).status_code == 200
+
+
+def test_a_key_for_one_model_sees_only_that_model_on_server_wide_routes(
+    server: Server, keys: dict[str, str]
+) -> None:
+    """``read-other`` may read model ``other``: the index, /metrics and the dashboard's data
+    show it and nothing of ``churn``, as ``GET /v2/models/churn`` answers 403."""
+    for name in ("churn", "other"):  # loaded (another test unloads), with traffic
+        httpx.post(f"{server.url}/v2/repository/models/{name}/load", headers=bearer(keys["admin"]))
+        assert call(server, "POST", f"/v2/models/{name}/infer", bearer(keys["admin"])).is_success
+    limited, full = bearer(keys["read-other"]), bearer(keys["read"])
+    assert call(server, "GET", "/v2/models/churn", limited).status_code == 403
+
+    def names(headers: dict[str, str]) -> tuple[set[str], set[str], set[str]]:
+        index = httpx.post(f"{server.url}/v2/repository/index", headers=headers).json()
+        ui = httpx.get(f"{server.url}/ui/api/models", headers=headers).json()
+        text = httpx.get(f"{server.url}/metrics", headers=headers).text
+        labelled = {
+            line.split('model="', 1)[1].split('"', 1)[0]
+            for line in text.splitlines()
+            if 'model="' in line and not line.startswith("#")
+        }
+        labelled.discard("")  # requests that named no served model
+        return {m["name"] for m in index}, {m["name"] for m in ui["models"]}, labelled
+
+    assert names(limited) == ({"other"}, {"other"}, {"other"})
+    assert names(full) == ({"churn", "other"}, {"churn", "other"}, {"churn", "other"})
+    # Server-wide figures about no model stay visible.
+    assert (
+        "modelport_process_resident_memory_bytes"
+        in httpx.get(f"{server.url}/metrics", headers=limited).text
+    )

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from modelport.artifact.signature import STRING_DTYPE, Signature
-from modelport.errors import InvalidInput
+from modelport.errors import InvalidInput, NotFound
 from modelport.monitoring import metrics
 from modelport.monitoring.drift import (
     DriftReport,
@@ -42,6 +42,10 @@ from modelport.registry import LoggedPrediction, MetadataStore, Registry
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_LABELS = 100_000
+MAX_LABEL_ROWS = 10_000
+"""Most values in one label (a request of that many rows)."""
+MAX_LABEL_CHARS = 1_000
+"""Longest text label: a class name, not a document."""
 _MAX_WINDOW_S = 10 * 366 * 86400
 _DEFAULT = DriftThresholds()
 
@@ -163,10 +167,62 @@ def parse_feedback(doc: object) -> list[tuple[str, Any]]:
         rid, label = item["id"], item["label"]
         if not isinstance(rid, str) or not 0 < len(rid) <= 128:
             raise InvalidInput(f"feedback item {index}: 'id' must be a request id string")
-        if label is None or isinstance(label, dict):
-            raise InvalidInput(f"feedback item {index}: 'label' must be a value or a list")
-        pairs.append((rid, label))
+        pairs.append((rid, _checked_label(label, index)))
     return pairs
+
+
+def _checked_label(label: object, index: int) -> object:
+    """A label is one value (number, bool or short text) or a flat list of them, one per row
+    of the request it labels."""
+    values = label if isinstance(label, list) else [label]
+    if isinstance(label, list) and not 0 < len(label) <= MAX_LABEL_ROWS:
+        raise InvalidInput(
+            f"feedback item {index}: a list label holds 1 to {MAX_LABEL_ROWS} values, one per row"
+        )
+    for value in values:
+        if isinstance(value, str):
+            if len(value) > MAX_LABEL_CHARS:
+                raise InvalidInput(
+                    f"feedback item {index}: a text label is at most {MAX_LABEL_CHARS} characters"
+                )
+        elif not isinstance(value, int | float) or value != value:  # bool is an int; NaN out
+            raise InvalidInput(
+                f"feedback item {index}: 'label' must be a number, true/false or text, or a "
+                "list of them"
+            )
+    return label
+
+
+def store_feedback(
+    registry: Registry, name: str, path: Path, id_column: str, label_column: str
+) -> tuple[int, list[str]]:
+    """Read labels from a CSV file, check them against what the model's latest ready version
+    predicts, and store them; returns (labels stored, ids that were never logged)."""
+    try:
+        outputs = registry.manifest(name).signature.outputs
+    except NotFound:
+        outputs = ()
+    dtype = outputs[0].dtype if outputs else None
+    pairs = read_labels(path, id_column, label_column, as_text=dtype == STRING_DTYPE)
+    if dtype is not None:
+        check_label_kinds(name, pairs, dtype)
+    unknown = registry.store.add_feedback(name, pairs)
+    return len({rid for rid, _ in pairs}) - len(unknown), unknown
+
+
+def check_label_kinds(name: str, pairs: Sequence[tuple[str, Any]], output_dtype: str) -> None:
+    """Refuse labels of the wrong kind for the model's predictions (text labels for a model
+    that predicts numbers, or numbers for one that predicts text): stored, they would count
+    as misses and silently skew live accuracy."""
+    text = output_dtype == STRING_DTYPE
+    for rid, label in pairs:
+        for value in label if isinstance(label, list) else [label]:
+            if isinstance(value, str) != text:
+                kind, other = ("text", "a number") if text else ("numbers", "text")
+                raise InvalidInput(
+                    f"model {name!r} predicts {kind}; the label of request {rid!r} is {other} "
+                    f"({str(value)[:40]!r})"
+                )
 
 
 # -- drift helpers -----------------------------------------------------------------------
@@ -397,11 +453,13 @@ def drift_of(
 
 
 def read_labels(
-    path: Path, id_column: str = "id", label_column: str = "label"
+    path: Path, id_column: str = "id", label_column: str = "label", *, as_text: bool = False
 ) -> list[tuple[str, Any]]:
-    """(request id, label) pairs from a CSV file with an id and a label column."""
+    """(request id, label) pairs from a CSV file with an id and a label column (read as
+    text with ``as_text``, for a model that predicts text such as class names "0", "1")."""
+    dtypes = {id_column: str, label_column: str} if as_text else {id_column: str}
     try:
-        frame = pd.read_csv(path, dtype={id_column: str})
+        frame = pd.read_csv(path, dtype=dtypes)
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"cannot read labels from {str(path)!r}: {exc}") from None
     missing = [c for c in (id_column, label_column) if c not in frame.columns]

@@ -18,6 +18,7 @@ import os
 import resource
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import (
@@ -146,9 +147,29 @@ def enable_multiprocess() -> Path:
     return folder
 
 
-def exposition() -> bytes:
-    """The text a scrape of ``/metrics`` gets: this process, or every worker summed."""
-    return generate_latest(_registry())
+def exposition(only_model: str | None = None) -> bytes:
+    """The text a scrape of ``/metrics`` gets: this process, or every worker summed.
+
+    ``only_model`` keeps the samples of that model and those of no model (process CPU and
+    memory), for a caller allowed to see one model only.
+    """
+    if only_model is None:
+        return generate_latest(_registry())
+    return generate_latest(_OneModel(_registry(), only_model))
+
+
+class _OneModel:
+    """A collector view of a registry keeping one model's samples (and model-free ones)."""
+
+    def __init__(self, registry: CollectorRegistry, model: str) -> None:
+        self._registry, self._model = registry, model
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            kept = [s for s in family.samples if s.labels.get("model", self._model) == self._model]
+            if kept:
+                family.samples = kept
+                yield family
 
 
 def collect_families() -> list[Metric]:

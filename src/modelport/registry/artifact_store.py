@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
+from modelport._permissions import make_private, private_dir
 from modelport.errors import ArtifactNotFound, StoreError
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class LocalArtifactStore:
     def __init__(self, root: str | Path) -> None:
         self.root = _root_from_uri(root)
         try:
-            (self.root / TEMP_DIR).mkdir(parents=True, exist_ok=True)
+            private_dir(self.root / TEMP_DIR)  # owner-only, like the database
         except OSError as exc:
             raise StoreError(f"cannot create artifact store at {self.root}: {exc}") from exc
 
@@ -85,7 +86,8 @@ class LocalArtifactStore:
         tmp = self.root / TEMP_DIR / f"put-{uuid.uuid4().hex}"
         try:
             shutil.copytree(src, tmp)
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            make_private(tmp)
+            private_dir(dest.parent)
             os.rename(tmp, dest)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)

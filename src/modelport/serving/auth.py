@@ -13,6 +13,10 @@ decided here from its method and path, and anything not listed below needs ``rea
 - ``read``: every other GET, and ``POST /v2/repository/index`` (the V2 spec lists models
   with a POST): metadata, repository index, ``/openapi.json``, ``/docs``.
 
+A key limited to one model sees only that model wherever a server-wide route lists models
+(the repository index, ``/metrics``, the dashboard's data): the accepted key is left in the
+request's state, and those routes ask :func:`visible_model`.
+
 The key comes as ``Authorization: Bearer <key>``: missing, malformed, unknown or revoked is
 401 (with ``WWW-Authenticate: Bearer``), a scope or model the key does not allow is 403. Keys
 are verified by the registry (a salted hash, compared in constant time) and the answer is
@@ -32,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelport.errors import Forbidden, ModelportError, RateLimited, Unauthenticated
@@ -41,6 +46,20 @@ from modelport.serving._http import ErrorBody, error_reply
 Scope_ = Literal["predict", "read", "admin"]
 _OPEN = frozenset({"/v2/health/live", "/v2/health/ready", "/ping", "/health"})
 _CACHE_LIMIT = 10_000
+_KEY_STATE = "modelport_api_key"
+
+
+def visible_model(request: Request) -> str | None:
+    """The only model this request may see, for a key limited to one; None: all of them
+    (a key for every model, or a server without auth)."""
+    key = request.scope.get("state", {}).get(_KEY_STATE)
+    return key.model if isinstance(key, ApiKey) else None
+
+
+def sees(request: Request, model: str) -> bool:
+    """True if this request may see ``model``."""
+    only = visible_model(request)
+    return only is None or only == model
 
 
 def required_scope(method: str, path: str) -> Scope_ | None:
@@ -113,6 +132,7 @@ class Authenticator:
             except ModelportError as exc:
                 await self._refuse(scope, send, exc)
                 return
+            scope.setdefault("state", {})[_KEY_STATE] = key
         await self.app(scope, receive, send)
 
     async def _key(self, scope: Scope) -> ApiKey:

@@ -36,6 +36,7 @@ from modelport.monitoring.drift import DriftThresholds
 from modelport.monitoring.history import MetricsHistory
 from modelport.monitoring.prediction_log import PredictionLogger
 from modelport.serving._http import json_response
+from modelport.serving.auth import visible_model
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.manager import ModelManager, ServedModel
 
@@ -122,11 +123,14 @@ class Monitor:
             )
         )
 
-    async def overview(self) -> dict[str, Any]:
-        """What the dashboard shows: each model, its versions and aliases, its charts."""
+    async def overview(self, only_model: str | None = None) -> dict[str, Any]:
+        """What the dashboard shows: each model (or only ``only_model``), its versions and
+        aliases, its charts."""
         manager = self.plane.manager
         models = []
         for name, served in manager.models.items():
+            if only_model is not None and name != only_model:
+                continue
             entry: dict[str, Any] = dict(manager.status(served))
             entry.pop("batching", None)
             entry["sample_rate"] = self.plane.sample_rates.get(name, 0.0)
@@ -144,7 +148,8 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
     """The monitoring routes, bound to ``monitor``."""
 
     async def metrics_text(request: Request) -> Response:
-        body = await asyncio.get_running_loop().run_in_executor(None, metrics.exposition)
+        only = visible_model(request)
+        body = await asyncio.get_running_loop().run_in_executor(None, metrics.exposition, only)
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     async def drift(request: Request) -> Response:
@@ -165,13 +170,16 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
 
     async def feedback(request: Request) -> Response:
         name = request.path_params["name"]
-        monitor.plane.manager.served(name)  # 404 before reading the body
+        served = monitor.plane.manager.served(name)  # 404 before reading the body
         body = await _bounded_body(request)
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"invalid JSON: {exc}") from None
         pairs = live.parse_feedback(doc)
+        if served.current is not None and served.current.model.signature.outputs:
+            dtype = served.current.model.signature.outputs[0].dtype
+            live.check_label_kinds(name, pairs, dtype)
         manager = monitor.plane.manager
         unknown = await manager.run_in_thread(
             lambda: manager.registry().store.add_feedback(name, pairs)
@@ -185,7 +193,7 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
         )
 
     async def ui_models(request: Request) -> Response:
-        return json_response(await monitor.overview())
+        return json_response(await monitor.overview(visible_model(request)))
 
     async def ui_config(request: Request) -> Response:
         return json_response({"auth": monitor.plane.settings.auth})

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelport.serving._http import Call, Reply, int_or_none, json_response
+from modelport.serving.auth import sees
 from modelport.serving.codecs import v2 as codec
 from modelport.serving.dataplane import DataPlane
 
@@ -59,7 +60,8 @@ def routes(plane: DataPlane) -> list[Route]:
         return json_response({"name": name, "ready": True})
 
     async def repository_index(request: Request) -> Response:
-        return json_response([_index_entry(plane, n) for n in plane.manager.models])
+        names = [n for n in plane.manager.models if sees(request, n)]
+        return json_response([_index_entry(plane, n) for n in names])
 
     async def repository_load(request: Request) -> Response:
         name = request.path_params["name"]

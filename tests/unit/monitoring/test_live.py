@@ -15,7 +15,12 @@ from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_
 from modelport.errors import InvalidInput
 from modelport.monitoring import metrics
 from modelport.monitoring.history import _quantile
-from modelport.monitoring.live import parse_feedback, parse_window, quality_summary
+from modelport.monitoring.live import (
+    check_label_kinds,
+    parse_feedback,
+    parse_window,
+    quality_summary,
+)
 from modelport.monitoring.prediction_log import PredictionLogger
 from modelport.registry import LoggedPrediction
 from modelport.registry.sql import SqlStore
@@ -140,11 +145,28 @@ def test_a_second_label_replaces_the_first(store: SqlStore) -> None:
         ([{"id": 3, "label": 1}], "request id string"),
         ([{"id": "a", "label": None}], "'label' must be"),
         ([{"id": "a" * 129, "label": 1}], "request id string"),
+        ([{"id": "a", "label": "x" * 1001}], "a text label is at most 1000 characters"),
+        ([{"id": "a", "label": ["x" * 5_000_000]}], "a text label is at most 1000 characters"),
+        ([{"id": "a", "label": list(range(10_001))}], "1 to 10000 values, one per row"),
+        ([{"id": "a", "label": []}], "1 to 10000 values, one per row"),
+        ([{"id": "a", "label": [[1, 2]]}], "'label' must be a number, true/false or text"),
+        ([{"id": "a", "label": {"x": 1}}], "'label' must be a number, true/false or text"),
+        ([{"id": "a", "label": float("nan")}], "'label' must be a number, true/false or text"),
     ],
 )
 def test_feedback_bodies_are_checked(doc: object, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_feedback(doc)
+
+
+def test_label_kinds_must_match_what_the_model_predicts() -> None:
+    pairs = parse_feedback([{"id": "a", "label": 1}, {"id": "b", "label": [0, True]}])
+    check_label_kinds("churn", pairs, "int64")
+    check_label_kinds("churn", parse_feedback({"id": "c", "label": ["stay", "go"]}), "str")
+    with pytest.raises(InvalidInput, match=r"'churn' predicts numbers; .* request 'c' is text"):
+        check_label_kinds("churn", parse_feedback({"id": "c", "label": "churn"}), "int64")
+    with pytest.raises(InvalidInput, match=r"'kind' predicts text; .* request 'd' is a number"):
+        check_label_kinds("kind", parse_feedback({"id": "d", "label": 1}), "str")
 
 
 class _FailingStore:

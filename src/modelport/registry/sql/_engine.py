@@ -27,6 +27,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from modelport._permissions import private_dir, private_file
 from modelport.errors import MissingDependency, StoreError
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,11 @@ def build_engine(url: URL) -> Engine:
         except ImportError as exc:
             raise MissingDependency(exc.name or "psycopg", "postgres") from exc
     assert url.database is not None  # checked by parse_url
-    Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    database = Path(url.database).expanduser()
+    # Owner-only: the file holds API key hashes and logged model inputs. SQLite gives its
+    # -wal and -shm files the database file's permissions.
+    private_dir(database.parent)
+    private_file(database)
     engine = create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000})
 
     # The DB-API connection type is driver-specific; Any because events are untyped.
