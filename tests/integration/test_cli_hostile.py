@@ -24,7 +24,7 @@ from tests.unit.artifact.test_bundle import _bomb
 
 from ._cli import cli
 from ._server import running_server
-from .test_cli import _Payload, run
+from .test_cli import _Payload
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,9 @@ def snapshot(root: Path, skip: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple[Path, Path]:
+def setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[Path, Path]:
     """A home with churn/1 registered (production), and a saved artifact folder beside it."""
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"a": rng.normal(size=100), "b": rng.normal(size=100)})
@@ -49,13 +51,14 @@ def setup(tmp_path: Path) -> tuple[Path, Path]:
     art = tmp_path / "art"
     modelport.save(model, art, input_example=frame.head(3))
     home = tmp_path / "home"
-    assert run(home, "register", str(art), "--name", "churn").returncode == 0
-    assert run(home, "alias", "set", "churn", "production", "1").returncode == 0
+    monkeypatch.setenv("MODELPORT_HOME", str(home))
+    assert cli(capsys, "register", str(art), "--name", "churn").code == 0
+    assert cli(capsys, "alias", "set", "churn", "production", "1").code == 0
     return home, art
 
 
 def test_hostile_names_aliases_and_versions_are_refused(
-    setup: tuple[Path, Path], tmp_path: Path
+    setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     home, art = setup
     before = snapshot(tmp_path, home)
@@ -67,17 +70,17 @@ def test_hostile_names_aliases_and_versions_are_refused(
             ("info", f"churn@{name}"),
             ("keys", "create", "--name", name, "--scope", "read"),
         ]:
-            r = run(home, *args)
-            assert r.returncode in (2, 3), (args, r.returncode, r.stdout, r.stderr)
-            assert r.stderr.startswith("error: "), (args, r.stderr)
-            assert "Traceback" not in r.stderr
+            r = cli(capsys, *args)
+            assert r.code in (2, 3), (args, r.code, r.out, r.err)
+            assert r.err.startswith("error: "), (args, r.err)
+            assert "Traceback" not in r.err
     for version in ("../1", "1/../../2", "-1", "1e9"):
-        r = run(home, "info", f"churn/{version}")
-        assert r.returncode in (2, 3), (version, r.stdout, r.stderr)
+        r = cli(capsys, "info", f"churn/{version}")
+        assert r.code in (2, 3), (version, r.out, r.err)
     assert snapshot(tmp_path, home) == before
-    listed = run(home, "models", "--json")
-    assert listed.returncode == 0
-    assert [m["name"] for m in json.loads(listed.stdout)] == ["churn"]
+    listed = cli(capsys, "models", "--json")
+    assert listed.code == 0
+    assert [m["name"] for m in json.loads(listed.out)] == ["churn"]
 
 
 def test_nul_bytes_in_names_are_refused_by_the_library(setup: tuple[Path, Path]) -> None:
@@ -114,7 +117,7 @@ def _link(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
 
 
 def test_hostile_bundles_are_refused_by_register_and_serve(
-    setup: tuple[Path, Path], tmp_path: Path
+    setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     home, art = setup
     manifest = (art / "modelport.json").read_bytes()
@@ -128,11 +131,11 @@ def test_hostile_bundles_are_refused_by_register_and_serve(
     for label, members in bundles.items():
         bundle = _tar(tmp_path / f"{label}.tar", members)
         before = snapshot(tmp_path, home)
-        r = run(home, "register", str(bundle), "--name", f"evil-{label}")
-        assert r.returncode == 5, (label, r.stdout, r.stderr)
-        assert "refusing bundle" in r.stderr or "unsafe" in r.stderr.lower(), (label, r.stderr)
-        r = run(home, "info", str(bundle))
-        assert r.returncode == 5, (label, r.stdout, r.stderr)
+        r = cli(capsys, "register", str(bundle), "--name", f"evil-{label}")
+        assert r.code == 5, (label, r.out, r.err)
+        assert "refusing bundle" in r.err or "unsafe" in r.err.lower(), (label, r.err)
+        r = cli(capsys, "info", str(bundle))
+        assert r.code == 5, (label, r.out, r.err)
         assert snapshot(tmp_path, home) == before, label
     assert victim.read_text() == "untouched"
     assert not (tmp_path / "escape.txt").exists()
@@ -140,7 +143,7 @@ def test_hostile_bundles_are_refused_by_register_and_serve(
 
 
 def test_a_trapped_pickle_is_refused_when_served_unless_that_model_is_trusted(
-    setup: tuple[Path, Path], tmp_path: Path
+    setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     home, _ = setup
     rng = np.random.default_rng(1)
@@ -179,12 +182,12 @@ def test_a_trapped_pickle_is_refused_when_served_unless_that_model_is_trusted(
     assert not marker.exists(), "serving an untrusted pickle ran its payload"
 
     # registering it is refused too, unless the user trusts this one model
-    refused_cli = run(home, "register", str(folder), "--name", "swapped")
-    assert refused_cli.returncode == 5, (refused_cli.stdout, refused_cli.stderr)
-    assert "--trust-unsafe" in refused_cli.stderr
+    refused_cli = cli(capsys, "register", str(folder), "--name", "swapped")
+    assert refused_cli.code == 5, (refused_cli.out, refused_cli.err)
+    assert "--trust-unsafe" in refused_cli.err
     assert not marker.exists()
-    trusted = run(home, "register", str(folder), "--name", "swapped", "--trust-unsafe")
-    assert trusted.returncode == 0, trusted.stderr
+    trusted = cli(capsys, "register", str(folder), "--name", "swapped", "--trust-unsafe")
+    assert trusted.code == 0, trusted.err
     with running_server(home, "swapped") as server:
         ready = httpx.get(f"{server.url}/v2/models/swapped/ready")
         assert ready.status_code == 200, server.logs()

@@ -18,12 +18,17 @@ A flavor is a module (or any object) with:
 
 Optional, for flavors whose files can run code when loaded (sklearn pickles, pyfunc code):
 
+- ``RUNS_CODE = True`` - the artifact *is* code (pyfunc): every loader refuses it unless it
+  is trusted (see :func:`modelport.packaging.load_artifact`).
 - ``find_unsafe(path, options) -> list[tuple[str, str]]`` - ``(file, reason)`` for what a
   safe load would refuse or what looks dangerous, found without running it. The registry
   calls it before a version is published, unless a person trusts the model.
 - a keyword ``trust_unsafe: bool = False`` on ``save``, ``load`` and ``read_file``: True skips
   the flavor's safety checks. It is passed only when True and only to hooks that declare it,
   so a flavor whose formats run no code needs neither.
+- a keyword ``checksums: Mapping[str, str] | None`` on ``load``: the manifest's verified
+  SHA-256 of every file, for a flavor that reads files again itself (pyfunc compiles its
+  sources from bytes it checks against these).
 
 Built-in flavors are registered as import strings so a framework is imported only when used;
 other packages add flavors through the ``modelport.flavors`` entry-point group.

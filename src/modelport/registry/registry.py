@@ -183,7 +183,7 @@ class Registry:
                 trusted_unsafe_by=trusted,
             )
             try:
-                path = Path(tmp) / name
+                path = Path(tmp) / "artifact" / name
                 if is_path:
                     manifest = packaging.import_artifact(
                         Path(str(origin)),
@@ -242,7 +242,7 @@ class Registry:
         if not keys or not (source.is_dir() or source.suffix.lower() in BUNDLE_SUFFIXES):
             return source, None
         if source.is_file():
-            folder = unpack(source, scratch / "unpacked", self._bundle_limits)
+            folder = unpack(source, scratch / "source", self._bundle_limits)
         else:
             folder = source
         verified = signing.trusted_signature(folder, keys)

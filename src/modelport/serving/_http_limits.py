@@ -46,7 +46,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._limits = limits
         self._in_head = True  # the bytes arriving now belong to a request head
         self._head_bytes = 0  # of the current head, counted per read
-        self._head_size = 0  # of the current head, from the parsed parts
         self._messages = 0
         self._refused = False
 
@@ -74,7 +73,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         # A head still open after this read, begun before it: the whole read was head bytes
         # that the parser holds. (A read in which a head began is counted from the next one;
-        # the parsed size below catches what arrives in a single read.)
+        # on_headers_complete measures what arrives in a single read.)
         if self._in_head and self._messages == started and self._messages > 0:
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_bytes:
@@ -82,25 +81,24 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._messages += 1
-        self._in_head, self._head_bytes, self._head_size = True, 0, 0
+        self._in_head, self._head_bytes = True, 0
         super().on_message_begin()
 
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        if len(self.url) > self._limits.max_line_bytes:
-            raise _TooLarge(414, "request line")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        size = len(name) + len(value)
-        if size > self._limits.max_line_bytes:
-            raise _TooLarge(431, f"header {name[:64].decode('latin-1')!r}")
-        self._head_size += size + 4
-        if self._head_size + len(self.url) > self._limits.max_bytes:
-            raise _TooLarge(431, "request head")
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
+        # The exact sizes, once per request (cheaper than a check per header): what arrived
+        # in a single read was not counted above, and one line may pass its own limit.
         self._in_head = False
+        limits = self._limits
+        if len(self.url) > limits.max_line_bytes:
+            raise _TooLarge(414, "request line")
+        total = len(self.url)
+        for name, value in self.headers:
+            size = len(name) + len(value)
+            if size > limits.max_line_bytes:
+                raise _TooLarge(431, f"header {name[:64].decode('latin-1')!r}")
+            total += size + 4
+        if total > limits.max_bytes:
+            raise _TooLarge(431, "request head")
         super().on_headers_complete()
 
     def _bad_request(self) -> None:
