@@ -251,7 +251,9 @@ def load_artifact(
     flavor = get_flavor(manifest.flavor)
     trusted = (trusted_by or "--trust-unsafe") if trust_unsafe else signer
     if runs_code(flavor) and trusted is None:
-        raise CodeNotTrusted(manifest.name, manifest.flavor, _scan_summary(root, manifest))
+        scan = getattr(flavor, "find_unsafe", None)
+        found = [] if scan is None else scan(root, manifest.flavor_options)
+        raise CodeNotTrusted(manifest.name, manifest.flavor, describe_findings(found))
     kwargs = _hook_kwargs(flavor.load, trusted is not None, manifest.files)
     predictor = flavor.load(root, manifest.flavor_options, manifest.signature, **kwargs)
     return LoadedModel(manifest, predictor, root, trusted)
@@ -262,14 +264,12 @@ def runs_code(flavor: Flavor) -> bool:
     return bool(getattr(flavor, "RUNS_CODE", False))
 
 
-def _scan_summary(root: Path, manifest: Manifest) -> str:
-    """What the early-warning scan finds in an artifact, in one line (empty: nothing)."""
-    scan = getattr(get_flavor(manifest.flavor), "find_unsafe", None)
-    found = [] if scan is None else scan(root, manifest.flavor_options)
+def describe_findings(found: Sequence[tuple[str, str]]) -> str:
+    """``find_unsafe``'s findings in one line: the first, and how many more (empty: none)."""
     if not found:
         return ""
     more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-    return f"{found[0][0]} {found[0][1]}{more}"
+    return f"{found[0][0]!r}: {found[0][1]}{more}"
 
 
 def find_unsafe(path: str | Path) -> list[tuple[str, str]]:

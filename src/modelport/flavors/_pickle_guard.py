@@ -359,10 +359,3 @@ def untrusted_type_names(type_names: list[str]) -> list[str]:
 def _split(full: str) -> tuple[str, str]:
     module, _, name = full.rpartition(".")
     return module, name
-
-
-def iter_allowed() -> Iterator[tuple[str, str]]:
-    """Every allowed ``(module, name)``, for tests and audits."""
-    for module, names in sorted(ALLOWED.items()):
-        for name in sorted(names):
-            yield module, name

@@ -478,9 +478,7 @@ def _refuse_unsafe(path: Path, *, code_trusted: bool) -> None:
     unless its code is trusted, CodeNotTrusted for an artifact that is code."""
     found = packaging.find_unsafe(path)
     if found:
-        file, reason = found[0]
-        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        raise UntrustedArtifact(f"refusing {file!r}: {reason}{more}")
+        raise UntrustedArtifact(f"refusing {packaging.describe_findings(found)}")
     manifest = read_manifest(path)
     if not code_trusted and packaging.runs_code(get_flavor(manifest.flavor)):
         raise CodeNotTrusted(manifest.name, manifest.flavor)

@@ -33,12 +33,17 @@ BUILTIN_TYPES: tuple[type, ...] = (
 )  # fmt: skip
 
 
+def allowed_globals() -> list[tuple[str, str]]:
+    """Every allowed ``(module, name)``, sorted."""
+    return sorted((module, name) for module, names in ALLOWED.items() for name in names)
+
+
 def _resolve(module: str, name: str) -> object:
     return getattr(importlib.import_module(module), name)
 
 
 def _allowed() -> Iterator[tuple[str, str, object]]:
-    for module, name in _pickle_guard.iter_allowed():
+    for module, name in allowed_globals():
         yield module, name, _resolve(module, name)
 
 

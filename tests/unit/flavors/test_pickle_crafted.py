@@ -34,7 +34,7 @@ from modelport.errors import FlavorError, UnsafeArtifact
 from modelport.flavors import _pickle_guard
 from modelport.flavors import sklearn as sklearn_flavor
 
-from .test_pickle_allowlist import _resolve
+from .test_pickle_allowlist import _resolve, allowed_globals
 
 SIGNATURE = Signature("tensors", (TensorSpec("input", "float64", (-1, 4)),))
 
@@ -125,7 +125,7 @@ def _quiet_load(load: object, file: Path) -> None:
 
 
 def _allowed_chunks(size: int) -> list[list[tuple[str, str]]]:
-    allowed = list(_pickle_guard.iter_allowed())
+    allowed = list(allowed_globals())
     return [allowed[i : i + size] for i in range(0, len(allowed), size)]
 
 
