@@ -156,3 +156,28 @@ def test_dashboard_asks_for_a_key_when_auth_is_on(
         assert not form.is_displayed()
         browser.save_screenshot(str(tmp_path / "dashboard-auth.png"))
         assert console_errors(browser) == []
+
+
+def test_the_docs_page_renders_and_shows_how_to_call_each_model(
+    home: Path, browser: WebDriver, tmp_path: Path
+) -> None:
+    """Swagger UI 4 reads OpenAPI 3.0 only: with a 3.1 document it showed an error instead of
+    the routes. Each served model's inference route lists its inputs, with an example body."""
+    with running_server(home, "churn") as server:
+        doc = httpx.get(f"{server.url}/openapi.json").json()
+        assert doc["openapi"].startswith("3.0.")
+        op = doc["paths"]["/v2/models/churn/infer"]["post"]
+        assert "| `plan` | BYTES | [-1] |" in op["description"]
+        example = op["requestBody"]["content"]["application/json"]["example"]
+        assert [t["name"] for t in example["inputs"]] == [
+            "tenure_months", "monthly_spend", "support_calls", "plan"
+        ]  # fmt: skip
+        assert httpx.post(f"{server.url}/v2/models/churn/infer", json=example).status_code == 200
+        browser.get(f"{server.url}/docs")
+        wait = WebDriverWait(browser, 30, poll_frequency=0.2)
+        block = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".opblock-tag-section"))
+        page = browser.find_element(By.TAG_NAME, "body").text
+        assert "does not specify a valid version field" not in page
+        assert "Inference: churn version 1, inputs tenure_months, monthly_spend" in page, page
+        assert block.is_displayed()
+        browser.save_screenshot(str(tmp_path / "docs.png"))

@@ -62,7 +62,7 @@ def create_app(settings: Settings, specs: list[ModelSpec]) -> ASGIApp:
             *v2.routes(plane),
             *tfserving.routes(plane),
             *mlflow.routes(),
-            *docs.routes(),
+            *docs.routes(plane),
             *monitor.routes(watch),
         ],
         lifespan=lifespan,

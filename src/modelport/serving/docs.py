@@ -1,8 +1,12 @@
-"""``/openapi.json`` (OpenAPI 3.1, every route) and ``/docs`` (Swagger UI, served locally).
+"""``/openapi.json`` (OpenAPI 3.0, every route) and ``/docs`` (Swagger UI, served locally).
 
 The document is written by hand because the routes take raw bodies (validation is the
 signature's job, not a framework's), so there are no request models to generate it from.
-Swagger UI's files come from the ``swagger-ui-bundle`` package: nothing is fetched at run time.
+Besides the generic routes it describes each model being served, as it is served now: its
+inference route with the inputs and outputs (names, datatypes, shapes) and an example body
+built from the model's input example, so ``/docs`` shows how to call each model. A key
+limited to one model sees only that one. The document says 3.0.3 because the bundled Swagger
+UI (4.x, from the ``swagger-ui-bundle`` package: nothing is fetched at run time) reads no 3.1.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from importlib.metadata import version as _dist_version
 from typing import Any
 
+import orjson
 import swagger_ui_bundle
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -17,6 +22,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from modelport.serving._http import json_response
+from modelport.serving.auth import sees
+from modelport.serving.codecs import v2 as codec
+from modelport.serving.dataplane import DataPlane
+from modelport.serving.manager import LoadedVersion
 
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -195,7 +204,7 @@ def openapi_document() -> dict[str, Any]:
         },
     }
     return {
-        "openapi": "3.1.0",
+        "openapi": "3.0.3",
         "info": {"title": "modelport", "version": _dist_version("modelport")},
         "paths": paths,
         "components": {"schemas": schemas},
@@ -241,12 +250,55 @@ _PAGE = """<!doctype html>
 </body></html>"""
 
 
-def routes() -> list[Route | Mount]:
+def with_models(document: dict[str, Any], models: list[LoadedVersion]) -> dict[str, Any]:
+    """``document`` plus, for each served model, its inference route described in full."""
+    # The served models first: Swagger UI lists sections in the order paths name them.
+    paths = {f"/v2/models/{m.name}/infer": {"post": _model_operation(m)} for m in models}
+    return {**document, "paths": {**paths, **document["paths"]}}
+
+
+def _model_operation(loaded: LoadedVersion) -> dict[str, Any]:
+    signature = loaded.model.signature
+    meta = codec.model_metadata(loaded.name, [], loaded.model.manifest.flavor, signature)
+
+    def rows(tensors: list[dict[str, Any]]) -> str:
+        return (
+            "\n".join(f"| `{t['name']}` | {t['datatype']} | {t['shape']} |" for t in tensors)
+            or "| (not recorded) | | |"
+        )
+
+    version = "" if loaded.version is None else f" version {loaded.version}"
+    inputs = ", ".join(t["name"] for t in meta["inputs"])
+    description = (
+        f"Model `{loaded.name}`{version} ({loaded.model.manifest.flavor}).\n\n"
+        "| input | datatype | shape |\n|---|---|---|\n" + rows(meta["inputs"]) + "\n\n"
+        "| output | datatype | shape |\n|---|---|---|\n" + rows(meta["outputs"]) + "\n\n"
+        "A shape's -1 is the batch axis: send any number of rows."
+    )
+    content: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}
+    example = loaded.model.input_example()
+    if example is not None:
+        body, _ = codec.encode_request(example)
+        content["example"] = orjson.loads(body)
+    op = _op(f"Inference: {loaded.name}{version}, inputs {inputs}")
+    op.pop("parameters", None)
+    op["description"] = description
+    op["tags"] = [loaded.name]
+    op["requestBody"] = {"required": True, "content": {"application/json": content}}
+    return op
+
+
+def routes(plane: DataPlane) -> list[Route | Mount]:
     """``/openapi.json``, ``/docs`` and Swagger UI's static files."""
     document = openapi_document()
 
     async def openapi(request: Request) -> Response:
-        return json_response(document)
+        served = [
+            s.current
+            for name, s in plane.manager.models.items()
+            if s.current is not None and sees(request, name)
+        ]
+        return json_response(with_models(document, served))
 
     async def page(request: Request) -> Response:
         return HTMLResponse(_PAGE)
