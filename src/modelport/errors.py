@@ -37,6 +37,7 @@ Errors are mapped only at the edges: the server turns any ``ModelportError`` int
     │   └── PredictionFailed             prediction_failed   422
     ├── MissingDependency                missing_dependency  500
     ├── ServingError                     serving_error       503
+    │   ├── AddressInUse                 address_in_use      503
     │   ├── ModelNotReady                model_not_ready     503
     │   ├── Overloaded                   overloaded          503
     │   ├── RequestTimeout               request_timeout     504
@@ -146,8 +147,9 @@ class NotFound(ModelportError):
 class ModelNotFound(NotFound):
     code = "model_not_found"
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"model {name!r} not found")
+    def __init__(self, name: str, suggestion: str | None = None) -> None:
+        hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+        super().__init__(f"model {name!r} not found{hint}")
 
 
 class VersionNotFound(NotFound):
@@ -328,7 +330,9 @@ class PredictionFailed(FlavorError):
     code = "prediction_failed"
 
     def __init__(self, name: str, exc: BaseException) -> None:
-        super().__init__(f"model {name!r} failed to predict: {type(exc).__name__}: {exc}")
+        super().__init__(
+            f"model {name!r} failed to predict: {type(exc).__name__}: {summarize(exc)}"
+        )
 
 
 class MissingDependency(ModelportError):
@@ -343,12 +347,30 @@ class MissingDependency(ModelportError):
         )
 
 
+def summarize(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most ``limit`` characters: libraries
+    write paragraphs (scikit-learn's NaN error runs to six sentences and two URLs), and a
+    client or a reject file needs the one that names the problem."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else type(exc).__name__
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
 class ServingError(ModelportError):
     """The server cannot answer this request now; the request itself may be fine."""
 
     code = "serving_error"
     status = 503
     exit_code = 7
+
+
+class AddressInUse(ServingError):
+    """The server cannot listen where it was told to."""
+
+    code = "address_in_use"
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason} (choose another --port)")
 
 
 class ModelNotReady(ServingError):

@@ -42,6 +42,8 @@ from modelport.errors import (
     Conflict,
     FlavorError,
     InvalidInput,
+    ModelportError,
+    PredictionFailed,
 )
 from modelport.flavors import Flavor, Predictor, flavor_for_file, flavor_for_model, get_flavor
 from modelport.ref import validate_name
@@ -89,10 +91,16 @@ class LoadedModel:
 
         ``data``: numpy array, pandas DataFrame, list of records, or dict of arrays.
         Raises SignatureError when it does not match the signature, InvalidInput when an
-        output name is unknown.
+        output name is unknown, PredictionFailed (one line) when the model refuses values.
         """
         self.check_outputs(outputs)
-        return self.predict_arrays(self.signature.coerce(data), outputs)
+        inputs = self.signature.coerce(data)
+        try:
+            return self.predict_arrays(inputs, outputs)
+        except ModelportError:
+            raise
+        except Exception as exc:  # the model refused values the signature let through
+            raise PredictionFailed(self.name, exc) from exc
 
     def predict_arrays(
         self, inputs: Mapping[str, np.ndarray], outputs: Collection[str] | None = None

@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 
 import modelport
-from modelport.errors import ArtifactCorrupted, CodeNotTrusted, InvalidInput
+from modelport.errors import ArtifactCorrupted, CodeNotTrusted, InvalidInput, PredictionFailed
+
+from ._cli import cli
 
 
 @dataclass
@@ -287,3 +289,22 @@ def test_a_bundle_loads_by_path_and_through_the_registry(tmp_path: Path) -> None
         _check(registry.load(str(bundle)).predict_outputs(case.x_test), case.expected)
     unpacked = list((tmp_path / "home" / "cache" / "bundles").iterdir())
     assert len(unpacked) == 1, "the bundle is unpacked once and reused"
+
+
+def test_a_model_refusing_a_value_is_one_line_in_process_and_on_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = sklearn_logreg(tmp_path)
+    folder = tmp_path / "m"
+    modelport.save(case.model, folder, input_example=case.x_train[:5])
+    rows = np.array(case.x_train[:1], dtype=np.float64)
+    rows[0, 0] = np.nan
+    with pytest.raises(PredictionFailed, match="Input X contains NaN") as caught:
+        modelport.load(folder).predict(rows)
+    assert str(caught.value) == "model 'm' failed to predict: ValueError: Input X contains NaN."
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps([[None, *rows[0, 1:].tolist()]]))
+    monkeypatch.setenv("MODELPORT_HOME", str(tmp_path / "home"))
+    result = cli(capsys, "predict", str(folder), "--input", str(data))
+    assert result.code == 5, result.err
+    assert result.err == "error: model 'm' failed to predict: ValueError: Input X contains NaN.\n"

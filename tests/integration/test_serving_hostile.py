@@ -275,7 +275,12 @@ def test_nan_and_infinity_in_inputs(server: Server) -> None:
         r = httpx.post(f"{server.url}{path}", content=body, timeout=30,
                        headers={"Content-Type": "application/json"})  # fmt: skip
         assert r.status_code == 422, (protocol, r.text)
-        assert "NaN" in error_text(protocol, r.content), r.text
+        message = error_text(protocol, r.content)
+        # One line for the client (scikit-learn's message is six sentences and two URLs)...
+        assert message == "model 'churn' failed to predict: ValueError: Input X contains NaN."
+    # ... and the whole of it, with the traceback, in the server's log.
+    assert "Traceback" in server.logs()
+    assert "does not accept missing values encoded as NaN" in server.logs()
     still_serving(server)
 
 

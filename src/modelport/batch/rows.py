@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from modelport.artifact.signature import STRING_DTYPE, Signature, TensorSpec
 from modelport.batch.formats import is_text
-from modelport.errors import InvalidInput
+from modelport.errors import InvalidInput, summarize
 from modelport.packaging import LoadedModel
 
 Arrays = dict[str, np.ndarray]
@@ -206,7 +206,7 @@ def _predict(
         except Exception:
             pass
         else:
-            reason = f"missing value the model cannot take ({_message(first_error)})"
+            reason = f"missing value the model cannot take ({summarize(first_error)})"
             return result, {int(p): reason for p in positions[missing]}
     return _bisect(model, inputs, positions, outputs, first_error)
 
@@ -220,7 +220,7 @@ def _bisect(
 ) -> tuple[Arrays, dict[int, str]]:
     if len(positions) == 1:
         nan = any(a.dtype.kind == "f" and bool(np.isnan(a).any()) for a in inputs.values())
-        reason = f"model error: {_message(error)}"
+        reason = f"model error: {summarize(error)}"
         if nan:
             reason = f"missing value the model cannot take ({reason})"
         return _empty(model, outputs), {int(positions[0]): reason}
@@ -250,8 +250,3 @@ def _empty(model: LoadedModel, outputs: Collection[str] | None) -> Arrays:
         dtype = object if spec.dtype == STRING_DTYPE else np.dtype(spec.dtype)
         empty[spec.name] = np.empty((0, *[max(d, 0) for d in spec.shape[1:]]), dtype=dtype)
     return empty
-
-
-def _message(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]

@@ -26,6 +26,7 @@ The registry also holds the server's API keys (:meth:`Registry.create_key`,
 
 from __future__ import annotations
 
+import difflib
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ from modelport.errors import (
     Conflict,
     InvalidInput,
     InvalidRef,
+    ModelNotFound,
     ModelportError,
     NoReadyVersion,
     NotFound,
@@ -313,18 +315,31 @@ class Registry:
         parsed = ModelRef.parse(ref)
         if parsed.name is None:
             raise InvalidRef(str(ref), "a path is not a registry ref")
-        if parsed.alias is not None:
-            found = self._store.get_alias(parsed.name, parsed.alias)
-        elif parsed.version is not None:
-            found = self._store.get_version(parsed.name, parsed.version)
-        else:
-            latest = self._store.latest_ready_version(parsed.name)
-            if latest is None:
-                raise NoReadyVersion(parsed.name)
-            found = latest
+        try:
+            if parsed.alias is not None:
+                found = self._store.get_alias(parsed.name, parsed.alias)
+            elif parsed.version is not None:
+                found = self._store.get_version(parsed.name, parsed.version)
+            else:
+                latest = self._store.latest_ready_version(parsed.name)
+                if latest is None:
+                    self._store.get_model(parsed.name)  # ModelNotFound for an unknown name
+                    raise NoReadyVersion(parsed.name)
+                found = latest
+        except ModelNotFound:
+            raise ModelNotFound(parsed.name, self._closest_name(parsed.name)) from None
         if not found.is_ready:
             raise VersionNotReady(found.name, found.version, found.status)
         return found
+
+    def _closest_name(self, name: str) -> str | None:
+        """The registered model name nearest to a misspelled one, if any is close."""
+        names = [m.name for m in self._store.list_models(None, 1000).items]
+        by_case = {n.lower(): n for n in names}
+        if name.lower() in by_case:
+            return by_case[name.lower()]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+        return close[0] if close else None
 
     def artifact_path(self, ref: str | Path | ModelRef) -> Path:
         """A local folder holding the artifact a ref names (a path ref is returned as is)."""

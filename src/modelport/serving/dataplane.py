@@ -7,6 +7,7 @@ the logic, and every error a client can cause, lives here once.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Collection
@@ -19,6 +20,8 @@ from modelport.errors import ModelportError, PredictionFailed, RequestTimeout
 from modelport.monitoring import metrics
 from modelport.monitoring.prediction_log import PredictionLogger
 from modelport.serving.manager import LoadedVersion, ModelManager
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,10 @@ class DataPlane:
             raise
         except Exception as exc:  # the model rejected values the signature let through
             metrics.INFERENCE_ERRORS.labels(loaded.name, "model_error").inc()
+            # The client gets the first line; the whole message and traceback stay here.
+            logger.warning(
+                "model %s failed to predict (request %s)", loaded.name, request_id, exc_info=exc
+            )
             raise PredictionFailed(loaded.name, exc) from exc
         rate = self.sample_rates.get(loaded.name, 0.0)
         if self.prediction_log is not None and rate > 0.0 and random.random() < rate:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -24,7 +25,13 @@ import numpy as np
 
 from modelport._identity import current_user
 from modelport.config import ServingSettings, Settings
-from modelport.errors import ModelNotFound, ModelNotReady, RequestTimeout, VersionNotFound
+from modelport.errors import (
+    ModelNotFound,
+    ModelNotReady,
+    ModelportError,
+    RequestTimeout,
+    VersionNotFound,
+)
 from modelport.monitoring import metrics
 from modelport.packaging import LoadedModel, load_artifact, local_artifact
 from modelport.ref import ModelRef
@@ -94,6 +101,16 @@ class ServedModel:
         return ref.path is None and ref.version is None
 
 
+# An absolute path (two or more parts) inside a message.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/:]+/)+([^\s'\"/:]*)")
+
+
+def client_reason(error: str | None) -> str | None:
+    """A load failure as clients see it: the server's file paths cut to their last part (the
+    full message, with paths, stays in the server's log)."""
+    return None if error is None else _ABSOLUTE_PATH.sub(r"\1", error)
+
+
 class ModelManager:
     """Loads, swaps, drains and unloads served models. All methods run on the event loop."""
 
@@ -136,7 +153,7 @@ class ModelManager:
         served = self.served(name)
         current = served.current
         if current is None:
-            raise ModelNotReady(name, served.error or served.state)
+            raise ModelNotReady(name, client_reason(served.error) or served.state)
         if version is not None and version != current.version:
             raise VersionNotFound(name, version)
         return current
@@ -184,10 +201,18 @@ class ModelManager:
             )
         except Exception as exc:  # keep serving the old version, and say why
             version = f" version {target.version}" if target is not None else ""
+            previous = served.error
             served.error = f"loading {served.spec.ref}{version} failed: {exc}"
             if served.current is None:
                 served.state = "failed"
-            logger.error("model %s: %s", served.name, served.error)
+            if served.error != previous:  # the poll retries: say it once, not every poll
+                logger.error(
+                    "model %s: %s (retried every %g s; logged again when the error changes)",
+                    served.name,
+                    served.error,
+                    self.settings.serving.poll_interval_s,
+                    exc_info=not isinstance(exc, ModelportError),
+                )
             return
         old, served.current = served.current, loaded
         served.state, served.error = "ready", None
@@ -321,5 +346,5 @@ class ModelManager:
                     "queued": current.batcher.queued,
                 }
         if served.error:
-            info["error"] = served.error
+            info["error"] = client_reason(served.error)
         return info

@@ -6,11 +6,14 @@ timeout), runs the app's shutdown (which drains the model manager) and exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
 import os
 import signal
+import socket
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -18,8 +21,10 @@ from starlette.types import ASGIApp
 
 from modelport.artifact import signing
 from modelport.config import Settings
-from modelport.errors import InvalidInput
+from modelport.errors import AddressInUse, ArtifactNotFound, InvalidInput, VersionNotReady
 from modelport.monitoring import metrics
+from modelport.ref import ModelRef
+from modelport.registry import Registry
 from modelport.serving._http_limits import HeadLimits, protocol_factory
 from modelport.serving.app import create_app
 from modelport.serving.deployment import ModelSpec
@@ -54,9 +59,12 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
     for path in (cfg.tls_cert, cfg.tls_key, cfg.require_signed):
         if path is not None and not path.is_file():
             raise InvalidInput(f"no such file: {path}")
+    _say_what_is_served()
     if cfg.require_signed is not None:  # a bad key file stops the server here, not per model
         key = signing.fingerprint(signing.load_public_key(cfg.require_signed))
         logger.info("serving only models signed by key %s", key)
+    _check_refs(settings, specs)
+    _check_address(cfg.host, cfg.port)
     options: dict[str, Any] = {
         "host": cfg.host,
         "port": cfg.port,
@@ -96,9 +104,45 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
 
 def app_from_environment() -> ASGIApp:
     """The app factory each worker process calls (see :func:`serve`)."""
+    _say_what_is_served()
     data = json.loads(os.environ[_SPEC_ENV])
     settings = Settings.model_validate(data["settings"])
     return create_app(settings, [ModelSpec.model_validate(m) for m in data["models"]])
+
+
+def _say_what_is_served() -> None:
+    """modelport's own INFO lines (which version each model serves, swaps, unloads) go to
+    the server's log; the CLI shows only warnings of other commands."""
+    logging.getLogger("modelport").setLevel(logging.INFO)
+
+
+def _check_refs(settings: Settings, specs: list[ModelSpec]) -> None:
+    """Stop before starting when a ref names nothing: a misspelled model is an error to fix,
+    not a model to retry every few seconds. (A model that exists but fails to load is
+    reported not ready, and the others are served.)"""
+    refs = [ModelRef.parse(spec.ref) for spec in specs]
+    for ref in refs:
+        if ref.path is not None and not Path(ref.path).exists():
+            raise ArtifactNotFound(str(ref.path))
+    if any(ref.path is None for ref in refs):
+        with Registry(settings) as registry:
+            for ref in refs:
+                if ref.path is None:
+                    # Registered but not ready yet is fine: the server follows it.
+                    with contextlib.suppress(VersionNotReady):
+                        registry.resolve(ref)
+
+
+def _check_address(host: str, port: int) -> None:
+    """AddressInUse (exit 7) now, rather than uvicorn's start-up failure code after the
+    models load."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise AddressInUse(host, port, exc.strerror or str(exc)) from None
 
 
 def _is_loopback(host: str) -> bool:
