@@ -414,3 +414,28 @@ def test_many_slow_senders_keep_memory_flat(server: Server) -> None:
             sock.close()
     assert rss_mib(server) - before < 50
     still_serving(server)
+
+
+@pytest.mark.parametrize(
+    ("path", "media"),
+    [
+        (INFER["v2"], "application/xml"),
+        (INFER["v2"], "text/csv"),
+        (INFER["tf"], "text/xml; charset=utf-8"),
+        (INFER["tf"], "application/octet-stream"),  # binary tensors are a V2 extension only
+    ],
+)
+def test_a_body_that_is_not_json_is_415(server: Server, path: str, media: str) -> None:
+    r = httpx.post(
+        f"{server.url}{path}", content=b"<x>1</x>", headers={"Content-Type": media}, timeout=30
+    )
+    assert r.status_code == 415, r.text
+    assert "is not accepted here; use application/json" in error_text("v2", r.content)
+
+
+def test_curl_without_a_content_type_still_works(server: Server) -> None:
+    """``curl -d`` sends ``application/x-www-form-urlencoded`` unless told otherwise."""
+    body = b'{"instances": [[0, 0, 0, 0]]}'
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    r = httpx.post(f"{server.url}{INFER['tf']}", content=body, headers=form, timeout=30)
+    assert r.status_code == 200, r.text

@@ -338,3 +338,23 @@ def test_a_key_for_one_model_sees_only_that_model_on_server_wide_routes(
         "modelport_process_resident_memory_bytes"
         in httpx.get(f"{server.url}/metrics", headers=limited).text
     )
+
+
+def test_refused_inference_requests_are_counted(server: Server, keys: dict[str, str]) -> None:
+    """401, 403 and 429 answers are requests too: ``modelport_requests_total`` counts them."""
+
+    def refused(code: str) -> float:
+        text = httpx.get(f"{server.url}/metrics", headers=bearer(keys["admin"])).text
+        total = 0.0
+        for line in text.splitlines():
+            counted = line.startswith("modelport_requests_total{") and 'protocol="v2"' in line
+            if counted and f'code="{code}"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    before = {code: refused(code) for code in ("401", "403")}
+    assert call(server, "POST", "/v2/models/churn/infer", {}).status_code == 401
+    other = bearer(keys["predict-other"])
+    assert call(server, "POST", "/v2/models/churn/infer", other).status_code == 403
+    assert refused("401") == before["401"] + 1
+    assert refused("403") == before["403"] + 1

@@ -122,3 +122,27 @@ def test_loads_are_logged_a_failing_swap_once_and_clients_see_no_paths(
         answer = httpx.post(f"{server.url}/v2/models/churn/infer", json=body)
         assert answer.status_code == 200
         assert answer.json()["model_version"] == "1"
+
+
+def test_gauges_of_a_swapped_out_version_leave_metrics(home: Path) -> None:
+    env = {"MODELPORT_SERVING__POLL_INTERVAL_S": "0.2"}
+    with running_server(home, "churn@production", env=env) as server:
+        body = {
+            "inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [0, 0, 0]}]
+        }
+        assert httpx.post(f"{server.url}/v2/models/churn/infer", json=body).status_code == 200
+        text = httpx.get(f"{server.url}/metrics").text
+        assert 'modelport_model_load_seconds{model="churn",version="1"}' in text
+        with modelport.Registry(modelport.Settings(home=home)) as registry:
+            registry.set_alias("churn", "production", 2)
+        deadline = time.monotonic() + 30
+        while "serving version 2" not in server.logs():
+            assert time.monotonic() < deadline, server.logs()
+            time.sleep(0.1)
+        text = httpx.get(f"{server.url}/metrics").text
+        assert 'modelport_model_load_seconds{model="churn",version="2"}' in text
+        assert 'modelport_model_load_seconds{model="churn",version="1"}' not in text
+        # Counters keep their history: version 1's requests are still counted.
+        assert (
+            'modelport_requests_total{code="200",model="churn",protocol="v2",version="1"}' in text
+        )

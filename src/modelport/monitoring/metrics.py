@@ -18,7 +18,7 @@ import os
 import resource
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from prometheus_client import (
@@ -147,26 +147,42 @@ def enable_multiprocess() -> Path:
     return folder
 
 
-def exposition(only_model: str | None = None) -> bytes:
+def exposition(only_model: str | None = None, serving: Mapping[str, str] | None = None) -> bytes:
     """The text a scrape of ``/metrics`` gets: this process, or every worker summed.
 
     ``only_model`` keeps the samples of that model and those of no model (process CPU and
-    memory), for a caller allowed to see one model only.
+    memory), for a caller allowed to see one model only. ``serving`` (model -> the version it
+    serves now, "" for none) drops per-version gauges (load and warm-up time, drift, live
+    quality) of versions no longer served: they describe a model that is gone. Counters keep
+    every version: their history is what rates are computed from.
     """
-    if only_model is None:
+    if only_model is None and serving is None:
         return generate_latest(_registry())
-    return generate_latest(_OneModel(_registry(), only_model))
+    return generate_latest(_View(_registry(), only_model, serving))
 
 
-class _OneModel:
-    """A collector view of a registry keeping one model's samples (and model-free ones)."""
+class _View:
+    """A collector view of a registry without the samples :func:`exposition` leaves out."""
 
-    def __init__(self, registry: CollectorRegistry, model: str) -> None:
-        self._registry, self._model = registry, model
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        only_model: str | None,
+        serving: Mapping[str, str] | None,
+    ) -> None:
+        self._registry, self._only, self._serving = registry, only_model, serving
+
+    def _keeps(self, kind: str, labels: Mapping[str, str]) -> bool:
+        model = labels.get("model")
+        if self._only is not None and model is not None and model != self._only:
+            return False
+        if self._serving is not None and kind == "gauge" and "version" in labels:
+            return self._serving.get(model or "") == labels["version"]
+        return True
 
     def collect(self) -> Iterator[Metric]:
         for family in self._registry.collect():
-            kept = [s for s in family.samples if s.labels.get("model", self._model) == self._model]
+            kept = [s for s in family.samples if self._keeps(family.type, s.labels)]
             if kept:
                 family.samples = kept
                 yield family

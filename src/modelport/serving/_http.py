@@ -25,12 +25,14 @@ from modelport.errors import (
     PayloadTooLarge,
     RateLimited,
     UnsupportedContentEncoding,
+    UnsupportedMediaType,
 )
 from modelport.serving import observe
 
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"
+_READ_AS_JSON = frozenset({"", JSON, "text/json", "application/x-www-form-urlencoded"})
 ErrorBody = Callable[[str, int], bytes]
 """A protocol's error body for (message, status)."""
 
@@ -74,6 +76,18 @@ class Call:
     def tag(self, model: str, version: int | None) -> None:
         """Say which model and version answered, for the access log and the metrics."""
         observe.tag(self._scope, self._scope.get("modelport.protocol", ""), model, version)
+
+    def require_json(self, *others: str) -> None:
+        """415 unless the body is JSON (or one of ``others``): an XML or CSV body would only
+        earn a misleading "invalid JSON". No ``Content-Type``, ``*/*+json`` and curl's default
+        ``application/x-www-form-urlencoded`` (``curl -d`` without ``-H``) are read as JSON."""
+        given = self.header(b"content-type")
+        if given is None:
+            return
+        media = given.partition(";")[0].strip().lower()
+        if media in _READ_AS_JSON or media.endswith("+json") or media in others:
+            return
+        raise UnsupportedMediaType(media, [JSON, *others])
 
     def header(self, name: bytes) -> str | None:
         """The value of header ``name`` (lower-case, as ASGI gives them), or None."""

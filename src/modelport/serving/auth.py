@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from modelport.errors import Forbidden, ModelportError, RateLimited, Unauthenticated
 from modelport.registry import ApiKey, Registry
 from modelport.serving._http import ErrorBody, error_reply
+from modelport.serving.observe import inference_protocol, tag
 
 Scope_ = Literal["predict", "read", "admin"]
 _OPEN = frozenset({"/v2/health/live", "/v2/health/ready", "/ping", "/health"})
@@ -130,6 +131,11 @@ class Authenticator:
                 if key.rate_limit is not None:
                     self._spend(key, key.rate_limit)
             except ModelportError as exc:
+                protocol = inference_protocol(path) if method == "POST" else None
+                if protocol is not None:
+                    # Counted like any inference request, under model "": a name from an
+                    # unauthenticated path must not grow the metrics' label sets.
+                    tag(scope, protocol, "")
                 await self._refuse(scope, send, exc)
                 return
             scope.setdefault("state", {})[_KEY_STATE] = key

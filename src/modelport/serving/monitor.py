@@ -149,7 +149,13 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
 
     async def metrics_text(request: Request) -> Response:
         only = visible_model(request)
-        body = await asyncio.get_running_loop().run_in_executor(None, metrics.exposition, only)
+        serving = {
+            name: "" if s.current.version is None else str(s.current.version)
+            for name, s in monitor.plane.manager.models.items()
+            if s.current is not None
+        }
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(None, metrics.exposition, only, serving)
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     async def drift(request: Request) -> Response:

@@ -41,6 +41,7 @@ async def predict(plane: DataPlane, call: Call) -> Reply:
     assert call.name is not None  # the path always names the model
     loaded = plane.model(call.name, call.version)
     call.tag(loaded.name, loaded.version)
+    call.require_json()
     body = await call.body()
     data, row_format = codec.decode_request(body, loaded.model.signature)
     result = await plane.infer(loaded, data, request_id=call.request_id)

@@ -95,6 +95,7 @@ async def infer(plane: DataPlane, call: Call) -> Reply:
     assert call.name is not None  # the path always names the model
     loaded = plane.model(call.name, call.version)  # 404/503 before reading the body
     call.tag(loaded.name, loaded.version)
+    call.require_json(codec.BINARY_TYPE)
     body = await call.body()
     header = int_or_none(call.header(HEADER_LENGTH), "Inference-Header-Content-Length")
     decoded = codec.decode_request(body, header)
