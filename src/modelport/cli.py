@@ -37,7 +37,9 @@ T = TypeVar("T")
 app = typer.Typer(
     help="Package, version and run machine-learning models.\n\n"
     "Refs name a model everywhere: NAME (latest ready version), NAME/3, NAME@ALIAS, or a path "
-    "to an artifact folder or .tar bundle.",
+    "to an artifact folder or .tar bundle. A path starts with ./, / or ~, ends in .tar, or has "
+    "folders (out/churn): a plain NAME is always the registry's, whatever is in the current "
+    "directory.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

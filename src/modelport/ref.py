@@ -1,7 +1,11 @@
 """Model refs and name rules: the one parser used by the API, the CLI and (later) the server.
 
 A ref is one of ``name`` (the latest ready version), ``name/3`` (a version), ``name@alias``
-or a filesystem path to an artifact directory or ``.tar`` bundle. Names, aliases and tag keys
+or a filesystem path to an artifact directory or ``.tar`` bundle. Which one a text is never
+depends on the files in the current directory (a folder ``./churn`` must not turn the model
+``churn`` into a path): a path starts with ``/``, ``./``, ``../`` or ``~``, ends in ``.tar``,
+or has a ``/`` not followed by a version number (``out/churn``); anything else is a registry
+ref. Names, aliases and tag keys
 are restricted so that they can never act as paths: letters, digits, ``_``, ``-`` and ``.``,
 starting with a letter or digit, at most 128 characters, and never ``..``.
 """
@@ -58,8 +62,8 @@ class ModelRef:
 
     @classmethod
     def parse(cls, ref: str | Path | ModelRef) -> ModelRef:
-        """Parse ``name``, ``name/3``, ``name@alias`` or a path (existing, or with a separator
-        at the start: ``./x``, ``/x``, ``~/x``).
+        """Parse ``name``, ``name/3``, ``name@alias`` or a path (``./x``, ``/x``, ``~/x``,
+        ``x.tar``, ``out/x``), by its text alone.
 
         >>> ModelRef.parse("churn@production")
         ModelRef(name='churn', version=None, alias='production', path=None)
@@ -71,7 +75,7 @@ class ModelRef:
         if not isinstance(ref, str) or not ref.strip():
             raise InvalidRef(str(ref), "empty")
         text = ref.strip()
-        if text.startswith(("/", "./", "../", "~", ".\\")) or _exists(text):
+        if _looks_like_path(text):
             return cls(path=Path(text).expanduser())
         if "@" in text:
             name, _, alias = text.partition("@")
@@ -100,10 +104,14 @@ class ModelRef:
         return str(self.name)
 
 
-def _exists(text: str) -> bool:
-    """True if ``text`` names an existing file; False also when it cannot name one at all
-    (too long for the file system, a NUL byte), so it is then read as a registry ref."""
-    try:
-        return Path(text).exists()
-    except (OSError, ValueError):
-        return False
+_VERSIONED = re.compile(r"[^/@\\]+/\d+")
+
+
+def _looks_like_path(text: str) -> bool:
+    """A path by its text: an explicit start, a bundle suffix, or folders (``out/churn``);
+    ``churn/3`` is a version, whatever is on disk."""
+    if text.startswith(("/", "./", "../", "~", ".\\", "\\")):
+        return True
+    if text.lower().endswith(".tar"):
+        return True
+    return ("/" in text or "\\" in text) and "@" not in text and not _VERSIONED.fullmatch(text)

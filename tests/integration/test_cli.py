@@ -118,7 +118,8 @@ def test_full_workflow(trained: tuple[LogisticRegression, pd.DataFrame], tmp_pat
     ("args", "code", "message"),
     [
         (("info", "nope"), 3, "model 'nope' not found"),
-        (("info", "churn/x"), 2, "version 'x' must be a positive integer"),
+        (("info", "churn/0"), 2, "version '0' must be a positive integer"),
+        (("info", "churn/x"), 3, "no modelport artifact at churn/x"),  # folders: a path
         (("alias", "set", "churn", "prod", "9"), 3, "model 'churn' has no version 9"),
         (("register", "/does/not/exist.onnx", "--name", "x"), 3, "no modelport artifact at"),
         (("register", "{art}", "--name", "../evil"), 2, "invalid model name '../evil'"),

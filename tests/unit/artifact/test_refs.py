@@ -18,16 +18,25 @@ from modelport.ref import ModelRef, validate_alias, validate_name
         ("churn@production", ModelRef(name="churn", alias="production")),
         ("./out/churn", ModelRef(path=Path("out/churn"))),
         ("/tmp/x.tar", ModelRef(path=Path("/tmp/x.tar"))),
+        ("out/churn", ModelRef(path=Path("out/churn"))),
+        ("churn.tar", ModelRef(path=Path("churn.tar"))),
+        ("out/churn/3", ModelRef(path=Path("out/churn/3"))),
     ],
 )
 def test_parse(text: str, expected: ModelRef) -> None:
     assert ModelRef.parse(text) == expected
 
 
-def test_existing_relative_path_is_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "churn").mkdir()
+def test_files_in_the_current_directory_do_not_change_a_ref(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With folders ``churn`` and ``churn/3`` here, ``churn`` and ``churn/3`` still name the
+    registry's model; ``./churn`` names the folder."""
+    (tmp_path / "churn" / "3").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    assert ModelRef.parse("churn").is_path
+    assert ModelRef.parse("churn") == ModelRef(name="churn")
+    assert ModelRef.parse("churn/3") == ModelRef(name="churn", version=3)
+    assert ModelRef.parse("./churn").is_path
 
 
 def test_str_roundtrip() -> None:
@@ -39,7 +48,6 @@ def test_str_roundtrip() -> None:
     ("text", "reason"),
     [
         ("churn/0", "must be a positive integer"),
-        ("churn/x", "must be a positive integer"),
         ("churn@", "alias after '@' is empty"),
         ("  ", "empty"),
     ],
