@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -25,7 +26,7 @@ from modelport import packaging
 from modelport._load import load as load_model
 from modelport._load import registered_artifact
 from modelport.artifact import bundle, signing
-from modelport.config import ServingSettings, Settings
+from modelport.config import ServingSettings, Settings, settings_error
 from modelport.errors import InvalidInput, ModelportError
 from modelport.records import outputs_to_json, read_input_file
 from modelport.ref import ModelRef
@@ -550,7 +551,10 @@ def serve(
         **(deployment.serving if deployment else {}),
         **{k: v for k, v in flags.items() if v is not None},
     }
-    merged = ServingSettings.model_validate({**state.settings.serving.model_dump(), **serving})
+    try:
+        merged = ServingSettings.model_validate({**state.settings.serving.model_dump(), **serving})
+    except ValidationError as exc:
+        raise settings_error(exc, "serving") from None
     settings = state.settings.model_copy(update={"serving": merged})
     specs = [*(deployment.models if deployment else []), *(ModelSpec(ref=r) for r in refs or [])]
     run_server(settings, specs, insecure_no_auth=insecure_no_auth)

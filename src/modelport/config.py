@@ -7,9 +7,24 @@ down; library code never reads ``os.environ`` itself.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelport.errors import InvalidInput
+
+
+def settings_error(exc: ValidationError, group: str = "") -> InvalidInput:
+    """One line for the first bad value: which setting (as its environment variable too),
+    what was given, what is allowed. ``group`` prefixes the setting's name (``serving``)."""
+    first = exc.errors()[0]
+    path = ".".join(str(p) for p in (*([group] if group else []), *first["loc"]))
+    env = "MODELPORT_" + path.upper().replace(".", "__")
+    given = first.get("input")
+    shown = "" if isinstance(given, dict) else f" = {given!r}"
+    rule = str(first["msg"]).removeprefix("Input ").replace("should be", "must be")
+    return InvalidInput(f"setting {path}{shown}: {rule} ({env})")
 
 
 def _default_home() -> Path:
@@ -22,11 +37,13 @@ class ServingSettings(BaseModel):
     host: str = "127.0.0.1"
     """Address to bind. Loopback by default; anything else should come with auth."""
 
-    port: int = 8000
-    workers: int = 1
+    port: int = Field(default=8000, ge=0, le=65535)
+    """TCP port (0: any free one)."""
+
+    workers: int = Field(default=1, ge=1, le=512)
     """Server processes sharing the port."""
 
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     """Requests with a larger body get 413 before it is read."""
 
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -36,24 +53,24 @@ class ServingSettings(BaseModel):
     max_header_line_bytes: int = Field(default=16 * 1024, ge=256)
     """Most bytes of one header (name and value) or of the request line (414 past it)."""
 
-    request_timeout_s: float = 30.0
+    request_timeout_s: float = Field(default=30.0, gt=0, le=86_400)
     """A prediction not finished by then gets 504 (the request, not the model, is dropped)."""
 
-    max_batch_size: int = 64
+    max_batch_size: int = Field(default=64, ge=1)
     """Most rows one batched ``predict`` call may take (requests are never split)."""
 
-    max_batch_delay_ms: float = 0.0
+    max_batch_delay_ms: float = Field(default=0.0, ge=0, le=60_000)
     """Extra wait for a full batch once traffic is concurrent. 0: a batch is what queued
     while the previous one ran, which already grows with the load and adds no latency."""
 
-    inline_predict_ms: float = 1.0
+    inline_predict_ms: float = Field(default=1.0, ge=0)
     """Models whose measured ``predict`` takes less run it on the event loop: a thread hop
     would cost more than the call. Slower ones run in worker threads. 0: always threads."""
 
-    max_queue: int = 1024
+    max_queue: int = Field(default=1024, ge=1)
     """Requests a model may have waiting; more get 503 with Retry-After."""
 
-    poll_interval_s: float = 5.0
+    poll_interval_s: float = Field(default=5.0, ge=0.05, le=86_400)
     """How often a served ``name@alias`` or ``name`` checks the registry for a new version."""
 
     batching: bool = True
@@ -63,7 +80,7 @@ class ServingSettings(BaseModel):
     """Require API keys (``Authorization: Bearer``). Always on for a non-loopback ``host``
     unless the server is started with ``--insecure-no-auth``."""
 
-    auth_cache_s: float = 5.0
+    auth_cache_s: float = Field(default=5.0, ge=0, le=3600)
     """How long a checked API key is trusted before the registry is asked again (a revoked
     key stops working within this time)."""
 
@@ -122,11 +139,21 @@ class BundleLimits(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Where the registry lives. Values given to the constructor (CLI flags) win over env vars."""
+    """Where the registry lives. Values given to the constructor (CLI flags) win over env vars.
+
+    A value out of its range, from a flag or the environment, is one InvalidInput naming the
+    setting and the rule (the CLI's exit code 2), never a validation traceback.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="MODELPORT_", env_file=".env", extra="ignore", env_nested_delimiter="__"
     )
+
+    def __init__(self, **values: Any) -> None:  # Any: whatever a caller passes as settings
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise settings_error(exc) from None
 
     home: Path = Field(default_factory=_default_home)
     """Folder holding the embedded registry (``registry.db``) and artifacts (``artifacts/``)."""

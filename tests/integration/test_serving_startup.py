@@ -146,3 +146,14 @@ def test_gauges_of_a_swapped_out_version_leave_metrics(home: Path) -> None:
         assert (
             'modelport_requests_total{code="200",model="churn",protocol="v2",version="1"}' in text
         )
+
+
+def test_an_out_of_range_flag_is_exit_2_naming_the_setting(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = cli(capsys, "serve", "churn", "--workers", "0")
+    assert result.code == 2, result.err
+    assert result.err == (
+        "error: setting serving.workers = 0: must be greater than or equal to 1 "
+        "(MODELPORT_SERVING__WORKERS)\n"
+    )

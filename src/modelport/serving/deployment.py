@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modelport.config import ServingSettings
+from modelport.config import ServingSettings, settings_error
 from modelport.errors import InvalidInput
 from modelport.ref import ModelRef, validate_name
 
@@ -34,9 +34,9 @@ class ModelSpec(BaseModel):
 
     ref: str
     name: str | None = None
-    max_batch_size: int | None = None
-    max_batch_delay_ms: float | None = None
-    max_queue: int | None = None
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_batch_delay_ms: float | None = Field(default=None, ge=0, le=60_000)
+    max_queue: int | None = Field(default=None, ge=1)
     batching: bool | None = None
     log_sample_rate: float | None = Field(default=None, ge=0.0, le=1.0)
 
@@ -66,7 +66,6 @@ def load_deployment(path: Path) -> Deployment:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         deployment = Deployment.model_validate(data)
-        ServingSettings.model_validate(deployment.serving)
     except OSError as exc:
         raise InvalidInput(f"cannot read deployment file {str(path)!r}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -74,7 +73,23 @@ def load_deployment(path: Path) -> Deployment:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"deployment file {str(path)!r}: {where}: {first['msg']}") from None
+        if first["type"] == "extra_forbidden":
+            fields = (
+                ModelSpec.model_fields if first["loc"][0] == "models" else Deployment.model_fields
+            )
+            known = ", ".join(fields)
+            raise InvalidInput(
+                f"deployment file {str(path)!r}: {where}: unknown field (known: {known})"
+            ) from None
+        given = first.get("input")
+        shown = "" if isinstance(given, dict | list) else f" = {given!r}"
+        rule = str(first["msg"]).removeprefix("Input ").replace("should be", "must be")
+        raise InvalidInput(f"deployment file {str(path)!r}: {where}{shown}: {rule}") from None
+    try:
+        ServingSettings.model_validate(deployment.serving)
+    except ValidationError as exc:
+        message = settings_error(exc, "serving")
+        raise InvalidInput(f"deployment file {str(path)!r}: {message}") from None
     names = [spec.served_name for spec in deployment.models]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -105,6 +105,11 @@ class ServedModel:
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/:]+/)+([^\s'\"/:]*)")
 
 
+def _given(value: int | None, default: int) -> int:
+    """A per-model override when one was given (``0`` included: validated, not ignored)."""
+    return default if value is None else value
+
+
 def client_reason(error: str | None) -> str | None:
     """A load failure as clients see it: the server's file paths cut to their last part (the
     full message, with paths, stays in the server's log)."""
@@ -294,9 +299,9 @@ class ModelManager:
         return AdaptiveBatcher(
             served.name,
             runner,
-            max_batch_size=spec.max_batch_size or base.max_batch_size,
+            max_batch_size=_given(spec.max_batch_size, base.max_batch_size),
             max_delay=delay / 1000.0,
-            max_queue=spec.max_queue or base.max_queue,
+            max_queue=_given(spec.max_queue, base.max_queue),
         )
 
     async def _drain(self, old: LoadedVersion) -> None:
