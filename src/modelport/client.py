@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from modelport.errors import Conflict, InvalidInput, ModelportError, NotFound
+from modelport.errors import Conflict, InvalidInput, ModelportError, NotFound, from_code
 from modelport.serving.codecs import v2
 
 BINARY_THRESHOLD = 64 * 1024
@@ -133,10 +133,14 @@ def _raise_for_status(response: httpx.Response) -> None:
     if response.status_code < 400:
         return
     try:
-        message = str(orjson.loads(response.content)["error"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        message = response.text or response.reason_phrase
-    raise _ERRORS.get(response.status_code, ModelportError)(message)
+        body = orjson.loads(response.content)
+        message = str(body["error"])
+        code = str(body.get("code", ""))
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        message, code = response.text or response.reason_phrase, ""
+    if code:
+        raise from_code(code, message)
+    raise _ERRORS.get(response.status_code, ModelportError)(message)  # an older server
 
 
 def _named(name: str, data: object, metadata: Mapping[str, Any]) -> dict[str, np.ndarray]:

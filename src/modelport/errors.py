@@ -347,6 +347,26 @@ class MissingDependency(ModelportError):
         )
 
 
+def from_code(code: str, message: str) -> ModelportError:
+    """The error a stable ``code`` names, carrying ``message`` (as it crossed the wire), or
+    a plain ModelportError for a code this version does not know. Built without the class's
+    own constructor, whose arguments the message already spells out."""
+    cls = _by_code().get(code, ModelportError)
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    return error
+
+
+def _by_code() -> dict[str, type[ModelportError]]:
+    found: dict[str, type[ModelportError]] = {}
+    pending: list[type[ModelportError]] = [ModelportError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
 def summarize(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message, at most ``limit`` characters: libraries
     write paragraphs (scikit-learn's NaN error runs to six sentences and two URLs), and a

@@ -78,7 +78,7 @@ def test_v2_metadata_and_health(server: Server) -> None:
     assert httpx.get(f"{server.url}/v2/models/churn/ready").json()["ready"] is True
     r = httpx.get(f"{server.url}/v2/models/churn/versions/9/ready")
     assert r.status_code == 404
-    assert r.json() == {"error": "model 'churn' has no version 9"}
+    assert r.json() == {"error": "model 'churn' has no version 9", "code": "version_not_found"}
     index = httpx.post(f"{server.url}/v2/repository/index").json()
     assert {e["name"]: e["state"] for e in index} == {"churn": "READY", "table": "READY"}
 

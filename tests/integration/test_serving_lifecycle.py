@@ -17,7 +17,7 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
 import modelport
-from modelport.errors import InvalidInput, NotFound
+from modelport.errors import ModelNotFound, SignatureError, VersionNotFound
 
 from ._server import running_server
 from ._usercode import user_module
@@ -214,7 +214,10 @@ def test_python_client(tmp_path: Path) -> None:
         got = client.predict("table", frame.head(9), outputs=["predictions"])
         assert list(got) == ["predictions"]
         np.testing.assert_array_equal(got["predictions"], table.predict(frame.head(9)))
-        with pytest.raises(NotFound, match="model 'nope' not found"):
+        # Each error comes back as its own class, from the code beside the message.
+        with pytest.raises(ModelNotFound, match="model 'nope' not found"):
             client.predict("nope", x[:1])
-        with pytest.raises(InvalidInput, match=r"expected shape \[-1, 20\]"):
+        with pytest.raises(SignatureError, match=r"expected shape \[-1, 20\]"):
             client.predict("churn", x[:2, :5])
+        with pytest.raises(VersionNotFound, match="model 'churn' has no version 9"):
+            client.predict("churn", x[:1], version=9)

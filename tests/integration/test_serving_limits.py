@@ -33,7 +33,10 @@ def test_timeout_is_504_and_full_queue_is_503_with_retry_after(tmp_path: Path) -
     with running_server(tmp_path, str(tmp_path / "slow"), "--trust-unsafe", env=env) as server:
         r = httpx.post(f"{server.url}/v2/models/slow/infer", json=BODY, timeout=10)
         assert r.status_code == 504
-        assert r.json() == {"error": "model 'slow' did not answer within 0.3 s"}
+        assert r.json() == {
+            "error": "model 'slow' did not answer within 0.3 s",
+            "code": "request_timeout",
+        }
 
         def call() -> httpx.Response:
             return httpx.post(f"{server.url}/v2/models/slow/infer", json=BODY, timeout=10)

@@ -59,3 +59,18 @@ def test_messages_say_what_and_which() -> None:
     assert errors.MissingDependency("xgboost", "xgboost").message.endswith(
         "pip install 'modelport[xgboost]'"
     )
+
+
+def test_every_error_code_maps_back_to_its_class() -> None:
+    """What crosses the wire is the code and the message; ``from_code`` rebuilds the class."""
+    from modelport import errors
+
+    classes = [c for c in vars(errors).values() if isinstance(c, type)]
+    modelport_errors = [c for c in classes if issubclass(c, errors.ModelportError)]
+    codes = [c.code for c in modelport_errors]
+    assert len(codes) == len(set(codes)), "codes are unique"
+    for cls in modelport_errors:
+        rebuilt = errors.from_code(cls.code, "the message")
+        assert type(rebuilt) is cls
+        assert rebuilt.message == "the message"
+    assert type(errors.from_code("from_a_newer_server", "m")) is errors.ModelportError

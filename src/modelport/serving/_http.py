@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 _READ_AS_JSON = frozenset({"", JSON, "text/json", "application/x-www-form-urlencoded"})
-ErrorBody = Callable[[str, int], bytes]
+ErrorBody = Callable[[str, int, str], bytes]  # (message, status, stable error code)
 """A protocol's error body for (message, status)."""
 
 
@@ -141,13 +141,13 @@ def error_reply(exc: BaseException, error_body: ErrorBody, method: str, path: st
     """
     if not isinstance(exc, ModelportError):
         logger.error("unexpected error on %s %s", method, path, exc_info=exc)
-        return Reply(error_body("internal server error", 500), status=500)
+        return Reply(error_body("internal server error", 500, "internal"), status=500)
     headers = {"Content-Type": JSON}
     if isinstance(exc, Overloaded | RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     if exc.status >= 500:
         logger.warning("%s %s -> %d: %s", method, path, exc.status, exc)
-    return Reply(error_body(exc.message, exc.status), headers, exc.status)
+    return Reply(error_body(exc.message, exc.status, exc.code), headers, exc.status)
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -107,4 +107,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         else str(exc.detail)
     )
     headers = {"Content-Type": "application/json", **(exc.headers or {})}
-    return Response(v2.error_body(message, exc.status_code), exc.status_code, headers=headers)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    body = v2.error_body(message, exc.status_code, code)
+    return Response(body, exc.status_code, headers=headers)

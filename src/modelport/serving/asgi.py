@@ -93,7 +93,7 @@ class InferenceRoutes:
             if method != "POST":
                 message = f"no route {method} {path}"
                 allow = {"Content-Type": "application/json", "Allow": "POST"}
-                reply = Reply(endpoint.error_body(message, 405), allow, 405)
+                reply = Reply(endpoint.error_body(message, 405, "method_not_allowed"), allow, 405)
             else:
                 number = int_or_none(version, "version")
                 reply = await endpoint.handler(Call(scope, receive, name, number, self._limit))

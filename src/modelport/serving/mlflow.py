@@ -27,9 +27,9 @@ _CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
           504: "TEMPORARILY_UNAVAILABLE"}  # fmt: skip
 
 
-def encode_error(message: str, status: int) -> bytes:
+def encode_error(message: str, status: int, code: str = "internal") -> bytes:
     """MLflow's error body, with the MLflow error code for ``status``."""
-    return codec.encode_error(message, _CODES.get(status, "INTERNAL_ERROR"))
+    return codec.encode_error(message, _CODES.get(status, "INTERNAL_ERROR"), code)
 
 
 def routes() -> list[Route]:

@@ -108,9 +108,9 @@ async def infer(plane: DataPlane, call: Call) -> Reply:
     return Reply(payload, headers)
 
 
-def error_body(message: str, status: int) -> bytes:
-    """The V2 error body, ``{"error": message}``; TF-style routes use the same."""
-    return codec.encode_error(message)
+def error_body(message: str, status: int, code: str = "internal") -> bytes:
+    """The V2 error body, ``{"error": message, "code": code}``; TF-style routes use it too."""
+    return codec.encode_error(message, code)
 
 
 def _target(request: Request) -> tuple[str, int | None]:

@@ -92,9 +92,10 @@ def encode_response(outputs: Mapping[str, np.ndarray]) -> bytes:
     return tfserving.dumps({"predictions": value})
 
 
-def encode_error(message: str, error_code: str = "BAD_REQUEST") -> bytes:
-    """MLflow's error body; ``error_code`` is a ``databricks_pb2`` name such as BAD_REQUEST."""
-    return orjson.dumps({"error_code": error_code, "message": message})
+def encode_error(message: str, error_code: str = "BAD_REQUEST", code: str = "internal") -> bytes:
+    """MLflow's error body; ``error_code`` is a ``databricks_pb2`` name such as BAD_REQUEST,
+    ``code`` modelport's own stable code."""
+    return orjson.dumps({"error_code": error_code, "message": message, "code": code})
 
 
 def _split_frame(value: object) -> pd.DataFrame:

@@ -140,9 +140,10 @@ def encode_response(
     return _join(doc, tail)
 
 
-def encode_error(message: str) -> bytes:
-    """The protocol's error body, ``{"error": message}``."""
-    return orjson.dumps({"error": message})
+def encode_error(message: str, code: str = "internal") -> bytes:
+    """The protocol's error body, ``{"error": message}``, with modelport's stable error
+    ``code`` beside it (``modelport.Client`` raises the matching exception class)."""
+    return orjson.dumps({"error": message, "code": code})
 
 
 def model_metadata(

@@ -110,9 +110,10 @@ def test_responses() -> None:
 
 
 def test_error_body() -> None:
-    assert orjson.loads(mlflow.encode_error("bad")) == {
+    assert orjson.loads(mlflow.encode_error("bad", code="invalid_input")) == {
         "error_code": "BAD_REQUEST",
         "message": "bad",
+        "code": "invalid_input",
     }
     assert orjson.loads(mlflow.encode_error("gone", "RESOURCE_DOES_NOT_EXIST"))["error_code"] == (
         "RESOURCE_DOES_NOT_EXIST"

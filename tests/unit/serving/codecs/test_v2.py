@@ -174,7 +174,8 @@ def test_metadata_documents() -> None:
         "version": "0.1.0",
         "extensions": ["binary_tensor_data"],
     }
-    assert orjson.loads(v2.encode_error("boom")) == {"error": "boom"}
+    assert orjson.loads(v2.encode_error("boom")) == {"error": "boom", "code": "internal"}
+    assert orjson.loads(v2.encode_error("gone", "model_not_found"))["code"] == "model_not_found"
 
 
 X = {"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}
