@@ -3,18 +3,22 @@ installed by ``make test``), driven by Selenium against a real server."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
+from sklearn.linear_model import LogisticRegression
 
 import modelport
 
@@ -52,6 +56,17 @@ def browser() -> Iterator[WebDriver]:
 def console_errors(driver: WebDriver) -> list[str]:
     entries = driver.get_log("browser")  # type: ignore[no-untyped-call]
     return [e["message"] for e in entries if e["level"] == "SEVERE"]
+
+
+def svg_texts(element: WebElement) -> list[str]:
+    """The text of every SVG ``<text>`` under ``element``, shown or folded away."""
+    return [
+        (t.get_attribute("textContent") or "").strip()
+        for t in element.find_elements(By.CSS_SELECTOR, "svg text")
+    ]
+
+
+CLOCK = re.compile(r"^\d\d:\d\d(:\d\d)?$")
 
 
 def test_dashboard_shows_models_charts_drift_and_quality(
@@ -113,10 +128,24 @@ def test_dashboard_shows_models_charts_drift_and_quality(
         assert peaks["rate"] > 0  # 40 requests went through in the charted hour
         assert 0 < peaks["errors"] <= 100  # half of them were refused (a percentage)
         assert peaks["latency"] > 0  # milliseconds
+        # Every chart has a clock-time axis, a value axis with its unit, and the latest value;
+        # the latency chart, with two series, a legend naming them.
+        texts = {
+            c: svg_texts(section.find_element(By.CSS_SELECTOR, f'[data-chart="{c}"]'))
+            for c in charts
+        }
+        for chart, unit in (("rate", "req/s"), ("errors", "%"), ("latency", "ms")):
+            assert any(CLOCK.match(t) for t in texts[chart]), texts[chart]
+            assert unit in texts[chart], texts[chart]
+            assert "0" in texts[chart], texts[chart]  # the value axis starts at zero
+        assert any(re.fullmatch(r"latest [\d.]+ req/s", t) for t in texts["rate"]), texts["rate"]
+        assert any(re.fullmatch(r"latest [\d.]+ %", t) for t in texts["errors"])
+        assert any(re.fullmatch(r"p50 [\d.]+ ms", t) for t in texts["latency"]), texts["latency"]
+        assert any(re.fullmatch(r"p99 [\d.]+ ms", t) for t in texts["latency"])
         text = section.text
         assert "serving version 1" in text
         assert "production → 1" in text
-        assert "versions: 1 (ready)" in text
+        wait.until(lambda d: "versions: 1 (ready)" in d.find_element(By.TAG_NAME, "main").text)
         features = section.find_elements(By.CSS_SELECTOR, ".feature")
         names = [f.get_attribute("data-feature") for f in features]
         assert names[0] == "support_calls"  # the drifting feature comes first
@@ -125,13 +154,142 @@ def test_dashboard_shows_models_charts_drift_and_quality(
         assert set(names) == {"tenure_months", "monthly_spend", "support_calls", "plan"}
         bars = features[0].find_elements(By.CSS_SELECTOR, "rect.bar.ref")
         assert len(bars) == len(features[0].find_elements(By.CSS_SELECTOR, "rect.bar.live")) > 1
+        assert features[0].is_displayed()
+        # The features without drift are folded away, and named in the fold's summary.
+        fold = section.find_element(By.CSS_SELECTOR, "details.fold")
+        assert fold.find_element(By.TAG_NAME, "summary").text == "3 features without drift"
+        assert not features[1].is_displayed()
+        # Categorical bars are labelled with their categories; numeric ones with bin edges
+        # and every histogram says its value axis is a share of rows.
+        plan = section.find_element(By.CSS_SELECTOR, '[data-feature="plan"]')
+        assert {"basic", "plus", "pro", "other"} <= set(svg_texts(plan))
+        calls = svg_texts(features[0])
+        assert "% of rows" in calls
+        assert {"reference", "live"} <= set(calls)
         quality = section.find_element(By.CSS_SELECTOR, ".quality")
         assert quality.get_attribute("data-task") == "classification"
         assert "(400 labels)" in quality.text
+        assert "version 1: 400 of 400 logged rows labelled" in quality.text
         assert "accuracy" in quality.text
+        quality_texts = svg_texts(quality.find_element(By.CSS_SELECTOR, '[data-chart="quality"]'))
+        assert any(CLOCK.match(t) for t in quality_texts)
+        assert any(re.fullmatch(r"latest [\d.]+ %", t) for t in quality_texts), quality_texts
         shot = tmp_path / "dashboard.png"
         assert browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
+        assert console_errors(browser) == []
+
+
+def test_a_model_of_many_plain_features_shows_the_drifting_one_and_folds_the_rest(
+    tmp_path: Path, browser: WebDriver
+) -> None:
+    """A model fed one ``[-1, 30]`` array has 30 features, ``input[0]`` to ``input[29]``:
+    only the one whose traffic moved is drawn; the other 29 wait in a fold the user opens,
+    and it stays open across the page's refreshes."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2000, 30))
+    model = LogisticRegression().fit(x, (x[:, 0] + x[:, 7] > 0).astype(np.int64))
+    with modelport.Registry(modelport.Settings(home=tmp_path)) as registry:
+        registry.register("wide", model, input_example=x[:5], reference_data=x)
+    deployment = tmp_path / "deployment.yaml"
+    deployment.write_text("models:\n  - {ref: wide, name: wide, log_sample_rate: 1}\n")
+    live = rng.normal(size=(400, 30))
+    live[:, 7] += 3.0
+    with running_server(tmp_path, "--config", str(deployment)) as server:
+        for start in range(0, 400, 50):
+            rows = live[start : start + 50]
+            body = {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": list(rows.shape),
+                        "datatype": "FP64",
+                        "data": rows.ravel().tolist(),
+                    }
+                ]
+            }
+            r = httpx.post(f"{server.url}/v2/models/wide/infer", json=body, timeout=10)
+            assert r.status_code == 200, r.text
+        wait_for(lambda: written(server.url, "wide") == 8)
+
+        browser.get(f"{server.url}/ui/")
+        wait = WebDriverWait(browser, 30, poll_frequency=0.2)
+        section = wait.until(
+            lambda d: d.find_element(By.CSS_SELECTOR, 'section[data-model="wide"] .drift .legend')
+        ).find_element(By.XPATH, "ancestor::section")
+        shown = section.find_elements(By.CSS_SELECTOR, '[data-list="drifting"] > .feature')
+        assert [f.get_attribute("data-feature") for f in shown] == ["input[7]"]
+        assert shown[0].is_displayed()
+        assert "1 of 30 features drift" in section.text
+        fold = section.find_element(By.CSS_SELECTOR, "details.fold")
+        summary = fold.find_element(By.TAG_NAME, "summary")
+        assert summary.text == "29 features without drift"
+        folded = fold.find_elements(By.CSS_SELECTOR, ".feature")
+        assert len(folded) == 29
+        assert {f.get_attribute("data-drifted") for f in folded} == {"false"}
+        assert not any(f.is_displayed() for f in folded)
+        browser.save_screenshot(str(tmp_path / "dashboard-wide.png"))
+        summary.click()
+        assert all(f.is_displayed() for f in folded[:3])
+        # The page redraws itself on a timer: the fold is open in the redrawn page too.
+        updated = browser.find_element(By.ID, "status").get_attribute("data-updated")
+        wait.until(
+            lambda d: d.find_element(By.ID, "status").get_attribute("data-updated") != updated
+        )
+        fold = browser.find_element(By.CSS_SELECTOR, 'section[data-model="wide"] details.fold')
+        assert fold.get_attribute("open") is not None
+        assert fold.find_elements(By.CSS_SELECTOR, ".feature")[0].is_displayed()
+        browser.save_screenshot(str(tmp_path / "dashboard-wide-open.png"))
+        assert console_errors(browser) == []
+
+
+def test_a_version_whose_files_were_changed_is_listed_as_corrupted(
+    home: Path, browser: WebDriver, tmp_path: Path
+) -> None:
+    """The registry still says ``ready``; the dashboard checks the stored files. Version 2
+    was edited before the server started; version 1, the one served, while the page is
+    open: both are listed as corrupted with the file that changed, and version 3 as ready."""
+    with modelport.Registry(modelport.Settings(home=home)) as registry:
+        first = registry.get_version("churn", 1)
+        folder = registry.artifacts.local_path(first.artifact_key)
+        for _ in range(2):
+            registry.register("churn", folder)
+        registry.set_alias("churn", "production", 1)
+        stored = {v: registry.artifacts.local_path(registry.get_version("churn", v).artifact_key)
+                  for v in (1, 2, 3)}  # fmt: skip
+    with (stored[2] / "model.skops").open("ab") as fh:
+        fh.write(b"\0")
+    with running_server(home, "churn@production") as server:
+        browser.get(f"{server.url}/ui/")
+        wait = WebDriverWait(browser, 30, poll_frequency=0.2)
+
+        def status(version: int) -> str:
+            found = browser.find_elements(
+                By.CSS_SELECTOR, f'section[data-model="churn"] [data-version="{version}"]'
+            )
+            return (found[0].get_attribute("data-status") or "") if found else ""
+
+        wait.until(lambda d: status(1) == "ready" and status(2) != "verifying")
+        assert (status(1), status(2), status(3)) == ("ready", "corrupted", "ready")
+        section = browser.find_element(By.CSS_SELECTOR, 'section[data-model="churn"]')
+        assert "versions: 3 (ready), 2 (corrupted), 1 (ready)" in section.text
+        problems = section.find_element(By.CSS_SELECTOR, ".problems").text
+        assert (
+            "version 2 is corrupted: artifact file 'model.skops' is corrupted: sha256" in problems
+        )
+        assert str(home) not in problems  # no server paths
+        browser.save_screenshot(str(tmp_path / "dashboard-corrupted.png"))
+        # The served version is edited under the running server: the model in memory was
+        # verified when it loaded, but what is stored is not what was registered.
+        manifest = stored[1] / "modelport.json"
+        manifest.write_bytes(manifest.read_bytes() + b"\n")
+        wait.until(lambda d: status(1) == "corrupted")
+        section = browser.find_element(By.CSS_SELECTOR, 'section[data-model="churn"]')
+        assert "serving version 1" in section.text
+        assert "version 1 is corrupted: artifact file 'modelport.json' is corrupted" in (
+            section.find_element(By.CSS_SELECTOR, ".problems").text
+        )
+        assert status(3) == "ready"
         assert console_errors(browser) == []
 
 

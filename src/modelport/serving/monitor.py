@@ -9,7 +9,9 @@
 - ``POST /v2/models/{name}/feedback``: ``{"id": <request id>, "label": ...}``, or
   ``{"labels": [...]}``; answers which ids were stored and which were never logged.
 - ``/ui/``: the dashboard (static files, no build step), fed by ``GET /ui/api/models``;
-  ``GET /ui/api/config`` (open) tells the page whether to ask for an API key first.
+  ``GET /ui/api/config`` (open) tells the page whether to ask for an API key first. A
+  version whose stored files no longer match their checksums is listed as ``corrupted``,
+  with the reason (see :class:`ArtifactChecks`).
 
 Database work runs in the model manager's threads, never on the event loop.
 """
@@ -18,8 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-from collections.abc import AsyncIterator
+import stat
+import threading
+import time
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,20 +37,26 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from modelport.errors import InvalidInput, PayloadTooLarge
+from modelport.artifact.checksums import verify_files
+from modelport.artifact.manifest import MANIFEST_FILE, parse_manifest, read_manifest_bytes
+from modelport.errors import ArtifactCorrupted, InvalidInput, ModelportError, PayloadTooLarge
 from modelport.monitoring import live, metrics
 from modelport.monitoring.drift import DriftThresholds
 from modelport.monitoring.history import MetricsHistory
 from modelport.monitoring.prediction_log import PredictionLogger
+from modelport.registry import ArtifactStore, ModelVersion
 from modelport.serving._http import json_response
 from modelport.serving.auth import visible_model
 from modelport.serving.dataplane import DataPlane
-from modelport.serving.manager import ModelManager, ServedModel
+from modelport.serving.manager import ModelManager, ServedModel, client_reason
 
 logger = logging.getLogger(__name__)
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 _MAX_FEEDBACK_BYTES = 16 * 1024 * 1024
+_CHECK_WAIT_S = 1.0
+"""How long the dashboard's data waits for files being hashed before it says "verifying"."""
+_MAX_VERDICTS = 10_000
 
 
 class Monitor:
@@ -52,6 +65,7 @@ class Monitor:
     def __init__(self, plane: DataPlane, history_interval: float = 10.0) -> None:
         self.plane = plane
         self.history = MetricsHistory(history_interval)
+        self.checks = ArtifactChecks()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -69,6 +83,7 @@ class Monitor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            self.checks.close()
             log, self.plane.prediction_log = self.plane.prediction_log, None
             if log is not None:
                 await asyncio.get_running_loop().run_in_executor(None, log.close)
@@ -124,10 +139,11 @@ class Monitor:
         )
 
     async def overview(self, only_model: str | None = None) -> dict[str, Any]:
-        """What the dashboard shows: each model (or only ``only_model``), its versions and
-        aliases, its charts."""
+        """What the dashboard shows: each model (or only ``only_model``), its versions (each
+        with the state of its stored files) and aliases, its charts."""
         manager = self.plane.manager
         models = []
+        pending: list[tuple[dict[str, Any], Future[str | None]]] = []
         for name, served in manager.models.items():
             if only_model is not None and name != only_model:
                 continue
@@ -136,11 +152,26 @@ class Monitor:
             entry["sample_rate"] = self.plane.sample_rates.get(name, 0.0)
             if served.ref.name is not None:
                 try:
-                    entry.update(await manager.run_in_thread(partial(_lineup, manager, served)))
+                    lineup, hashing = await manager.run_in_thread(
+                        partial(_lineup, manager, served, self.checks)
+                    )
+                    entry.update(lineup)
+                    pending.extend(hashing)
                 except Exception as exc:  # a registry hiccup must not blank the dashboard
                     entry["registry_error"] = str(exc)
             entry["series"] = self.history.series(name)
             models.append(entry)
+        # Files being hashed (new or changed since their last check) usually take
+        # milliseconds; a big model's are still "verifying" after the wait, and its verdict
+        # comes with a later refresh. Polled, so the hashing thread never calls into the loop.
+        deadline = time.monotonic() + _CHECK_WAIT_S
+        while any(not f.done() for _, f in pending) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for item, future in pending:
+            if future.done() and not future.cancelled():  # cancelled: the server is stopping
+                _apply_verdict(item, future.result())
+            else:
+                item["status"] = "verifying"
         return {"models": models, "interval_s": self.history.interval}
 
 
@@ -220,16 +251,134 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
     ]
 
 
-def _lineup(manager: ModelManager, served: ServedModel) -> dict[str, Any]:
-    """The registry's versions and aliases of the model ``served`` follows."""
+def _lineup(
+    manager: ModelManager, served: ServedModel, checks: ArtifactChecks
+) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Future[str | None]]]]:
+    """The registry's versions and aliases of the model ``served`` follows, each ready
+    version checked against its stored files; and the checks still hashing files."""
     name = served.ref.name
     assert name is not None
     registry = manager.registry()
-    versions = registry.list_versions(name).items
-    return {
-        "versions": [{"version": v.version, "status": v.status} for v in versions],
-        "aliases": registry.list_aliases(name),
-    }
+    versions = []
+    pending: list[tuple[dict[str, Any], Future[str | None]]] = []
+    for v in registry.list_versions(name).items:
+        item: dict[str, Any] = {"version": v.version, "status": v.status}
+        if v.error and v.status == "failed":
+            item["error"] = client_reason(v.error)
+        if v.is_ready:
+            verdict = checks.check(registry.artifacts, v)
+            if isinstance(verdict, Future):
+                pending.append((item, verdict))
+            else:
+                _apply_verdict(item, verdict)
+        versions.append(item)
+    return {"versions": versions, "aliases": registry.list_aliases(name)}, pending
+
+
+def _apply_verdict(item: dict[str, Any], reason: str | None) -> None:
+    if reason is not None:
+        item["status"], item["error"] = "corrupted", reason
+
+
+_Fingerprint = tuple[str | None, tuple[tuple[str, int, int, int, int], ...]]
+
+
+class ArtifactChecks:
+    """Whether each ready version's stored files still match the checksums they were
+    registered with, so the dashboard never lists a tampered version as ready.
+
+    The registry's ``ready`` is what was true when the version was written; a load verifies
+    every file again, but a version that is not loaded is never looked at. Hashing every file
+    of every version on each refresh (every 5 s per open dashboard) would read gigabytes for
+    big models, and would do it on the threads that also run predictions. So each check is:
+
+    - on every refresh, cheaply: the manifest's SHA-256 against the registry's record (the
+      manifest lists every file's SHA-256, so this pins the whole artifact), and an ``lstat``
+      of each file it lists (missing, a link, or not a plain file is a verdict at once);
+    - the full SHA-256 of every file only when the version is new to this server or its
+      files' ``(size, mtime, ctime, inode)`` changed since they were last hashed, in one
+      background thread of its own. ``ctime`` is set by the kernel on any write and cannot
+      be set back by the user (as ``touch -d`` does ``mtime``), and a file replaced by a
+      rename has a new inode, so editing a file in any of those ways means hashing it again.
+
+    A verdict is remembered per artifact key with that fingerprint. The artifacts are read
+    where the store keeps them (``local_path``, the local folder store reads in place).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._verdicts: dict[str, tuple[_Fingerprint, str | None]] = {}
+        self._running: dict[str, tuple[_Fingerprint, Future[str | None]]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def check(self, store: ArtifactStore, version: ModelVersion) -> str | Future[str | None] | None:
+        """Why ``version``'s stored artifact is not intact (None when it is), or a future of
+        that answer while its files are being hashed."""
+        key = version.artifact_key
+        try:
+            path = store.local_path(key)
+            data = read_manifest_bytes(path)
+            if hashlib.sha256(data).hexdigest() != version.manifest_sha256:
+                raise ArtifactCorrupted(
+                    MANIFEST_FILE, "sha256 does not match the registry's record"
+                )
+            files = parse_manifest(data).files
+            fingerprint = (
+                version.manifest_sha256,
+                tuple(_stat(path, rel) for rel in sorted(files)),
+            )
+        except ModelportError as exc:
+            return client_reason(str(exc))
+        with self._lock:
+            known = self._verdicts.get(key)
+            if known is not None and known[0] == fingerprint:
+                return known[1]
+            running = self._running.get(key)
+            if running is not None and running[0] == fingerprint:
+                return running[1]
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="modelport-verify")
+            future = self._pool.submit(self._verify, key, path, files, fingerprint)
+            self._running[key] = (fingerprint, future)
+            return future
+
+    def _verify(
+        self, key: str, path: Path, files: Mapping[str, str], fingerprint: _Fingerprint
+    ) -> str | None:
+        reason: str | None = None
+        try:
+            verify_files(path, files)
+        except ModelportError as exc:
+            reason = client_reason(str(exc))
+        except Exception as exc:  # unreadable, or any surprise: not known to be intact
+            if not isinstance(exc, OSError):
+                logger.exception("checking the files of artifact %s failed", key)
+            reason = client_reason(f"the artifact's files could not be checked: {exc}")
+        with self._lock:
+            self._verdicts.pop(key, None)  # re-inserted last: the oldest go first
+            self._verdicts[key] = (fingerprint, reason)
+            while len(self._verdicts) > _MAX_VERDICTS:
+                del self._verdicts[next(iter(self._verdicts))]
+            if key in self._running and self._running[key][0] == fingerprint:
+                del self._running[key]
+        return reason
+
+    def close(self) -> None:
+        """Stop hashing: what is queued is dropped, a file being read finishes."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _stat(root: Path, rel: str) -> tuple[str, int, int, int, int]:
+    try:
+        st = (root / rel).lstat()
+    except FileNotFoundError:
+        raise ArtifactCorrupted(rel, "file is missing") from None
+    except OSError as exc:
+        raise ArtifactCorrupted(rel, f"cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ArtifactCorrupted(rel, "is not a plain file")
+    return (rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _number(text: str | None, what: str, default: float, low: float, high: float) -> float:
