@@ -56,6 +56,7 @@ def load(
             public_key=require_signed,
             trust_unsafe=version.trusts_unsafe,
             trusted_by=f"registry: {version.trusted_unsafe_by}",
+            version=version.version,
         )
 
 

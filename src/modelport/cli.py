@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -31,7 +32,7 @@ from modelport.errors import InvalidInput, ModelportError
 from modelport.records import outputs_to_json, read_input_file
 from modelport.ref import ModelRef
 from modelport.registry import Registry
-from modelport.registry.entities import Page
+from modelport.registry.entities import ModelVersion, Page
 
 T = TypeVar("T")
 
@@ -60,6 +61,12 @@ class _State:
 state = _State()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"modelport {_dist_version('modelport')}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     home: Annotated[
@@ -81,6 +88,12 @@ def _options(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Read settings: flags first, then MODELPORT_* environment variables, then defaults."""
     given: dict[str, Any] = {
@@ -232,12 +245,14 @@ def versions(
                     "metrics": v.metrics,
                     "aliases": sorted(by_version.get(v.version, [])),
                     "created_at": v.created_at.isoformat(),
+                    "error": v.error,
                 }
                 for v in items
             ]
         )
         return
     table = Table("version", "status", "flavor", "aliases", "metrics", "created")
+    failures = []
     for v in items:
         metrics = " ".join(f"{k}={val:g}" for k, val in sorted(v.metrics.items()))
         table.add_row(
@@ -248,7 +263,11 @@ def versions(
             metrics,
             v.created_at.strftime("%Y-%m-%d %H:%M"),
         )
+        if v.error:
+            failures.append(f"{v.version}: {v.error}")
     out.print(table)
+    for line in failures:  # the reason in full, below the table, where it has room
+        out.print(f"version {line}", markup=False, highlight=False)
 
 
 @alias_app.command("set")
@@ -313,22 +332,46 @@ def _opt(value: int | None, none: str = "-") -> str:
 def info(ref: Annotated[str, typer.Argument(help="NAME, NAME/3, NAME@ALIAS or a path.")]) -> None:
     """Show a version's manifest: flavor, signature, metrics, lineage and files.
 
-    For a registered version, "trusted_unsafe" says who registered it with --trust-unsafe
-    and when (null: it was not, and it loads through the safety checks).
+    For a registered version, "registry" says which version the ref resolved to (name@alias
+    and name resolve to one), its status, the aliases pointing at it and, for a failed
+    version, why it failed; "trusted_unsafe" says who trusted it and when (null: it loads
+    through the safety checks).
     """
+    parsed = ModelRef.parse(ref)
     with _registry() as reg:
-        parsed = ModelRef.parse(ref)
+        if parsed.name is not None and parsed.version is not None:
+            record = reg.get_version(parsed.name, parsed.version)
+            if not record.is_ready:  # no artifact to read: the record says why
+                out.print_json(data={"registry": _record(record, [])})
+                return
         version = reg.resolve(parsed) if parsed.path is None else None
         # Read the manifest of the version just resolved, even if an alias moves meanwhile.
         manifest = reg.manifest(f"{version.name}/{version.version}" if version else parsed)
+        aliases = reg.list_aliases(version.name) if version else {}
     data = manifest.to_dict()
     if version is not None:
-        data["trusted_unsafe"] = (
+        pointing = sorted(a for a, v in aliases.items() if v == version.version)
+        data["registry"] = _record(version, pointing)
+        data["trusted_unsafe"] = data["registry"]["trusted_unsafe"]
+    out.print_json(data=data)
+
+
+def _record(version: ModelVersion, aliases: list[str]) -> dict[str, Any]:
+    """What the registry knows of a version, beside its manifest."""
+    return {
+        "name": version.name,
+        "version": version.version,
+        "status": version.status,
+        "error": version.error,
+        "aliases": aliases,
+        "source": version.source,
+        "created_at": _iso(version.created_at),
+        "trusted_unsafe": (
             {"by": version.trusted_unsafe_by, "at": _iso(version.trusted_unsafe_at)}
             if version.trusted_unsafe_by is not None
             else None
-        )
-    out.print_json(data=data)
+        ),
+    }
 
 
 @app.command()
@@ -350,11 +393,26 @@ def predict(
 
 
 @app.command()
-def delete(ref: Annotated[str, typer.Argument(help="NAME/VERSION to delete.")]) -> None:
-    """Delete one version and its files (refused while an alias points at it)."""
+def delete(
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION (one version) or NAME (the model).")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete a model even while aliases point at it.")
+    ] = False,
+) -> None:
+    """Delete one version and its files (refused while an alias points at it), or a whole
+    model with every version, failed ones included (refused while it has aliases, unless
+    --force)."""
+    parsed = ModelRef.parse(ref)
+    if parsed.name is None or parsed.alias is not None:
+        raise InvalidInput(f"name a version (churn/3) or a model (churn) to delete, not {ref!r}")
     with _registry() as reg:
-        version = reg.delete_version(ref)
-    out.print(f"deleted {version.name}/{version.version}")
+        if parsed.version is not None:
+            version = reg.delete_version(parsed.name, parsed.version)
+            out.print(f"deleted {version.name}/{version.version}", markup=False)
+            return
+        count = len(_all(lambda token: reg.list_versions(parsed.name or "", page_token=token)))
+        reg.delete_model(parsed.name, with_aliases=force)
+    out.print(f"deleted model {parsed.name} ({count} versions)", markup=False)
 
 
 @app.command()

@@ -21,7 +21,8 @@ Errors are mapped only at the edges: the server turns any ``ModelportError`` int
     │   └── ArtifactNotFound             artifact_not_found  404
     ├── Conflict                         conflict            409
     │   ├── VersionNotReady              version_not_ready   409
-    │   └── VersionInUse                 version_in_use      409
+    │   ├── VersionInUse                 version_in_use      409
+    │   └── ModelInUse                   model_in_use        409
     ├── ArtifactError                    artifact_error      422
     │   ├── ArtifactCorrupted            artifact_corrupted  422
     │   ├── UnsafeArtifact               unsafe_artifact     422
@@ -200,6 +201,17 @@ class VersionNotReady(Conflict):
 
     def __init__(self, name: str, version: int, status: str) -> None:
         super().__init__(f"model {name!r} version {version} is {status}, not ready")
+
+
+class ModelInUse(Conflict):
+    code = "model_in_use"
+
+    def __init__(self, name: str, aliases: dict[str, int]) -> None:
+        listed = ", ".join(f"{a} -> {v}" for a, v in sorted(aliases.items()))
+        super().__init__(
+            f"model {name!r} is the target of aliases ({listed}); delete them first, or "
+            "confirm with --force"
+        )
 
 
 class VersionInUse(Conflict):

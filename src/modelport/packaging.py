@@ -62,10 +62,17 @@ class LoadedModel:
     """
 
     def __init__(
-        self, manifest: Manifest, predictor: Predictor, path: Path, trusted_by: str | None = None
+        self,
+        manifest: Manifest,
+        predictor: Predictor,
+        path: Path,
+        trusted_by: str | None = None,
+        version: int | None = None,
     ) -> None:
         self.manifest = manifest
         self.path = path
+        self.version = version
+        """The registered version this is (None: loaded from a folder or bundle)."""
         self.trusted_by = trusted_by
         """Why this model was loaded as it is, without the safety checks (None: it was not):
         ``"registry: alice"``, ``"signature: sha256:..."`` or ``"--trust-unsafe"``."""
@@ -220,6 +227,7 @@ def load_artifact(
     trust_unsafe: bool = False,
     trusted_by: str | None = None,
     trusted_keys: Sequence[Path] = (),
+    version: int | None = None,
 ) -> LoadedModel:
     """Verify and load the artifact folder at ``path``: every load path comes through here.
 
@@ -234,7 +242,8 @@ def load_artifact(
     allow-list. It is trusted when signed by ``public_key`` or by one of ``trusted_keys``, or
     when ``trust_unsafe`` is given: pass that only for a version registered as trusted
     (``ModelVersion.trusts_unsafe``) or on a person's explicit request (``--trust-unsafe``),
-    never because a file says so; ``trusted_by`` says who, for the record.
+    never because a file says so; ``trusted_by`` says who, for the record. ``version`` is
+    the registered version the folder holds, if it is one.
     """
     root = Path(path)
     signer = None
@@ -264,7 +273,7 @@ def load_artifact(
         raise CodeNotTrusted(manifest.name, manifest.flavor, describe_findings(found))
     kwargs = _hook_kwargs(flavor.load, trusted is not None, manifest.files)
     predictor = flavor.load(root, manifest.flavor_options, manifest.signature, **kwargs)
-    return LoadedModel(manifest, predictor, root, trusted)
+    return LoadedModel(manifest, predictor, root, trusted, version)
 
 
 def runs_code(flavor: Flavor) -> bool:

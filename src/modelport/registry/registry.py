@@ -47,6 +47,7 @@ from modelport.errors import (
     Conflict,
     InvalidInput,
     InvalidRef,
+    ModelInUse,
     ModelNotFound,
     ModelportError,
     NoReadyVersion,
@@ -365,6 +366,7 @@ class Registry:
             manifest_sha256=version.manifest_sha256,
             trust_unsafe=version.trusts_unsafe,
             trusted_by=f"registry: {version.trusted_unsafe_by}",
+            version=version.version,
         )
 
     def manifest(self, ref: str | Path | ModelRef) -> Manifest:
@@ -412,10 +414,16 @@ class Registry:
         self._artifacts.delete(key)
         return deleted
 
-    def delete_model(self, name: str) -> None:
-        """Delete a model, all its versions and their files."""
+    def delete_model(self, name: str, *, with_aliases: bool = False) -> ModelInfo:
+        """Delete a model, all its versions (failed ones included) and their files; returns
+        the model as it was. While aliases point at it this is refused (VersionInUse) unless
+        ``with_aliases``: deleting what ``name@production`` serves should be a decision."""
+        model = self._store.get_model(name)
+        if model.aliases and not with_aliases:
+            raise ModelInUse(name, model.aliases)
         for key in self._store.delete_model(name):
             self._artifacts.delete(key)
+        return model
 
     # -- API keys -----------------------------------------------------------------------------
 
@@ -431,7 +439,15 @@ class Registry:
         >>> key, token = registry.create_key("ci", "predict", model="churn")
         >>> registry.authenticate(token).name
         'ci'
+
+        A ``model`` that is not registered is refused (ModelNotFound, with the closest name):
+        a key for a misspelled model would open nothing and say nothing.
         """
+        if model is not None:
+            try:
+                self._store.get_model(validate_name(model))
+            except ModelNotFound:
+                raise ModelNotFound(model, self._closest_name(model)) from None
         token, key_id, secret = _tokens.new_token()
         salt = _tokens.new_salt()
         key = self._store.create_key(

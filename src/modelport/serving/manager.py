@@ -269,6 +269,7 @@ class ModelManager:
                 trust_unsafe=target.trusts_unsafe,  # only as the registry recorded it
                 trusted_by=f"registry: {target.trusted_unsafe_by}",
                 trusted_keys=self.settings.trusted_keys,
+                version=target.version,
             )
         loaded_at = time.perf_counter()
         label = (served.name, "" if target is None else str(target.version))

@@ -14,7 +14,10 @@ from modelport import packaging
 from modelport.config import Settings
 from modelport.errors import (
     ArtifactCorrupted,
+    FlavorError,
     InvalidRef,
+    ModelInUse,
+    ModelNotFound,
     NotFound,
     UnsupportedModel,
     VersionInUse,
@@ -110,6 +113,43 @@ def test_delete_model_removes_every_file(
     registry.delete_model("churn")
     assert not any(registry.artifacts.exists(key) for key in keys)
     assert registry.list_models().items == []
+
+
+def test_delete_model_with_aliases_needs_confirmation_and_takes_failed_versions(
+    registry: Registry, tiny_model: object, tiny_data: Data
+) -> None:
+    ready = registry.register("churn", tiny_model, input_example=tiny_data[0][:2])
+    with pytest.raises(FlavorError, match="cannot tell what a"):
+        registry.register("churn", tiny_model, flavor="pyfunc")  # fails: version 2 failed
+    assert registry.get_version("churn", 2).status == "failed"
+    registry.set_alias("churn", "production", ready.version)
+    with pytest.raises(ModelInUse, match=r"aliases \(production -> 1\).*--force"):
+        registry.delete_model("churn")
+    assert registry.get_model("churn").latest_version == 1
+    gone = registry.delete_model("churn", with_aliases=True)
+    assert gone.aliases == {"production": 1}
+    assert registry.list_models().items == []
+    assert not registry.artifacts.exists(ready.artifact_key)
+
+
+def test_a_key_for_an_unknown_model_is_refused_with_the_closest_name(
+    registry: Registry, tiny_model: object, tiny_data: Data
+) -> None:
+    registry.register("churn", tiny_model, input_example=tiny_data[0][:2])
+    with pytest.raises(ModelNotFound, match="model 'chrun' not found; did you mean 'churn'"):
+        registry.create_key("ci", "predict", model="chrun")
+    assert registry.create_key("ci", "predict", model="churn")[0].model == "churn"
+
+
+def test_a_loaded_version_knows_its_number(
+    registry: Registry, tiny_model: object, tiny_data: Data
+) -> None:
+    registry.register("churn", tiny_model, input_example=tiny_data[0][:2])
+    registry.register("churn", tiny_model, input_example=tiny_data[0][:2])
+    registry.set_alias("churn", "production", 1)
+    assert registry.load("churn@production").version == 1
+    assert registry.load("churn").version == 2
+    assert registry.load(registry.artifact_path("churn/1")).version is None
 
 
 def test_cleanup_stale_fails_abandoned_registrations(
