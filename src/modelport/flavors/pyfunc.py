@@ -27,6 +27,7 @@ are never saved and never loaded, and the artifact's folder is never put on ``sy
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import importlib
 import importlib.abc
@@ -55,7 +56,8 @@ FILE_SUFFIXES: tuple[str, ...] = ()
 RUNS_CODE = True  # loading executes the artifact's own code: loaders require trust
 
 _ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+# Compiled files are never loaded (only checksummed .py sources are), so never saved either.
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.so", "*.pyd", "*.dylib")
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,29 @@ class _ArtifactCode(importlib.abc.Loader):
     def __init__(self, alias: str, sources: dict[str, tuple[str, str, bool]]) -> None:
         self.alias = alias
         self.sources = sources  # module name -> (text, origin path, is package)
+        # The artifact's own top-level names (stdlib names keep meaning the stdlib).
+        self._own = {n.partition(".")[0] for n in sources} - set(sys.stdlib_module_names)
+        # Builtins for the artifact's modules, whose import statements resolve the
+        # artifact's own names inside it (see _import).
+        self._builtins = {**builtins.__dict__, "__import__": self._import}
+
+    def _import(
+        self,
+        name: str,
+        globals: Mapping[str, Any] | None = None,
+        locals: Mapping[str, Any] | None = None,
+        fromlist: Sequence[str] | None = (),
+        level: int = 0,
+    ) -> types.ModuleType:
+        """``__import__`` as the artifact's code sees it: an absolute import of one of its
+        own modules (``import helpers``, ``from churn.features import f``) gets the
+        artifact's checksummed copy, never a same-named file on ``sys.path`` (a
+        ``helpers.py`` in the working directory would win otherwise)."""
+        top = name.partition(".")[0]
+        if level == 0 and top in self._own:
+            module = builtins.__import__(f"{self.alias}.{name}", globals, locals, fromlist, 0)
+            return module if fromlist else sys.modules[f"{self.alias}.{top}"]
+        return builtins.__import__(name, globals, locals, fromlist, level)
 
     @classmethod
     def read(cls, root: Path, checksums: Mapping[str, str] | None) -> _ArtifactCode:
@@ -256,13 +281,13 @@ class _ArtifactCode(importlib.abc.Loader):
             return  # the private top package: empty
         text, origin, _ = self.sources[name]
         module.__file__ = origin
+        module.__dict__["__builtins__"] = self._builtins
         exec(compile(text, origin, "exec", dont_inherit=True), module.__dict__)
 
 
 class _SourceFinder(importlib.abc.MetaPathFinder):
-    """Finds modules of loaded pyfunc artifacts: ``<alias>.<module>`` for each artifact, and
-    a top-level module of an artifact's code imported by plain name (``import helpers``) when
-    nothing else on ``sys.path`` provides it (this finder is consulted last)."""
+    """Finds the modules of loaded pyfunc artifacts, ``<alias>.<module>``; nothing else (an
+    artifact's code reaches its own modules by plain name through its ``__import__``)."""
 
     def __init__(self) -> None:
         self.artifacts: dict[str, _ArtifactCode] = {}
@@ -279,15 +304,8 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
         target: types.ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
         head, _, rest = fullname.partition(".")
-        if head in self.artifacts:
-            return self.artifacts[head].spec(fullname, rest)
-        owner = getattr(getattr(sys.modules.get(head), "__spec__", None), "loader", None)
-        candidates = [owner] if isinstance(owner, _ArtifactCode) else self.artifacts.values()
-        for code in candidates:
-            spec = code.spec(fullname, fullname)
-            if spec is not None:
-                return spec
-        return None
+        code = self.artifacts.get(head)
+        return None if code is None else code.spec(fullname, rest)
 
 
 _FINDER = _SourceFinder()
@@ -297,7 +315,10 @@ def find_unsafe(path: Path, options: Options) -> list[tuple[str, str]]:
     """``(file, "line N calls os.system")`` for each dangerous call or import in the
     artifact's ``.py`` files (its code and any artifact files), read without running them.
     An early warning only: a pyfunc artifact needs trust whatever this finds."""
-    return [(file, f"line {line} {what}") for file, line, what in _code_guard.scan_folder(path)]
+    return [
+        (file, f"line {line} {what}" if line else what)
+        for file, line, what in _code_guard.scan_folder(path)
+    ]
 
 
 def read_file(path: Path) -> object:

@@ -330,3 +330,46 @@ def test_compiled_files_are_never_saved(user_code: dict[str, Any], tmp_path: Pat
     saved = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert not [p for p in saved if p.endswith(".pyc") or "__pycache__" in p], saved
     assert "artifacts/data/weights.txt" in saved
+
+
+def test_the_artifacts_own_modules_win_over_same_named_files_on_sys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``import helpers`` in a saved model means the saved ``helpers.py``: a file of that
+    name first on ``sys.path`` (the working directory, say) must not run instead."""
+    marker = tmp_path / "MARKER"
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "pkg").mkdir(parents=True)
+    trap = TRAP.format(marker=str(marker)) + "def scale(x):\n    return x * 100\n"
+    (elsewhere / "helpers.py").write_text(trap)
+    (elsewhere / "pkg" / "__init__.py").write_text("")
+    (elsewhere / "pkg" / "extra.py").write_text(trap)
+    monkeypatch.syspath_prepend(str(elsewhere))
+    model = """
+import json
+import helpers
+from helpers import scale
+from pkg.extra import scale as scale2
+from modelport.flavors.pyfunc import PythonModel
+
+
+class Model(PythonModel):
+    def predict(self, inputs):
+        assert json.loads("1") == 1  # a stdlib name still means the stdlib
+        x = inputs["x"].sum(axis=1)
+        return helpers.scale(x) + scale(x) + scale2(x)
+"""
+    options = _code_artifact(
+        tmp_path / "art",
+        {
+            "model.py": model,
+            "helpers.py": "def scale(x):\n    return x\n",
+            "pkg/__init__.py": "",
+            "pkg/extra.py": "def scale(x):\n    return x\n",
+        },
+    )
+    predictor = flavor.load(tmp_path / "art", options, SIGNATURE, trust_unsafe=True)
+    out = predictor.predict({"x": np.ones((2, 2))})["predictions"]
+    np.testing.assert_array_equal(out, [6.0, 6.0])
+    assert not marker.exists()
+    assert "helpers" not in sys.modules

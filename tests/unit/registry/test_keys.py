@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -26,7 +27,10 @@ def _secret(token: str) -> str:
     return parsed[1]
 
 
-def test_create_authenticate_revoke_round_trip(registry: Registry) -> None:
+def test_create_authenticate_revoke_round_trip(
+    registry: Registry, tiny_model: object, tiny_data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    registry.register("churn", tiny_model, input_example=tiny_data[0][:2])
     key, token = registry.create_key("ci", "predict", model="churn")
     assert (key.name, key.scope, key.model, key.revoked_at) == ("ci", "predict", "churn", None)
     assert token == f"mp_{key.key_id}_{_secret(token)}"
