@@ -45,6 +45,7 @@ def test_out_of_range_constructor_values_too() -> None:
         ("models: [{ref: churn, max_queue: 0}]\n", r"models\.0\.max_queue = 0: must be greater"),
         ("models: [{ref: churn, max_batch_size: -1}]\n", r"models\.0\.max_batch_size = -1"),
         ("serving: {port: -1}\n", r"setting serving\.port = -1: must be greater than or equal"),
+        ("serving: {max_qeue: 5}\n", r"serving\.max_qeue: unknown setting \(known: host, port"),
     ],
 )
 def test_deployment_files_name_the_bad_value(text: str, message: str, tmp_path: Path) -> None:

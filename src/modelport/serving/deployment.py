@@ -85,6 +85,13 @@ def load_deployment(path: Path) -> Deployment:
         shown = "" if isinstance(given, dict | list) else f" = {given!r}"
         rule = str(first["msg"]).removeprefix("Input ").replace("should be", "must be")
         raise InvalidInput(f"deployment file {str(path)!r}: {where}{shown}: {rule}") from None
+    unknown = sorted(set(deployment.serving) - set(ServingSettings.model_fields))
+    if unknown:  # a misspelled setting would otherwise be ignored without a word
+        known = ", ".join(ServingSettings.model_fields)
+        raise InvalidInput(
+            f"deployment file {str(path)!r}: serving.{unknown[0]}: unknown setting "
+            f"(known: {known})"
+        )
     try:
         ServingSettings.model_validate(deployment.serving)
     except ValidationError as exc:
