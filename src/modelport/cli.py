@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -70,21 +70,21 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _options(
     home: Annotated[
-        Path | None, typer.Option(help="Registry home folder [env: MODELPORT_HOME]")
+        Path | None, typer.Option(help="Registry home folder \\[env: MODELPORT_HOME]")
     ] = None,
     registry_uri: Annotated[
         str | None,
-        typer.Option(help="sqlite:///... or postgresql://... [env: MODELPORT_REGISTRY_URI]"),
+        typer.Option(help="sqlite:///... or postgresql://... \\[env: MODELPORT_REGISTRY_URI]"),
     ] = None,
     artifact_uri: Annotated[
-        str | None, typer.Option(help="Artifact folder [env: MODELPORT_ARTIFACT_URI]")
+        str | None, typer.Option(help="Artifact folder \\[env: MODELPORT_ARTIFACT_URI]")
     ] = None,
     trusted_key: Annotated[
         list[Path] | None,
         typer.Option(
             help="Public key (PEM) you trust, repeatable: a folder or bundle signed by it may "
             "run its own code (pyfunc) and load its pickles as they are "
-            "[env: MODELPORT_TRUSTED_KEYS, a JSON list]"
+            "\\[env: MODELPORT_TRUSTED_KEYS, a JSON list]"
         ),
     ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks and debug logs.")] = False,
@@ -399,9 +399,11 @@ def delete(
         bool, typer.Option("--force", help="Delete a model even while aliases point at it.")
     ] = False,
 ) -> None:
-    """Delete one version and its files (refused while an alias points at it), or a whole
-    model with every version, failed ones included (refused while it has aliases, unless
-    --force)."""
+    """Delete a version (NAME/3) or a whole model (NAME) with its files.
+
+    A version is refused while an alias points at it. A model goes with every version,
+    failed ones included; while it has aliases that needs --force.
+    """
     parsed = ModelRef.parse(ref)
     if parsed.name is None or parsed.alias is not None:
         raise InvalidInput(f"name a version (churn/3) or a model (churn) to delete, not {ref!r}")
@@ -432,8 +434,11 @@ def unpack(
     bundle_path: Annotated[Path, typer.Argument(metavar="BUNDLE", help="A .tar bundle.")],
     target: Annotated[Path, typer.Argument(help="New folder to create.")],
 ) -> None:
-    """Extract a bundle safely (no absolute paths, '..' or links, bounded sizes) and verify
-    its checksums. Nothing in it is loaded or run."""
+    """Extract a .tar bundle safely and verify its checksums; nothing in it is run.
+
+    Refused: absolute paths, '..', links, devices, and sizes past the bundle limits
+    (MODELPORT_BUNDLE__*), before anything is written.
+    """
     bundle.unpack(bundle_path, target, state.settings.bundle)
     packaging.verify_artifact_files(target)
     out.print(f"unpacked to {target} (checksums verified; nothing loaded)", markup=False)
@@ -515,11 +520,15 @@ def verify(
 
 @app.command()
 def cleanup(
-    older_than: Annotated[int, typer.Option(help="Minutes a version may stay pending.")] = 60,
+    older_than: Annotated[
+        str, typer.Option(help="How long a version may stay pending: 30m, 1h, 2d, ...")
+    ] = "1h",
 ) -> None:
     """Mark versions left 'pending' by a crashed registration as failed; remove their files."""
+    from modelport.monitoring.live import parse_window
+
     with _registry() as reg:
-        stale = reg.cleanup_stale(timedelta(minutes=older_than))
+        stale = reg.cleanup_stale(parse_window(older_than))
     out.print(f"marked {len(stale)} stale version(s) failed")
 
 
@@ -531,8 +540,10 @@ def serve(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="deployment.yaml (models and settings).")
     ] = None,
-    host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind \\[default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port \\[default: 8000].")] = None,
     workers: Annotated[int | None, typer.Option(help="Server processes sharing the port.")] = None,
     max_batch_size: Annotated[int | None, typer.Option(help="Rows per batched predict.")] = None,
     max_batch_delay_ms: Annotated[
@@ -574,11 +585,11 @@ def serve(
             min=0.0,
             max=1.0,
             help="Share of requests logged (inputs, outputs, request id) for drift and live "
-            "accuracy [default: 0, off].",
+            "accuracy \\[default: 0, off].",
         ),
     ] = None,
     access_log: Annotated[
-        bool | None, typer.Option(help="One JSON line per request on stdout [default: on].")
+        bool | None, typer.Option(help="One JSON line per request on stdout \\[default: on].")
     ] = None,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol (V2), TF-Serving-style and MLflow-style.
@@ -633,8 +644,11 @@ def drift(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Per-feature drift: the inputs logged by the server in the window against the
-    version's reference profile (PSI + KS or chi-squared). Exit 3 when a feature drifts."""
+    """Per-feature drift of the logged inputs against the training data's profile.
+
+    Compares the inputs the server logged in the window with the version's reference
+    profile (PSI, with KS or chi-squared). Exit 3 when a feature drifts.
+    """
     from modelport.monitoring.drift import DriftThresholds
     from modelport.monitoring.live import drift_of, parse_window
 
@@ -671,8 +685,11 @@ def feedback(
     id_column: Annotated[str, typer.Option(help="Column holding the request ids.")] = "id",
     label_column: Annotated[str, typer.Option(help="Column holding the true labels.")] = "label",
 ) -> None:
-    """Record true labels for logged requests (for live accuracy). Ids that were never
-    logged for NAME are listed and make the exit code 1; the others are stored."""
+    """Record true labels for logged requests, for live accuracy.
+
+    Ids that were never logged for NAME are listed and make the exit code 1; the others are
+    stored.
+    """
     from modelport.monitoring.live import store_feedback
 
     with _registry() as reg:
@@ -686,7 +703,7 @@ def feedback(
 
 @app.command("prune-log")
 def prune_log(
-    name: Annotated[str | None, typer.Argument(help="Model name [default: all].")] = None,
+    name: Annotated[str | None, typer.Argument(help="Model name \\[default: all].")] = None,
     older_than: Annotated[
         str, typer.Option(help="Keep this much of the log: 30d, 2w, 12h, ...")
     ] = "30d",
@@ -715,8 +732,9 @@ def quality(
     since: Annotated[str, typer.Option(help="Window: 30m, 1h, 7d, ...")] = "1d",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Live accuracy / F1 / AUC (classifiers) or MAE / RMSE (regressors) per version,
-    from logged predictions and the labels posted for them."""
+    """Live accuracy, F1, AUC (classifiers) or MAE, RMSE (regressors) per version.
+
+    Computed from logged predictions and the labels posted for them."""
     from modelport.monitoring.live import parse_window, quality_summary
 
     with _registry() as reg:
@@ -765,14 +783,14 @@ def batch(
         float, typer.Option(min=0.0, max=1.0, help="Fail when more rows than this are rejected.")
     ] = 0.01,
     input_format: Annotated[
-        str | None, typer.Option(help="csv, parquet or jsonl [default: from the name].")
+        str | None, typer.Option(help="csv, parquet or jsonl \\[default: from the name].")
     ] = None,
     output_format: Annotated[
-        str | None, typer.Option(help="csv, parquet or jsonl [default: from the name].")
+        str | None, typer.Option(help="csv, parquet or jsonl \\[default: from the name].")
     ] = None,
     engine: Annotated[_Engine, typer.Option(help="local, or ray (Ray Data).")] = _Engine.local,
     address: Annotated[
-        str | None, typer.Option(help="Ray cluster address (auto, ray://...) [default: local].")
+        str | None, typer.Option(help="Ray cluster address (auto, ray://...) \\[default: local].")
     ] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Replace an output folder that holds another job.")
@@ -861,7 +879,7 @@ def _progress_lines() -> Callable[[Any], None]:
 
 @app.command()
 def runs(
-    name: Annotated[str | None, typer.Argument(help="Model name [default: all].")] = None,
+    name: Annotated[str | None, typer.Argument(help="Model name \\[default: all].")] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -890,19 +908,19 @@ def runs(
             ]
         )
         return
-    table = Table("started", "model", "version", "status", "rows", "rejected", "seconds", "source")
+    # Two lines a run, so that long paths never squeeze the figures at 80 columns.
     for r in found:
-        table.add_row(
-            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.model,
-            _opt(r.version),
-            r.status,
-            f"{r.rows:,}",
-            f"{r.rejected:,}",
-            "-" if r.seconds is None else f"{r.seconds:.1f}",
-            r.source,
+        ref = r.model if r.version is None else f"{r.model}/{r.version}"
+        took = "" if r.seconds is None else f", {r.seconds:.1f} s"
+        out.print(
+            f"{r.started_at:%Y-%m-%d %H:%M} {ref} {r.status}: {r.rows:,} rows, "
+            f"{r.rejected:,} rejected{took}, {r.engine}",
+            markup=False,
+            highlight=False,
         )
-    out.print(table)
+        out.print(f"  {r.source} -> {r.sink}", markup=False, highlight=False)
+        if r.error:
+            out.print(f"  error: {r.error}", markup=False, highlight=False)
 
 
 # -- API keys for the server -----------------------------------------------------------------
@@ -925,13 +943,13 @@ def keys_create(
         typer.Option(help="predict: call models; read: read metadata; admin: everything."),
     ],
     model: Annotated[
-        str | None, typer.Option(help="Allow this model only [default: every model].")
+        str | None, typer.Option(help="Allow this model only \\[default: every model].")
     ] = None,
     rate_limit: Annotated[
         float | None,
         typer.Option(
             help="Requests per second each server process accepts from this key; "
-            "beyond it, 429 with Retry-After [default: no limit]."
+            "beyond it, 429 with Retry-After \\[default: no limit]."
         ),
     ] = None,
 ) -> None:

@@ -220,6 +220,7 @@ def _score_chunks(ray: Any, job: _Job, result: BatchResult) -> None:
         ),
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=_actors(ray)),
+        **_NO_RESTARTS,
     )
     for counts in scored.iter_rows():
         count_part(result, {key: int(value) for key, value in counts.items()})
@@ -270,6 +271,7 @@ def _score_stream(ray: Any, job: _Job, result: BatchResult) -> None:
         batch_format="pyarrow",
         batch_size=spec.chunk_rows,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=_actors(ray)),
+        **_NO_RESTARTS,
     )
     fmt = spec.output_format
     if fmt == "parquet":
@@ -296,6 +298,12 @@ def _read(data: Any, source: formats.Source, features: list[str]) -> Any:  # Any
         )
         return data.read_csv(paths, convert_options=convert)
     return data.read_json(paths, lines=True)
+
+
+# A dead actor fails the job rather than being restarted: a rerun resumes from the finished
+# parts, and Ray logs an error-level line for every restartable actor whose constructor
+# arguments sit in the object store (it did so on every successful job).
+_NO_RESTARTS: dict[str, Any] = {"max_restarts": 0}
 
 
 def _actors(ray: Any) -> int:
