@@ -365,6 +365,8 @@ def _record(version: ModelVersion, aliases: list[str]) -> dict[str, Any]:
         "error": version.error,
         "aliases": aliases,
         "source": version.source,
+        "tags": version.tags,
+        "description": version.description,
         "created_at": _iso(version.created_at),
         "trusted_unsafe": (
             {"by": version.trusted_unsafe_by, "at": _iso(version.trusted_unsafe_at)}
@@ -415,6 +417,32 @@ def delete(
         count = len(_all(lambda token: reg.list_versions(parsed.name or "", page_token=token)))
         reg.delete_model(parsed.name, with_aliases=force)
     out.print(f"deleted model {parsed.name} ({count} versions)", markup=False)
+
+
+@app.command()
+def edit(
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION to edit.")],
+    tag: Annotated[list[str], typer.Option(help="key=value to set, repeatable")] = [],  # noqa: B006
+    untag: Annotated[list[str], typer.Option(help="A tag key to remove, repeatable")] = [],  # noqa: B006
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+) -> None:
+    """Change a version's tags and description in the registry.
+
+    The artifact is not touched: its manifest keeps the tags it was saved with.
+    """
+    parsed = ModelRef.parse(ref)
+    if parsed.name is None or parsed.version is None:
+        raise InvalidInput(f"name a version to edit, like churn/3, not {ref!r}")
+    with _registry() as reg:
+        version = reg.update_version(
+            parsed.name,
+            parsed.version,
+            tags=_kv(tag, "tag"),
+            remove_tags=untag,
+            description=description,
+        )
+    tags = " ".join(f"{k}={v}" for k, v in sorted(version.tags.items())) or "(no tags)"
+    out.print(f"{version.name}/{version.version}: {tags}", markup=False, highlight=False)
 
 
 @app.command()

@@ -77,3 +77,21 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
     result = cli(capsys, "--version")
     assert result.code == 0
     assert result.out.strip() == f"modelport {dist_version('modelport')}"
+
+
+def test_tags_and_description_can_be_edited_after_registering(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = cli(
+        capsys, "edit", "churn/1", "--tag", "owner=risk", "--tag", "q=4", "--description", "Q4"
+    )
+    assert done.code == 0, done.err
+    assert done.out.strip() == "churn/1: owner=risk q=4"
+    assert cli(capsys, "edit", "churn/1", "--untag", "q").out.strip() == "churn/1: owner=risk"
+    shown = json.loads(cli(capsys, "info", "churn/1").out)
+    assert shown["registry"]["tags"] == {"owner": "risk"}
+    assert shown["registry"]["description"] == "Q4"
+    bad = cli(capsys, "edit", "churn/1", "--tag", "../x=1")
+    assert bad.code == 2
+    assert "invalid tag key" in bad.err
+    assert cli(capsys, "edit", "churn/9", "--tag", "a=b").code == 3

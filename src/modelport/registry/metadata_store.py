@@ -79,6 +79,16 @@ class MetadataStore(Protocol):
 
     def mark_version_failed(self, name: str, version: int, error: str) -> ModelVersion: ...
 
+    def update_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        tags: Mapping[str, str] | None = None,
+        remove_tags: Sequence[str] = (),
+        description: str | None = None,
+    ) -> ModelVersion: ...
+
     def get_version(self, name: str, version: int) -> ModelVersion: ...
 
     def list_versions(

@@ -305,6 +305,24 @@ class Registry:
         """One version, whatever its status."""
         return self._store.get_version(name, version)
 
+    def update_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        tags: Mapping[str, str] | None = None,
+        remove_tags: Sequence[str] = (),
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Edit a version's tags and description in the registry after registering (the
+        artifact's manifest is immutable and keeps what it was saved with).
+
+        >>> registry.update_version("churn", 3, tags={"owner": "risk"}, description="Q4 retrain")
+        """
+        return self._store.update_version(
+            name, version, tags=tags, remove_tags=remove_tags, description=description
+        )
+
     def list_versions(
         self, name: str, page_token: str | None = None, max_results: int = 100
     ) -> Page[ModelVersion]:

@@ -236,3 +236,18 @@ def test_find_stale_pending(store: SqlStore, make_version: MakeVersion) -> None:
     assert store.find_stale_pending(timedelta(hours=1)) == []
     stale = store.find_stale_pending(timedelta(0))
     assert [(v.name, v.version, v.status) for v in stale] == [("churn", pending, "pending")]
+
+
+def test_update_version_edits_tags_and_description(
+    store: SqlStore, make_version: MakeVersion
+) -> None:
+    version = make_version()
+    updated = store.update_version("churn", version, tags={"owner": "risk", "q": "4"})
+    assert updated.tags == {"owner": "risk", "q": "4"}
+    updated = store.update_version("churn", version, remove_tags=["q"], description="Q4 retrain")
+    assert (updated.tags, updated.description) == ({"owner": "risk"}, "Q4 retrain")
+    assert store.get_version("churn", version).tags == {"owner": "risk"}
+    with pytest.raises(InvalidName, match="invalid tag key"):
+        store.update_version("churn", version, tags={"a/b": "x"})
+    with pytest.raises(VersionNotFound, match="has no version 99"):
+        store.update_version("churn", 99, description="x")

@@ -11,7 +11,7 @@ counter only grows, a deleted version's number is never handed out again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
@@ -195,6 +195,31 @@ class SqlStore(AliasMixin, KeyMixin, MonitoringMixin, RunMixin):
                 raise Conflict(f"model {name!r} version {version} is ready and cannot fail")
             row.status = "failed"
             row.error = error[:_MAX_ERROR_LENGTH]
+            row.updated_at = utcnow()
+            s.flush()
+            return to_version(name, row)
+
+    def update_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        tags: Mapping[str, str] | None = None,
+        remove_tags: Sequence[str] = (),
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Change a version's registry tags (set ``tags``, drop ``remove_tags``) and
+        description. The artifact itself is immutable: its manifest keeps what it was saved
+        with."""
+        new_tags = {validate_name(k, "tag key"): str(v) for k, v in (tags or {}).items()}
+        for key in remove_tags:
+            validate_name(key, "tag key")
+        with self._session(write=True) as s:
+            row = self._version_row(s, name, version, lock=True)
+            merged = {k: v for k, v in dict(row.tags).items() if k not in remove_tags}
+            row.tags = {**merged, **new_tags}
+            if description is not None:
+                row.description = description
             row.updated_at = utcnow()
             s.flush()
             return to_version(name, row)
