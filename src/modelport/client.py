@@ -30,6 +30,22 @@ BINARY_THRESHOLD = 64 * 1024
 _ERRORS: dict[int, type[ModelportError]] = {400: InvalidInput, 404: NotFound, 409: Conflict}
 
 
+class Outputs(dict[str, np.ndarray]):
+    """A model's outputs by name, and which request and version produced them."""
+
+    request_id: str | None
+    """The request's id (``X-Request-ID``): what ``feedback`` labels later."""
+    version: int | None
+    """The model version that answered."""
+
+    def __init__(
+        self, outputs: Mapping[str, np.ndarray], request_id: str | None, version: int | None
+    ) -> None:
+        super().__init__(outputs)
+        self.request_id = request_id
+        self.version = version
+
+
 class Client:
     """Calls a modelport server over HTTP; errors come back as :class:`ModelportError`.
 
@@ -62,12 +78,16 @@ class Client:
         version: int | None = None,
         outputs: list[str] | None = None,
         binary: bool | None = None,
-    ) -> dict[str, np.ndarray]:
+        request_id: str | None = None,
+    ) -> Outputs:
         """Run ``data`` through model ``name`` and return its outputs by name.
 
-        ``data`` is a numpy array (for a model with one input), a DataFrame (one tensor per
-        column) or a dict of arrays keyed by input name. ``binary`` forces the binary tensor
-        extension on or off for inputs and outputs; by default it is used past 64 KiB.
+        ``data`` is a numpy array (for a model with one input), a DataFrame or a list of
+        records (dicts: one tensor per column), or a dict of arrays keyed by input name.
+        ``binary`` forces the binary tensor extension on or off for inputs and outputs; by
+        default it is used past 64 KiB. ``request_id`` is sent as ``X-Request-ID`` (the server
+        makes one otherwise); the result carries it as ``.request_id``, with ``.version``, so
+        that :meth:`feedback` can label the prediction later.
         """
         metadata = self._model(name, version)
         inputs = _cast(_named(name, data, metadata), metadata)
@@ -76,11 +96,30 @@ class Client:
         body, headers = v2.encode_request(
             inputs, outputs=outputs, binary=binary, binary_outputs=binary
         )
+        if request_id is not None:
+            headers = {**headers, "X-Request-ID": request_id}
         response = self._http.post(_path(name, version) + "/infer", content=body, headers=headers)
         _raise_for_status(response)
         length = response.headers.get(v2.HEADER_LENGTH)
-        result, _ = v2.decode_response(response.content, int(length) if length else None)
-        return result
+        result, rest = v2.decode_response(response.content, int(length) if length else None)
+        answered = rest.get("model_version")
+        return Outputs(
+            result,
+            response.headers.get("x-request-id"),
+            int(answered) if isinstance(answered, str) and answered.isdigit() else None,
+        )
+
+    def feedback(self, name: str, labels: Mapping[str, Any]) -> dict[str, Any]:  # Any: JSON
+        """Post the true labels of earlier predictions (request id -> label, or a list of
+        labels for a request of several rows), for live accuracy; returns how many were
+        accepted and the ids the server never logged (``unknown_ids``)."""
+        items = [{"id": rid, "label": _plain(label)} for rid, label in labels.items()]
+        response = self._http.post(
+            f"/v2/models/{quote(name, safe='')}/feedback", json={"labels": items}
+        )
+        _raise_for_status(response)
+        answer: dict[str, Any] = orjson.loads(response.content)  # Any: JSON
+        return answer
 
     def metadata(self, name: str, version: int | None = None) -> dict[str, Any]:  # Any: JSON
         """The model's V2 metadata: versions, platform, inputs and outputs."""
@@ -143,7 +182,14 @@ def _raise_for_status(response: httpx.Response) -> None:
     raise _ERRORS.get(response.status_code, ModelportError)(message)  # an older server
 
 
+def _plain(label: Any) -> Any:  # Any: a JSON value
+    """numpy scalars and arrays as the JSON numbers and lists they stand for."""
+    return label.tolist() if isinstance(label, np.ndarray | np.generic) else label
+
+
 def _named(name: str, data: object, metadata: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    if isinstance(data, list) and data and all(isinstance(r, Mapping) for r in data):
+        data = pd.DataFrame(data)  # records: one tensor per column
     if isinstance(data, pd.DataFrame):
         return {str(c): data[c].to_numpy() for c in data.columns}
     if isinstance(data, Mapping):

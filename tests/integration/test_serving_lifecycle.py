@@ -200,7 +200,7 @@ def test_python_client(tmp_path: Path) -> None:
         registry.register("churn", model, input_example=x[:5])
         registry.register("table", table, input_example=frame.head())
     with (
-        running_server(tmp_path, "churn", "table") as server,
+        running_server(tmp_path, "churn", "table", "--log-sample-rate", "1") as server,
         modelport.Client(server.url) as client,
     ):
         assert client.live()
@@ -214,6 +214,19 @@ def test_python_client(tmp_path: Path) -> None:
         got = client.predict("table", frame.head(9), outputs=["predictions"])
         assert list(got) == ["predictions"]
         np.testing.assert_array_equal(got["predictions"], table.predict(frame.head(9)))
+        # A list of records, a request id of our own, and the label posted back for it.
+        records = frame.head(3).to_dict(orient="records")
+        got = client.predict("table", records, request_id="req-abc")
+        assert (got.request_id, got.version) == ("req-abc", 1)
+        np.testing.assert_array_equal(got["predictions"], table.predict(frame.head(3)))
+        assert client.predict("table", records).request_id  # the server made one
+        truth = [int(v) for v in y[:3]]
+        deadline = time.monotonic() + 30  # the log is written off the request path
+        while (answer := client.feedback("table", {"req-abc": truth}))["accepted"] == 0:
+            assert answer["unknown_ids"] == ["req-abc"]
+            assert time.monotonic() < deadline, "the request was never logged"
+            time.sleep(0.1)
+        assert answer == {"model": "table", "accepted": 1, "unknown_ids": []}
         # Each error comes back as its own class, from the code beside the message.
         with pytest.raises(ModelNotFound, match="model 'nope' not found"):
             client.predict("nope", x[:1])
