@@ -358,3 +358,22 @@ def test_refused_inference_requests_are_counted(server: Server, keys: dict[str, 
     assert call(server, "POST", "/v2/models/churn/infer", other).status_code == 403
     assert refused("401") == before["401"] + 1
     assert refused("403") == before["403"] + 1
+
+
+def test_a_key_for_a_model_follows_it_under_another_served_name(
+    home: Path, keys: dict[str, str], tmp_path: Path
+) -> None:
+    """``--model churn`` names the registry's model: served as ``scorer`` (a deployment
+    file's ``name``), it is still churn, for the routes and for what the key may see."""
+    with modelport.Registry(modelport.Settings(home=home)) as registry:
+        _, churn_only = registry.create_key("churn-only", "predict", model="churn")
+    deployment = tmp_path / "deployment.yaml"
+    deployment.write_text("models:\n  - {ref: churn, name: scorer}\n")
+    env = {"MODELPORT_SERVING__AUTH_CACHE_S": "0"}
+    with running_server(home, "-c", str(deployment), "--auth", env=env) as srv:
+        allowed = call(srv, "POST", "/v2/models/scorer/infer", bearer(churn_only))
+        assert allowed.status_code == 200, allowed.text
+        refused = call(srv, "POST", "/v2/models/scorer/infer", bearer(keys["predict-other"]))
+        assert refused.status_code == 403
+        index = httpx.post(f"{srv.url}/v2/repository/index", headers=bearer(keys["read-other"]))
+        assert index.json() == []

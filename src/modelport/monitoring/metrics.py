@@ -18,7 +18,7 @@ import os
 import resource
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 from prometheus_client import (
@@ -147,18 +147,20 @@ def enable_multiprocess() -> Path:
     return folder
 
 
-def exposition(only_model: str | None = None, serving: Mapping[str, str] | None = None) -> bytes:
+def exposition(
+    only_models: Collection[str] | None = None, serving: Mapping[str, str] | None = None
+) -> bytes:
     """The text a scrape of ``/metrics`` gets: this process, or every worker summed.
 
-    ``only_model`` keeps the samples of that model and those of no model (process CPU and
-    memory), for a caller allowed to see one model only. ``serving`` (model -> the version it
-    serves now, "" for none) drops per-version gauges (load and warm-up time, drift, live
+    ``only_models`` keeps the samples of those (served) models and those of no model (process
+    CPU and memory), for a caller allowed to see one model only. ``serving`` (model -> the
+    version it serves now, "" for none) drops per-version gauges (load and warm-up time, drift, live
     quality) of versions no longer served: they describe a model that is gone. Counters keep
     every version: their history is what rates are computed from.
     """
-    if only_model is None and serving is None:
+    if only_models is None and serving is None:
         return generate_latest(_registry())
-    return generate_latest(_View(_registry(), only_model, serving))
+    return generate_latest(_View(_registry(), only_models, serving))
 
 
 class _View:
@@ -167,14 +169,14 @@ class _View:
     def __init__(
         self,
         registry: CollectorRegistry,
-        only_model: str | None,
+        only_models: Collection[str] | None,
         serving: Mapping[str, str] | None,
     ) -> None:
-        self._registry, self._only, self._serving = registry, only_model, serving
+        self._registry, self._only, self._serving = registry, only_models, serving
 
     def _keeps(self, kind: str, labels: Mapping[str, str]) -> bool:
         model = labels.get("model")
-        if self._only is not None and model is not None and model != self._only:
+        if self._only is not None and model is not None and model not in self._only:
             return False
         if self._serving is not None and kind == "gauge" and "version" in labels:
             return self._serving.get(model or "") == labels["version"]

@@ -84,6 +84,7 @@ def create_app(settings: Settings, specs: list[ModelSpec]) -> ASGIApp:
             default_model=lambda: next(iter(manager.models), None),
             error_body=_error_body_for,
             cache_seconds=settings.serving.auth_cache_s,
+            model_of=manager.registry_name,
         )
     access_log = observe.AccessLog() if settings.serving.access_log else None
     return observe.RequestObserver(app, access_log=access_log)

@@ -48,6 +48,7 @@ Scope_ = Literal["predict", "read", "admin"]
 _OPEN = frozenset({"/v2/health/live", "/v2/health/ready", "/ping", "/health"})
 _CACHE_LIMIT = 10_000
 _KEY_STATE = "modelport_api_key"
+_MODEL_OF_STATE = "modelport_model_of"
 
 
 def visible_model(request: Request) -> str | None:
@@ -57,10 +58,14 @@ def visible_model(request: Request) -> str | None:
     return key.model if isinstance(key, ApiKey) else None
 
 
-def sees(request: Request, model: str) -> bool:
-    """True if this request may see ``model``."""
+def sees(request: Request, served: str) -> bool:
+    """True if this request may see the model served as ``served`` (a key limited to one
+    model sees it under any name it is served as)."""
     only = visible_model(request)
-    return only is None or only == model
+    if only is None:
+        return True
+    model_of = request.scope.get("state", {}).get(_MODEL_OF_STATE)
+    return only == (model_of(served) if callable(model_of) else served)
 
 
 def required_scope(method: str, path: str) -> Scope_ | None:
@@ -107,10 +112,14 @@ class Authenticator:
         default_model: Callable[[], str | None],
         error_body: Callable[[str], ErrorBody],
         cache_seconds: float = 5.0,
+        model_of: Callable[[str], str] = str,
     ) -> None:
         self.app = app
         self._registry = registry
         self._default_model = default_model
+        # The registry name a served name stands for: a key's --model is a registry name,
+        # and a model may be served under another one (deployment.yaml's ``name``).
+        self._model_of = model_of
         self._error_body = error_body
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[ApiKey | None, float]] = {}
@@ -125,7 +134,8 @@ class Authenticator:
         if needed is not None:
             try:
                 key = await self._key(scope)
-                model = model_named(path, self._default_model)
+                served = model_named(path, self._default_model)
+                model = None if served is None else self._model_of(served)
                 if not key.allows(needed, model):
                     raise Forbidden(key.name, needed, model)
                 if key.rate_limit is not None:
@@ -138,7 +148,8 @@ class Authenticator:
                     tag(scope, protocol, "")
                 await self._refuse(scope, send, exc)
                 return
-            scope.setdefault("state", {})[_KEY_STATE] = key
+            state = scope.setdefault("state", {})
+            state[_KEY_STATE], state[_MODEL_OF_STATE] = key, self._model_of
         await self.app(scope, receive, send)
 
     async def _key(self, scope: Scope) -> ApiKey:

@@ -146,6 +146,13 @@ class ModelManager:
         if self._registry is not None:
             self._registry.close()
 
+    def registry_name(self, served: str) -> str:
+        """The registry model a served name stands for (itself for a path, or for a name
+        not served here)."""
+        model = self.models.get(served)
+        ref_name = None if model is None else model.ref.name
+        return ref_name or served
+
     def served(self, name: str) -> ServedModel:
         """The served model called ``name``; 404 if there is none."""
         served = self.models.get(name)

@@ -25,7 +25,7 @@ import logging
 import stat
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -46,7 +46,7 @@ from modelport.monitoring.history import MetricsHistory
 from modelport.monitoring.prediction_log import PredictionLogger
 from modelport.registry import ArtifactStore, ModelVersion
 from modelport.serving._http import json_response
-from modelport.serving.auth import visible_model
+from modelport.serving.auth import sees, visible_model
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.manager import ModelManager, ServedModel, client_reason
 
@@ -138,14 +138,14 @@ class Monitor:
             )
         )
 
-    async def overview(self, only_model: str | None = None) -> dict[str, Any]:
-        """What the dashboard shows: each model (or only ``only_model``), its versions (each
+    async def overview(self, shown: Callable[[str], bool] = lambda name: True) -> dict[str, Any]:
+        """What the dashboard shows: each served model ``shown`` accepts, its versions (each
         with the state of its stored files) and aliases, its charts."""
         manager = self.plane.manager
         models = []
         pending: list[tuple[dict[str, Any], Future[str | None]]] = []
         for name, served in manager.models.items():
-            if only_model is not None and name != only_model:
+            if not shown(name):
                 continue
             entry: dict[str, Any] = dict(manager.status(served))
             entry.pop("batching", None)
@@ -179,7 +179,8 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
     """The monitoring routes, bound to ``monitor``."""
 
     async def metrics_text(request: Request) -> Response:
-        only = visible_model(request)
+        names = monitor.plane.manager.models
+        only = None if visible_model(request) is None else {n for n in names if sees(request, n)}
         serving = {
             name: "" if s.current.version is None else str(s.current.version)
             for name, s in monitor.plane.manager.models.items()
@@ -230,7 +231,7 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
         )
 
     async def ui_models(request: Request) -> Response:
-        return json_response(await monitor.overview(visible_model(request)))
+        return json_response(await monitor.overview(lambda name: sees(request, name)))
 
     async def ui_config(request: Request) -> Response:
         return json_response({"auth": monitor.plane.settings.auth})
