@@ -89,8 +89,7 @@ def load_deployment(path: Path) -> Deployment:
     if unknown:  # a misspelled setting would otherwise be ignored without a word
         known = ", ".join(ServingSettings.model_fields)
         raise InvalidInput(
-            f"deployment file {str(path)!r}: serving.{unknown[0]}: unknown setting "
-            f"(known: {known})"
+            f"deployment file {str(path)!r}: serving.{unknown[0]}: unknown setting (known: {known})"
         )
     try:
         ServingSettings.model_validate(deployment.serving)
