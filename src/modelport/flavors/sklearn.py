@@ -9,12 +9,22 @@ Files written into the artifact's flavor folder:
 
 ``trust_unsafe=True`` (given only for versions a person registered as trusted) skips the
 allow-list: pickles are then loaded as they are, running whatever they name.
+
+skops is imported through :func:`_skops_io`, which gives it default trust lists without
+scikit-learn's estimators: skops builds that list with ``all_estimators()``, which imports every
+scikit-learn module (and PyTorch, when installed), costing seconds and hundreds of MB in every
+process that loads a model. Every scikit-learn type a skops file names must then be on the
+allow-list by exact name, and the allow-list names all of them.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import pickle
+import sys
+import threading
+import types
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +41,11 @@ FILE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 
 _FILES = {"skops": "model.skops", "joblib": "model.joblib", "pickle": "model.pkl"}
 T = TypeVar("T")
+
+# skops's module of default trust lists, and its lists of scikit-learn types (left empty here).
+SKOPS_DEFAULTS = "skops.io._trusted_types"
+SKOPS_SKLEARN_LISTS = ("SKLEARN_ESTIMATOR_TYPE_NAMES", "SKLEARN_INTERNAL_TYPE_NAMES")
+_skops_import = threading.Lock()
 
 
 def handles(model: object) -> bool:
@@ -82,7 +97,7 @@ def save(model: object, path: Path, options: Options, *, trust_unsafe: bool = Fa
 def _write(model: object, path: Path, serialization: str) -> None:
     file = path / _FILES[serialization]
     if serialization == "skops":
-        import_framework("skops.io", "skops", "sklearn").dump(model, file)
+        _skops_io().dump(model, file)
     elif serialization == "joblib":
         import_framework("joblib", "joblib", "sklearn").dump(model, file)
     else:
@@ -103,7 +118,7 @@ def load(
     if trust_unsafe:
         model = _load_unguarded(file, serialization)
     elif serialization == "skops":
-        sio = import_framework("skops.io", "skops", "sklearn")
+        sio = _skops_io()
         trusted = _check_skops_types(file, sio)
         model = _read_skops(file, lambda: sio.load(file, trusted=trusted))
     elif serialization == "joblib":
@@ -116,7 +131,7 @@ def load(
 def _load_unguarded(file: Path, serialization: str) -> Any:  # Any: whatever the file holds
     """Load without the allow-list: only for files a person registered as trusted."""
     if serialization == "skops":
-        sio = import_framework("skops.io", "skops", "sklearn")
+        sio = _skops_io()
         return sio.load(file, trusted=sio.get_untrusted_types(file=file))
     joblib = import_framework("joblib", "joblib", "sklearn")
     # joblib's reader takes plain pickles as well.
@@ -143,7 +158,7 @@ def _guard(file: Path, serialization: str) -> None:
     """Raise UnsafeArtifact if ``file`` names a type or global outside the allow-list; reads
     names only, constructing nothing from the file."""
     if serialization == "skops":
-        _check_skops_types(file, import_framework("skops.io", "skops", "sklearn"))
+        _check_skops_types(file, _skops_io())
     elif serialization == "joblib":
         _pickle_guard.scan_joblib(file)
     else:
@@ -167,9 +182,105 @@ def _check_loadable(file: Path, serialization: str) -> None:
         ) from None
 
 
+def _skops_io() -> Any:  # Any: skops is untyped
+    """``skops.io``, imported with :func:`skops_defaults` in place of its own module of
+    default trust lists (unless skops was imported before, or its module holds names the
+    stand-in lacks: then skops's own, slower but the same for what modelport trusts)."""
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    import_framework("skops", "skops", "sklearn")
+    with _skops_import:
+        if "skops.io" not in sys.modules:
+            stand_in = sys.modules.setdefault(SKOPS_DEFAULTS, skops_defaults())
+            try:
+                importlib.import_module("skops.io")
+            except ImportError:  # another skops release: its module defines other names
+                if sys.modules.get(SKOPS_DEFAULTS) is stand_in:
+                    del sys.modules[SKOPS_DEFAULTS]
+    return import_framework("skops.io", "skops", "sklearn")
+
+
+def skops_defaults() -> types.ModuleType:
+    """A stand-in for ``skops.io._trusted_types``: skops's default trust lists for Python,
+    numpy and scipy types, built as skops 0.16 builds them, and empty lists of scikit-learn
+    types (:data:`SKOPS_SKLEARN_LISTS`).
+
+    skops lists scikit-learn estimators with ``all_estimators()``, which imports every
+    scikit-learn module, and PyTorch too when it is installed (``pkgutil`` imports scikit-learn's
+    bundled array-API package for it to walk). Without those lists, ``get_untrusted_types``
+    reports every scikit-learn type a file names, and :func:`_check_skops_types` requires each
+    on the allow-list by exact name. The allow-list names every type skops's lists hold, so
+    what loads is unchanged; ``tests/unit/flavors/test_imports_skops.py`` checks that, and
+    that the other lists equal skops's own.
+
+    The lists are computed when skops imports them, with skops's own helpers (the module is
+    read while ``skops.io`` is being imported, when ``skops.io._utils`` already is).
+    """
+    module = types.ModuleType(SKOPS_DEFAULTS, skops_defaults.__doc__)
+    values: dict[str, Any] = {}  # Any: lists of names or of types
+
+    def lookup(name: str) -> Any:
+        if not values:
+            values.update(_skops_default_lists())
+        try:
+            return values[name]
+        except KeyError:
+            raise AttributeError(f"module {SKOPS_DEFAULTS!r} has no attribute {name!r}") from None
+
+    module.__getattr__ = lookup  # type: ignore[method-assign]
+    return module
+
+
+def _skops_default_lists() -> dict[str, Any]:  # Any: lists of names or of types
+    """What ``skops/io/_trusted_types.py`` (skops 0.16) defines, less the scikit-learn walk."""
+    import warnings
+
+    import scipy.special
+    from skops.io._utils import get_public_type_names, get_type_name
+    from skops.utils._fixes import get_scipy_ufunc_wrapper_type
+
+    primitives: list[type[Any]] = [int, float, str, bool]
+    containers: list[type[Any]] = [list, set, map, tuple]
+    with warnings.catch_warnings():
+        # scipy reports ufuncs in numpy.core, which warns that it was renamed.
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        scipy_ufuncs = get_public_type_names(module=scipy.special, oftype=np.ufunc)
+        wrapper = get_scipy_ufunc_wrapper_type()
+        if wrapper is not None:
+            scipy_ufuncs = sorted(
+                set(scipy_ufuncs) | set(get_public_type_names(module=scipy.special, oftype=wrapper))
+            )
+    bit_generators = sorted(
+        f"numpy.random.{attr}"
+        for attr in dir(np.random)
+        if isinstance(obj := getattr(np.random, attr), type)
+        and issubclass(obj, np.random.BitGenerator)
+        and obj is not np.random.BitGenerator
+    )
+    dtypes = sorted(
+        {
+            type_name
+            for dtype in np.sctypeDict.values()
+            if (type_name := get_type_name(dtype)).startswith("numpy")
+        }
+    )
+    return {
+        "PRIMITIVES_TYPES": primitives,
+        "PRIMITIVE_TYPE_NAMES": ["builtins." + t.__name__ for t in primitives],
+        "CONTAINER_TYPES": containers,
+        "CONTAINER_TYPE_NAMES": ["builtins." + t.__name__ for t in containers],
+        **{name: [] for name in SKOPS_SKLEARN_LISTS},
+        "SCIPY_UFUNC_TYPE_NAMES": scipy_ufuncs,
+        "NUMPY_UFUNC_TYPE_NAMES": get_public_type_names(module=np, oftype=np.ufunc),
+        "NUMPY_RANDOM_BIT_GENERATOR_TYPE_NAMES": bit_generators,
+        "NUMPY_DTYPE_TYPE_NAMES": dtypes,
+    }
+
+
 def _check_skops_types(file: Path, sio: Any) -> list[str]:
-    """The skops file's types outside skops's own defaults, each of which must be on the
-    pickle allow-list by exact name."""
+    """The skops file's types outside skops's defaults (which hold no scikit-learn type when
+    :func:`_skops_io` imported skops), each of which must be on the pickle allow-list by exact
+    name."""
     unknown: list[str] = _read_skops(file, lambda: list(sio.get_untrusted_types(file=file)))
     refused = _pickle_guard.untrusted_type_names(unknown)
     if refused:
