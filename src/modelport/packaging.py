@@ -28,9 +28,11 @@ from modelport.artifact.manifest import MANIFEST_FILE, Manifest, read_manifest
 from modelport.artifact.profile import build_profile
 from modelport.artifact.signature import (
     Signature,
+    TextTable,
     example_from_json,
     example_to_json,
     infer_signature,
+    with_names_of,
 )
 from modelport.artifact.signing import VerifiedArtifact, trusted_signature, verify_artifact
 from modelport.artifact.staging import staging_dir
@@ -44,6 +46,8 @@ from modelport.errors import (
     InvalidInput,
     ModelportError,
     PredictionFailed,
+    SignatureError,
+    UnsupportedModel,
 )
 from modelport.flavors import Flavor, Predictor, flavor_for_file, flavor_for_model, get_flavor
 from modelport.ref import validate_name
@@ -181,6 +185,8 @@ def save(
     target = Path(path)
     model_name = validate_name(name or target.name)
     chosen = get_flavor(flavor) if flavor else flavor_for_model(model)
+    if flavor:
+        _require_model(chosen, model)
     signature, example = _signature_for(chosen, model, input_example)
     with staging_dir(target) as tmp:
         options = dict(flavor_options or {})
@@ -384,6 +390,7 @@ def import_artifact(
             return _copy_artifact(unpacked, Path(path), name, metrics, tags, description)
     chosen = flavor_for_file(src)
     model = chosen.read_file(src, **_trusting(chosen.read_file, trust_unsafe))
+    _require_model(chosen, model, src.name)
     return save(
         model,
         path,
@@ -428,11 +435,27 @@ def _copy_artifact(
     return updated
 
 
+def _require_model(flavor: Flavor, model: object, source: str | None = None) -> None:
+    """Refuse what is not a model (a pickled dict, say) before anything is written: what
+    neither the flavor handles nor has a ``predict`` would only fail when first used."""
+    if flavor.handles(model) or callable(getattr(model, "predict", None)):
+        return
+    where = f" read from {source!r}" if source else ""
+    raise UnsupportedModel(
+        f"a {type(model).__qualname__}{where}: it is not a model (it has no predict method)"
+    )
+
+
 def _signature_for(
     flavor: Flavor, model: object, example: object
 ) -> tuple[Signature, dict[str, np.ndarray] | None]:
     if example is not None:
+        own = _model_signature(flavor, model)
         signature = infer_signature(example)
+        if isinstance(example, TextTable):  # text (a CSV file): read with the model's types
+            signature = _text_signature(signature, own, example)
+        elif not isinstance(example, Mapping):  # a bare array maps onto a single input
+            signature = with_names_of(signature, own)
         return signature, _coerce(signature, example, "input_example")
     inferred = flavor.infer_signature(model)
     if inferred is None:
@@ -440,6 +463,26 @@ def _signature_for(
             f"cannot tell what a {type(model).__name__} takes as input; pass input_example="
         )
     return inferred, None
+
+
+def _model_signature(flavor: Flavor, model: object) -> Signature | None:
+    """What the model says it takes, as a hint beside an example; None if it cannot say."""
+    try:
+        return flavor.infer_signature(model)
+    except Exception:  # a flavor's guess must never stop a save that has an example
+        return None
+
+
+def _text_signature(inferred: Signature, own: Signature | None, table: TextTable) -> Signature:
+    """A CSV example's signature: the model's own column types where it has them (a code
+    column it encodes as text stays text), else the types the text suggests."""
+    if own is None or own.kind != "columns" or not set(own.input_names) <= set(table.names):
+        return inferred
+    try:
+        own.coerce(table)
+    except SignatureError:
+        return inferred
+    return Signature("columns", own.inputs)
 
 
 def _coerce(signature: Signature, data: object, what: str) -> dict[str, np.ndarray]:

@@ -1,8 +1,12 @@
 """Reading model input from files and writing predictions as JSON, for the CLI and scripts.
 
-Input files: ``.csv`` (a header row, one row per record), ``.json`` (a list of records, a
-dict of columns or named tensors, ``{"inputs": {...}}``, or a nested list for a single tensor
-input) and ``.jsonl`` (one record per line).
+Input files: ``.csv`` (a header row, one row per record), ``.json`` (a list of records, one
+record, a dict of columns or named tensors, ``{"inputs": {...}}``, or a nested list for a single
+tensor input) and ``.jsonl`` (one record per line).
+
+A CSV file is text: it is read as a :class:`~modelport.artifact.signature.TextTable`, whose
+cells the model's signature reads as its own dtypes (``007`` in a text column stays
+``"007"``), by the same rule as every other input. JSON values keep their JSON types.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from modelport.artifact.signature import TextTable
 from modelport.errors import InvalidInput
 
 INPUT_SUFFIXES = (".csv", ".json", ".jsonl")
 
 
 def read_input_file(path: str | Path) -> object:
-    """Load a file of model input in a form ``LoadedModel.predict`` accepts."""
+    """Load a file of model input in a form ``LoadedModel.predict`` accepts (a CSV file: a
+    :class:`~modelport.artifact.signature.TextTable`, read by the model's signature)."""
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix not in INPUT_SUFFIXES:
@@ -31,9 +37,7 @@ def read_input_file(path: str | Path) -> object:
         raise InvalidInput(f"input file {str(file)!r} does not exist")
     try:
         if suffix == ".csv":
-            import pandas as pd  # only here: most commands never read a CSV
-
-            return pd.read_csv(file)
+            return TextTable.read_csv(file)
         text = file.read_text(encoding="utf-8")
         if suffix == ".jsonl":
             return [json.loads(line) for line in text.splitlines() if line.strip()]

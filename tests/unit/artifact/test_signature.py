@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,9 +12,13 @@ import pytest
 from modelport.artifact.signature import (
     Signature,
     TensorSpec,
+    TextTable,
+    closest_name,
     example_from_json,
     example_to_json,
+    fit_values,
     infer_signature,
+    with_names_of,
 )
 from modelport.errors import InvalidInput, SignatureError
 
@@ -99,15 +106,16 @@ def test_number_where_string_expected(table: Signature) -> None:
         table.coerce({"age": [1.0], "plan": [3], "seats": [1]})
 
 
-def test_float_to_int_is_refused(table: Signature) -> None:
+def test_a_fraction_for_an_int_is_refused_naming_it(table: Signature) -> None:
     with pytest.raises(
-        SignatureError, match=r"input 'seats': expected int64, got float64 which cannot be safely"
+        SignatureError,
+        match=r"^input 'seats': expected int64, got 1.5 which is not a whole number$",
     ):
-        table.coerce({"age": [1.0], "plan": ["x"], "seats": np.array([1.5])})
+        table.coerce({"age": [1.0], "plan": ["x"], "seats": np.array([2.0, 1.5])})
 
 
 def test_null_in_int_column_is_refused(table: Signature) -> None:
-    with pytest.raises(SignatureError, match=r"input 'seats': expected int64, got null values"):
+    with pytest.raises(SignatureError, match=r"^input 'seats': expected int64, got null$"):
         table.coerce({"age": [1.0, 2.0], "plan": ["x", "y"], "seats": [1, None]})
 
 
@@ -133,14 +141,14 @@ def test_float64_to_float32_is_allowed() -> None:
 def test_int_narrowing_checks_the_range() -> None:
     sig = Signature("tensors", (TensorSpec("input", "int8", (-1,)),))
     assert sig.coerce(np.array([1, 2], dtype=np.int64))["input"].dtype == np.int8
-    with pytest.raises(SignatureError, match=r"expected int8, got int64 values outside its range"):
+    with pytest.raises(SignatureError, match=r"expected int8, got 1000 which is outside its range"):
         sig.coerce(np.array([1000], dtype=np.int64))
 
 
 def test_int_to_unsigned_checks_the_range() -> None:
     sig = Signature("tensors", (TensorSpec("input", "uint8", (-1,)),))
     assert sig.coerce([0, 255])["input"].dtype == np.uint8
-    with pytest.raises(SignatureError, match=r"expected uint8, got int64 values outside its range"):
+    with pytest.raises(SignatureError, match=r"expected uint8, got -1 which is outside its range"):
         sig.coerce([-1, 3])
 
 
@@ -201,3 +209,214 @@ def test_example_json_roundtrip_keeps_nan(table: Signature) -> None:
     back = example_from_json(table, example_to_json(table, data))
     np.testing.assert_array_equal(back["age"], data["age"])
     assert back["plan"].tolist() == ["a", "b"]
+
+
+# --- one rule for every way in (issue 14) ------------------------------------------------
+
+
+def test_a_whole_float_is_an_int_losslessly(table: Signature) -> None:
+    out = table.coerce([{"age": 1.0, "plan": "x", "seats": 2005.0}])
+    assert out["seats"].dtype == np.int64
+    assert out["seats"].tolist() == [2005]
+
+
+@pytest.mark.parametrize(
+    ("seats", "message"),
+    [
+        (np.array([np.inf]), "got inf which is not a whole number"),
+        (np.array([np.nan]), "got NaN"),
+        ([10**20], "got 100000000000000000000 which is outside its range"),
+        ([1e20], "got 100000000000000000000 which is outside its range"),
+        ([2**63], "got 9223372036854775808 which is outside its range"),
+        ([2**64 - 1], "got 18446744073709551615 which is outside its range"),
+    ],
+)
+def test_values_an_int_cannot_hold_are_named(
+    table: Signature, seats: list[object], message: str
+) -> None:
+    n = len(seats)
+    with pytest.raises(SignatureError, match=f"^input 'seats': expected int64, {message}$"):
+        table.coerce({"age": [1.0] * n, "plan": ["x"] * n, "seats": seats})
+
+
+def test_int64_bounds_are_exact() -> None:
+    sig = Signature("tensors", (TensorSpec("input", "int64", (-1,)),))
+    assert sig.coerce([2**63 - 1, -(2**63)])["input"].tolist() == [2**63 - 1, -(2**63)]
+    assert sig.coerce(np.array([-(2.0**63)]))["input"].tolist() == [-(2**63)]
+    with pytest.raises(SignatureError, match="outside its range"):
+        sig.coerce(np.array([2.0**63]))
+
+
+def test_fit_values_marks_each_value_that_does_not_fit() -> None:
+    spec = TensorSpec("year", "int64")
+    fitted = fit_values(spec, np.array([2005.0, 2001.5, np.nan, 1e30]))
+    assert fitted.unfit is not None
+    assert fitted.unfit.tolist() == [False, True, True, True]
+    assert fitted.values[0] == 2005
+    assert fitted.reason(1) == "expected int64, got 2001.5 which is not a whole number"
+    assert fitted.reason(2) == "expected int64, got NaN"
+    assert fitted.reason(3).endswith("which is outside its range")
+    nulls = np.array([False, True])
+    fitted = fit_values(spec, np.array([7, 0]), nulls)
+    assert fitted.unfit is not None
+    assert fitted.unfit.tolist() == [False, True]
+    assert fitted.reason(1) == "expected int64, got null"
+    floats = fit_values(TensorSpec("x", "float64"), np.array([1, 0]), nulls)
+    assert floats.unfit is None
+    assert np.isnan(floats.values[1])
+
+
+def test_a_missing_string_is_none_whatever_pandas_writes(table: Signature) -> None:
+    frame = pd.DataFrame({"age": [1.0, 2.0], "plan": pd.Series(["a", None], dtype="str")})
+    out = table.coerce(frame.assign(seats=[1, 2]))
+    assert out["plan"].tolist() == ["a", None]
+
+
+def test_one_record_is_one_row(table: Signature) -> None:
+    out = table.coerce({"age": 3.0, "plan": "pro", "seats": 2})
+    assert {k: v.tolist() for k, v in out.items()} == {"age": [3.0], "plan": ["pro"], "seats": [2]}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [pd.DataFrame({"age": [], "plan": [], "seats": []}), [], {"age": [], "plan": [], "seats": []}],
+)
+def test_no_rows_is_refused(table: Signature, data: object) -> None:
+    with pytest.raises(SignatureError, match=r"^the input has no rows: nothing to predict$"):
+        table.coerce(data)
+
+
+@pytest.mark.parametrize(
+    ("given", "hint"),
+    [
+        ("Plan", "the input has 'Plan' (did you mean 'plan'?)"),
+        ("plam", "the input has 'plam' (did you mean 'plan'?)"),
+        ("colour", "unknown: 'colour'"),
+    ],
+)
+def test_a_misnamed_column_is_named(table: Signature, given: str, hint: str) -> None:
+    frame = pd.DataFrame({"age": [1.0], given: ["x"], "seats": [1]})
+    with pytest.raises(SignatureError, match=rf"^missing input 'plan' .*; {re.escape(hint)}$"):
+        table.coerce(frame)
+    with pytest.raises(
+        SignatureError, match=rf"^record 0 is missing input 'plan'; {re.escape(hint)}$"
+    ):
+        table.coerce([{"age": 1.0, given: "x", "seats": 1}])
+
+
+def test_closest_name() -> None:
+    assert closest_name("year", ["Year", "code"]) == "Year"
+    assert closest_name("year", ["yaer"]) == "yaer"
+    assert closest_name("year", ["code", "id"]) is None
+
+
+# --- text cells (CSV) ----------------------------------------------------------------------
+
+
+def test_text_cells_are_read_as_the_signatures_dtypes(table: Signature) -> None:
+    text = TextTable({"age": ["31", " 4.5"], "plan": ["007", ""], "seats": ["2005.0", "3"]})
+    out = table.coerce(text)
+    assert out["age"].tolist() == [31.0, 4.5]
+    assert out["plan"].tolist() == ["007", None]  # text stays text; an empty cell is missing
+    assert out["seats"].dtype == np.int64
+    assert out["seats"].tolist() == [2005, 3]
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        (["lots"], "expected int64, got 'lots' which is not a number"),
+        (["2001.5"], "expected int64, got 2001.5 which is not a whole number"),
+        ([""], "expected int64, got null"),
+        (["123456789012345678901"], "expected int64, got 123456789012345678901 which is outside"),
+    ],
+)
+def test_text_cells_follow_the_one_rule(table: Signature, cells: list[str], message: str) -> None:
+    text = TextTable({"age": ["1"], "plan": ["x"], "seats": cells})
+    with pytest.raises(SignatureError, match=f"^input 'seats': {message}"):
+        table.coerce(text)
+
+
+def test_a_large_integer_in_text_stays_exact() -> None:
+    sig = Signature("columns", (TensorSpec("id", "int64"),))
+    assert sig.coerce(TextTable({"id": ["9007199254740993"]}))["id"].tolist() == [2**53 + 1]
+
+
+def test_text_cells_fill_a_tensor_in_file_order() -> None:
+    sig = Signature("tensors", (TensorSpec("input", "float32", (-1, 2)),))
+    out = sig.coerce(TextTable({"b": ["1", "2"], "a": ["3", "nan"]}))
+    assert out["input"].dtype == np.float32
+    np.testing.assert_array_equal(out["input"], [[1, 3], [2, np.nan]])
+
+
+def test_read_csv_keeps_every_cell_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text('code,year,note\n007,2005.0,"a, b"\n010,,\n')
+    table = TextTable.read_csv(path)
+    assert table.columns == {
+        "code": ["007", "010"],
+        "year": ["2005.0", ""],
+        "note": ["a, b", ""],
+    }
+    sig = infer_signature(table)  # no model to ask: codes with leading zeros stay text
+    assert [(s.name, s.dtype) for s in sig.inputs] == [
+        ("code", "str"),
+        ("year", "float64"),
+        ("note", "str"),
+    ]
+
+
+# --- categorical columns --------------------------------------------------------------------
+
+
+@pytest.fixture
+def categorical() -> Signature:
+    frame = pd.DataFrame(
+        {
+            "plan": pd.Categorical(["pro", "basic"], categories=["pro", "basic", "max"]),
+            "tier": pd.Categorical([1, 3]),
+        }
+    )
+    return infer_signature(frame)
+
+
+def test_a_category_column_records_its_categories(categorical: Signature) -> None:
+    assert categorical.inputs == (
+        TensorSpec("plan", "str", (-1,), ("pro", "basic", "max")),
+        TensorSpec("tier", "int64", (-1,), (1, 3)),
+    )
+    assert Signature.from_dict(categorical.to_dict()) == categorical
+    assert "categories" not in TensorSpec("x", "float64").to_dict()  # as before: unchanged
+
+
+def test_categorical_values_are_plain_values_among_the_categories(
+    categorical: Signature,
+) -> None:
+    out = categorical.coerce([{"plan": "max", "tier": 3}, {"plan": None, "tier": 1.0}])
+    assert out["plan"].tolist() == ["max", None]
+    assert out["tier"].tolist() == [3, 1]
+    frame = pd.DataFrame({"plan": pd.Categorical(["pro"]), "tier": pd.Categorical([1])})
+    assert categorical.coerce(frame)["plan"].tolist() == ["pro"]
+    with pytest.raises(
+        SignatureError,
+        match=r"^input 'plan': 'platinum' is not one of its categories \('pro', 'basic', 'max'\)$",
+    ):
+        categorical.coerce([{"plan": "platinum", "tier": 1}])
+    with pytest.raises(SignatureError, match=r"^input 'tier': 2 is not one of its categories"):
+        categorical.coerce([{"plan": "pro", "tier": 2}])
+
+
+def test_an_old_signature_without_categories_reads_as_before() -> None:
+    old = {"kind": "columns", "inputs": [{"name": "a", "dtype": "str", "shape": [-1]}]}
+    assert Signature.from_dict(old).inputs == (TensorSpec("a", "str"),)
+
+
+def test_a_bare_array_example_takes_the_models_single_input_name() -> None:
+    example = infer_signature(np.zeros((2, 4), dtype=np.float32))
+    model = Signature("tensors", (TensorSpec("X", "float32", (-1, 4)),))
+    assert with_names_of(example, model).input_names == ["X"]
+    two = Signature("tensors", (TensorSpec("a", "float32"), TensorSpec("b", "float32")))
+    assert with_names_of(example, two) == example
+    assert with_names_of(example, None) == example
+    table = Signature("columns", (TensorSpec("x", "float64"),))
+    assert with_names_of(example, table) == example  # a column name is not a tensor's

@@ -1,6 +1,8 @@
 """MLflow scoring server ``/invocations`` bodies (the MLflow 2 protocol).
 
 ``text/csv``: a table with a header row, as ``pandas.DataFrame.to_csv(index=False)`` writes it.
+Its cells are text, read as the signature's dtypes (as ``modelport predict`` reads a CSV file):
+``007`` in a text column stays ``"007"``, ``2005.0`` in an integer column is 2005.
 
 ``application/json``: an object with exactly one of these keys (and optionally ``params``)::
 
@@ -31,7 +33,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from modelport.artifact.signature import Signature
+from modelport.artifact.signature import Signature, TextTable
 from modelport.errors import InvalidInput
 from modelport.serving.codecs import tfserving
 
@@ -54,7 +56,7 @@ def decode_request(body: bytes, content_type: str, signature: Signature) -> obje
     if charset not in ("", "utf-8", "utf8"):
         raise InvalidInput("The scoring server only supports UTF-8")
     if mime == CONTENT_TYPE_CSV:
-        return _read_csv(body, signature)
+        return _read_csv(body)
     if mime != CONTENT_TYPE_JSON:
         raise InvalidInput(
             f"This predictor only supports the following content types: Types: {CONTENT_TYPES}."
@@ -128,12 +130,11 @@ def _records_frame(value: object) -> pd.DataFrame:
     return pd.DataFrame(value)
 
 
-def _read_csv(body: bytes, signature: Signature) -> pd.DataFrame:
-    # Read string columns as strings, so "007" stays "007" (MLflow passes the schema's types).
-    text = {s.name: str for s in signature.inputs if s.dtype == "str"}
+def _read_csv(body: bytes) -> TextTable:
+    # Cells stay text until the signature reads them (MLflow passes the schema's types).
     try:
-        return pd.read_csv(io.BytesIO(body), dtype=text)
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        return TextTable.read_csv(io.BytesIO(body))
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
         raise InvalidInput(
             "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid"
             " CSV-formatted Pandas DataFrame produced using the `pandas.DataFrame.to_csv()`"

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelport.artifact.signature import Signature
+from modelport.artifact.signature import Signature, TensorSpec, fit_values
 from modelport.errors import InvalidInput, ModelportError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -323,20 +323,32 @@ def _from_json(label: str, datatype: str, shape: list[int], data: object) -> np.
             raise InvalidInput(f"{label}: {datatype} data must be numbers or null")
         raw, kind = np.asarray(data, dtype=target), "f"
     elif kind in "fO" and target.kind in "iu":
-        # Ints with no common numpy type (1 and 2**64 - 1) arrive as floats or objects.
+        # Ints with no common numpy type (1 and 2**64 - 1) arrive as floats or objects, and
+        # a whole float (2005.0) is an integer written another way: the one rule of
+        # ``fit_values`` takes both exactly, and names a value that is neither.
         raw = np.asarray(data, dtype=object)
-        if all(type(v) is int for v in raw.flat):
-            try:
-                raw, kind = raw.astype(target), target.kind
-            except OverflowError:
-                raise InvalidInput(f"{label}: values out of range for {datatype}") from None
+        if all(type(v) in (int, float) for v in raw.flat):
+            fitted = fit_values(TensorSpec(label, _DTYPES[datatype], ()), raw)
+            if fitted.unfit is not None:
+                raise _unfit_integer(label, datatype, raw.flat[np.argmax(fitted.unfit)])
+            raw, kind = fitted.values, target.kind
     if kind not in _ALLOWED_KINDS[target.kind]:
         raise InvalidInput(f"{label}: {datatype} data must be {_WANTED[target.kind]}")
     if target.kind in "iu" and raw.dtype != target:
         info = np.iinfo(target)
-        if raw.min() < info.min or raw.max() > info.max:
-            raise InvalidInput(f"{label}: values out of range for {datatype}")
+        outside = (raw < info.min) | (raw > info.max)
+        if outside.any():
+            raise _unfit_integer(label, datatype, raw.flat[np.argmax(outside)])
     return raw.astype(target, copy=False).reshape(shape)
+
+
+def _unfit_integer(label: str, datatype: str, value: object) -> InvalidInput:
+    """A value an integer tensor cannot hold, named: a fraction, or one out of range."""
+    number = value.item() if isinstance(value, np.generic) else value
+    if isinstance(number, float) and not (math.isfinite(number) and number.is_integer()):
+        return InvalidInput(f"{label}: {datatype} data must be integers, got {number!r}")
+    shown = int(number) if isinstance(number, float) else number
+    return InvalidInput(f"{label}: values out of range for {datatype}, got {shown}")
 
 
 def _from_binary(label: str, datatype: str, shape: list[int], raw: memoryview) -> np.ndarray:

@@ -7,8 +7,8 @@ import orjson
 import pandas as pd
 import pytest
 
-from modelport.artifact.signature import Signature
-from modelport.errors import InvalidInput
+from modelport.artifact.signature import Signature, TextTable
+from modelport.errors import InvalidInput, SignatureError
 from modelport.serving.codecs import mlflow
 
 JSON = "application/json"
@@ -50,12 +50,22 @@ def test_instances_and_inputs(single: Signature, multi: Signature, table: Signat
 
 
 def test_csv(table: Signature) -> None:
-    body = b"age,city\n3,007\n4,y\n"
+    body = b"age,city\n3,007\n4.0,y\n"
     data = mlflow.decode_request(body, "text/csv; charset=utf-8", table)
-    assert isinstance(data, pd.DataFrame)
+    assert isinstance(data, TextTable)
     got = table.coerce(data)
-    assert got["age"].tolist() == [3, 4]
+    assert got["age"].tolist() == [3, 4]  # 4.0 is a whole number: lossless for an int
     assert got["city"].tolist() == ["007", "y"]  # read as text, per the signature
+
+
+def test_csv_cells_follow_the_one_rule(table: Signature) -> None:
+    for body, message in [
+        (b"age,city\n3.5,x\n", r"^input 'age': expected int64, got 3.5 which is not a whole"),
+        (b"age,city\nold,x\n", r"^input 'age': expected int64, got 'old' which is not a number$"),
+        (b"age,city\n,x\n", r"^input 'age': expected int64, got null$"),
+    ]:
+        with pytest.raises(SignatureError, match=message):
+            table.coerce(mlflow.decode_request(body, "text/csv", table))
 
 
 @pytest.mark.parametrize(

@@ -206,10 +206,15 @@ MALFORMED: list[tuple[bytes, int | None, str]] = [
     (_body({**X, "data": [1, "a"]}), None, "FP32 data must be numbers"),
     (_body({**X, "data": [True, False]}), None, "FP32 data must be numbers"),
     (_body({**X, "datatype": "INT8", "data": [1, 300]}), None, "out of range for INT8"),
-    (_body({**X, "datatype": "UINT8", "data": [-1, 3]}), None, "out of range for UINT8"),
+    (_body({**X, "datatype": "UINT8", "data": [-1, 3]}), None, "out of range for UINT8, got -1"),
     (_body({**X, "datatype": "UINT64", "data": [-1, 2**64 - 1]}), None, "out of range for UINT64"),
     (_body({**X, "datatype": "INT64", "data": [1, 2**64 - 1]}), None, "out of range for INT64"),
-    (_body({**X, "datatype": "INT32", "data": [1.5, 2]}), None, "INT32 data must be integers"),
+    (_body({**X, "datatype": "INT32", "data": [2.0, 1.5]}), None, "must be integers, got 1.5"),
+    (
+        _body({**X, "datatype": "INT64", "data": [1e20, 1]}),
+        None,
+        "out of range for INT64, got 100000000000000000000",
+    ),
     (_body({**X, "datatype": "INT32", "data": [None, 2]}), None, "must be integers"),
     (_body({**X, "datatype": "BOOL", "data": [1, 0]}), None, "BOOL data must be true/false"),
     (_body({**X, "datatype": "BYTES", "data": [1, 2]}), None, "BYTES data must be strings"),
@@ -352,3 +357,10 @@ def test_outputs_of_any_layout_and_text_type() -> None:
 def test_outputs_v2_cannot_carry() -> None:
     with pytest.raises(ModelportError, match="tensor 'd' has dtype datetime64"):
         v2.encode_response("m", None, {"d": np.array(["2024-01-01"], dtype="datetime64[D]")}, None)
+
+
+def test_whole_floats_are_integers_losslessly() -> None:
+    """2005.0 for an INT64 tensor is 2005, by the same rule as every other input."""
+    got = v2.decode_request(_body({**X, "datatype": "INT64", "data": [2005.0, 7]}), None)
+    assert got.inputs["x"].dtype == np.int64
+    assert got.inputs["x"].tolist() == [2005, 7]
