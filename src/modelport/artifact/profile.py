@@ -24,10 +24,12 @@ A numeric feature (NaN and infinities counted in ``missing``, left out of the re
                 points are the values at evenly spaced ranks, exact at each point, with at
                 most about 1/N_ECDF of the rows between two points.
 
-A categorical feature (strings, booleans): ``frequencies`` of the ``MAX_CATEGORIES`` most
-common values and one ``other`` count. Floats are written as Python floats, which JSON keeps
-exactly: nothing is rounded. Version 1 profiles (no ``discrete``, no ``ecdf``, edges on
-decile values) stay readable; ``modelport.monitoring.drift`` says what it does with them.
+A categorical feature (strings, booleans, and a column with recorded categories, such as a
+pandas ``category`` column of numbers): ``frequencies`` of the ``MAX_CATEGORIES`` most common
+values (keyed by :func:`category_key`; missing values left out) and one ``other`` count.
+Floats are written as Python floats, which JSON keeps exactly: nothing is rounded. Version 1
+profiles (no ``discrete``, no ``ecdf``, edges on decile values) stay readable;
+``modelport.monitoring.drift`` says what it does with them.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def build_profile(signature: Signature, data: Mapping[str, np.ndarray]) -> dict[
     for spec in signature.inputs:
         arr = data[spec.name]
         rows = int(arr.shape[0]) if arr.ndim else 1
-        categorical = spec.dtype in (STRING_DTYPE, "bool")
+        categorical = spec.dtype in (STRING_DTYPE, "bool") or spec.categories is not None
         if arr.ndim == 2:
             for j in range(arr.shape[1]):
                 features[f"{spec.name}[{j}]"] = _feature(arr[:, j], categorical)
@@ -134,8 +136,21 @@ def _ecdf(finite: np.ndarray, distinct: np.ndarray, counts: np.ndarray) -> dict[
     }
 
 
+def category_key(value: object) -> str:
+    """How a categorical value is counted: its text, a whole float as the integer it is (a
+    category ``3`` logged as ``3.0`` is still ``"3"``)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def is_missing(value: object) -> bool:
+    """None or NaN: not a category."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
 def _categorical(values: np.ndarray) -> dict[str, Any]:
-    present = [str(v) for v in values.tolist() if v is not None]
+    present = [category_key(v) for v in values.tolist() if not is_missing(v)]
     counts = Counter(present)
     top = dict(counts.most_common(MAX_CATEGORIES))
     return {

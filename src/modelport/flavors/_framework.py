@@ -27,11 +27,19 @@ def from_package(model: object, package: str) -> bool:
 
 
 def model_input(inputs: Mapping[str, np.ndarray], signature: Signature, framework: str) -> Any:
-    """A DataFrame in signature column order, or the single tensor; Any: either type."""
+    """A DataFrame in signature column order (a categorical column as pandas ``category``
+    with its recorded categories), or the single tensor; Any: either type."""
     if signature.kind == "columns":
         import pandas as pd
 
-        return pd.DataFrame({name: inputs[name] for name in signature.input_names})
+        return pd.DataFrame(
+            {
+                s.name: inputs[s.name]
+                if s.categories is None
+                else pd.Categorical(inputs[s.name], categories=list(s.categories))
+                for s in signature.inputs
+            }
+        )
     if len(signature.inputs) != 1:
         raise FlavorError(
             f"a {framework} model takes one input; signature has {len(signature.inputs)}"

@@ -3,6 +3,10 @@
 Files written: ``model.txt`` (``Booster.save_model``). The options record the estimator kind and,
 for classifiers, ``classes`` (JSON values), because the text file only knows class indices:
 predictions are ``classes[argmax(probabilities)]``.
+
+A model trained on pandas ``category`` columns records their categories in the signature
+(from the example, or from the booster's ``pandas_categorical``): clients send the values,
+and the predictor hands LightGBM ``category`` columns, which it maps onto its own codes.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.artifact.signature import Signature, TensorSpec
+from modelport.artifact.signature import Signature, TensorSpec, categorical_spec
 from modelport.errors import FlavorError
 from modelport.flavors import Options, Predictor, SavedFlavor
 from modelport.flavors._framework import from_package, import_framework, model_input
@@ -108,7 +112,28 @@ def infer_signature(model: object) -> Signature | None:
         return None
     if all(_GENERATED_NAME.fullmatch(n) for n in names):
         return Signature("tensors", (TensorSpec("input", "float64", (-1, len(names))),))
-    return Signature("columns", tuple(TensorSpec(n, "float64") for n in names))
+    specs = [TensorSpec(n, "float64") for n in names]
+    pandas_categories = booster.pandas_categorical or []
+    if pandas_categories:
+        columns = _categorical_columns(booster)
+        if len(columns) != len(pandas_categories):  # some were int codes: which, unknown
+            return None
+        for index, categories in zip(columns, pandas_categories, strict=True):
+            specs[index] = categorical_spec(names[index], categories)
+    return Signature("columns", tuple(specs))
+
+
+def _categorical_columns(booster: Any) -> list[int]:  # Any: lightgbm.Booster
+    """Positions of the categorical features: ``categorical_column`` in a trained booster's
+    parameters, ``categorical_feature`` in one read from a file."""
+    params = booster.params
+    value = params.get("categorical_column", params.get("categorical_feature", []))
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    try:
+        return [int(v) for v in value]
+    except (TypeError, ValueError):  # names rather than positions: not this LightGBM's form
+        return []
 
 
 class LightGBMPredictor:

@@ -3,6 +3,10 @@
 Files written: ``model.json`` (default) or ``model.ubj`` (``{"format": "ubj"}``). The options
 record the estimator kind (``classifier``, ``regressor`` or ``booster``) so a classifier comes
 back as a classifier and still returns class probabilities.
+
+A model trained on pandas ``category`` columns (``enable_categorical=True``) records its
+categories in the signature: clients send the values (``"pro"``), and the predictor hands
+XGBoost ``category`` columns with the training categories, which it re-codes by value.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.artifact.signature import Signature, TensorSpec
+from modelport.artifact.signature import Signature, TensorSpec, categorical_spec
 from modelport.errors import FlavorError
 from modelport.flavors import Options, Predictor, SavedFlavor
 from modelport.flavors._framework import from_package, import_framework, model_input
@@ -104,7 +108,8 @@ def read_file(path: Path) -> object:
 
 
 def infer_signature(model: object) -> Signature | None:
-    """Columns from the booster's feature names, else one float32 tensor of its feature count."""
+    """Columns from the booster's feature names (a categorical one with the categories it
+    was trained on), else one float32 tensor of its feature count."""
     xgb = import_framework("xgboost", "xgboost", "xgboost")
     try:
         booster = _booster(model, xgb)
@@ -112,11 +117,31 @@ def infer_signature(model: object) -> Signature | None:
         return None
     names = booster.feature_names
     if names:
-        return Signature("columns", tuple(TensorSpec(str(n), "float32") for n in names))
+        types = booster.feature_types or [None] * len(names)
+        categories = _categories(booster, xgb) if "c" in types else {}
+        specs = []
+        for name, kind in zip(names, types, strict=True):
+            if kind != "c":
+                specs.append(TensorSpec(str(name), "float32"))
+            elif name in categories:
+                specs.append(categorical_spec(str(name), categories[name]))
+            else:  # categories this XGBoost does not record: only an example can say
+                return None
+        return Signature("columns", tuple(specs))
     n_features = int(booster.num_features())
     if n_features <= 0:
         return None
     return Signature("tensors", (TensorSpec("input", "float32", (-1, n_features)),))
+
+
+def _categories(booster: Any, xgb: Any) -> dict[str, list[Any]]:  # Any: untyped xgboost
+    """The categories of each categorical feature, as recorded in the model (XGBoost 3.1+
+    keeps those of a pandas ``category`` column); empty when this XGBoost cannot say."""
+    try:
+        exported = booster.get_categories(export_to_arrow=True).to_arrow()
+    except (AttributeError, TypeError, ValueError, xgb.core.XGBoostError):
+        return {}
+    return {str(name): values.to_pylist() for name, values in exported if values is not None}
 
 
 class XGBoostPredictor:

@@ -65,7 +65,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.artifact.profile import summarize_numeric
+from modelport.artifact.profile import category_key, is_missing, summarize_numeric
 from modelport.artifact.signature import Signature
 
 EPSILON = 1e-4
@@ -319,7 +319,9 @@ def _categorical(
 ) -> FeatureDrift:
     freq: dict[str, int] = {str(k): int(v) for k, v in reference["frequencies"].items()}
     ref_counts = np.array([*freq.values(), int(reference.get("other", 0))], dtype=np.float64)
-    seen = Counter(str(v) for v in np.asarray(values).reshape(-1).tolist() if v is not None)
+    seen = Counter(
+        category_key(v) for v in np.asarray(values).reshape(-1).tolist() if not is_missing(v)
+    )
     live_counts = np.array(
         [seen.get(b, 0) for b in freq] + [sum(c for v, c in seen.items() if v not in freq)],
         dtype=np.float64,

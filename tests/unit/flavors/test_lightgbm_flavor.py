@@ -123,3 +123,43 @@ def test_handles_and_unfitted(binary: lgb.LGBMClassifier) -> None:
     assert flavor.handles(binary.booster_)
     assert not flavor.handles(pd.DataFrame())
     assert flavor.infer_signature(lgb.LGBMClassifier()) is None
+
+
+def test_category_columns_are_served_from_their_values(tmp_path: Path) -> None:
+    """pandas ``category`` columns: the booster's ``pandas_categorical`` gives the signature
+    its categories, and plain values predict as the categorical frame does."""
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(
+        {
+            "tier": pd.Categorical(rng.choice([1, 2, 3], 300)),
+            "spend": rng.normal(size=300),
+            "plan": pd.Categorical(rng.choice(["basic", "pro", "max"], 300)),
+        }
+    )
+    y = ((frame["spend"] > 0) ^ (frame["plan"] == "pro")).to_numpy().astype(np.int64)
+    model = lgb.LGBMClassifier(n_estimators=8, verbose=-1).fit(frame, y)
+    for fitted in (model, lgb.Booster(model_str=model.booster_.model_to_string())):
+        signature = flavor.infer_signature(fitted)
+        assert signature is not None
+        assert signature.inputs == (
+            TensorSpec("tier", "int64", (-1,), (1, 2, 3)),
+            TensorSpec("spend", "float64"),
+            TensorSpec("plan", "str", (-1,), ("basic", "max", "pro")),
+        )
+    predictor = round_trip(flavor, model, tmp_path, {}, signature)
+    plain = frame.astype({"plan": str, "tier": np.int64}).to_dict("records")
+    out = predictor.predict(canonical(signature, plain))
+    np.testing.assert_allclose(out["probabilities"], model.predict_proba(frame))
+
+
+def test_categories_it_cannot_place_need_an_example(tmp_path: Path) -> None:
+    """Category columns beside int columns declared categorical: which is which is not in
+    the model, so it says nothing rather than guess."""
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {"plan": pd.Categorical(rng.choice(["a", "b"], 200)), "k": rng.integers(0, 4, 200)}
+    )
+    y = (frame["k"] > 1).to_numpy().astype(np.int64)
+    model = lgb.LGBMClassifier(n_estimators=4, verbose=-1)
+    model.fit(frame, y, categorical_feature=["plan", "k"])
+    assert flavor.infer_signature(model) is None

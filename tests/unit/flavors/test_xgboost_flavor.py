@@ -121,3 +121,39 @@ def test_unknown_format_is_refused(classifier: xgb.XGBClassifier, tmp_path: Path
 
 def test_infer_signature_is_none_before_fitting() -> None:
     assert flavor.infer_signature(xgb.XGBRegressor()) is None
+
+
+def _categorical_frame(n: int = 300) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "spend": rng.normal(size=n),
+            "plan": pd.Categorical(rng.choice(["basic", "pro", "max"], n)),
+            "tier": pd.Categorical(rng.choice([1, 2, 3], n)),
+        }
+    )
+    y = ((frame["spend"] > 0) ^ (frame["plan"] == "pro")).to_numpy().astype(np.int64)
+    return frame, y
+
+
+@pytest.mark.parametrize("kind", ["classifier", "booster"])
+def test_category_columns_are_served_from_their_values(kind: str, tmp_path: Path) -> None:
+    """``enable_categorical=True`` on pandas ``category`` columns: the signature records the
+    categories (from the model alone, no example), and plain values predict as the
+    categorical frame does, whatever order of categories a client's frame has."""
+    frame, y = _categorical_frame()
+    model = xgb.XGBClassifier(n_estimators=8, enable_categorical=True, n_jobs=1).fit(frame, y)
+    fitted: object = model if kind == "classifier" else model.get_booster()
+    signature = flavor.infer_signature(fitted)
+    assert signature is not None
+    assert signature.inputs == (
+        TensorSpec("spend", "float32"),
+        TensorSpec("plan", "str", (-1,), ("basic", "max", "pro")),
+        TensorSpec("tier", "int64", (-1,), (1, 2, 3)),
+    )
+    predictor = round_trip(flavor, fitted, tmp_path, {}, signature)
+    plain = frame.astype({"plan": str, "tier": np.int64}).to_dict("records")
+    out = predictor.predict(canonical(signature, plain))
+    want = model.predict_proba(frame)[:, 1] if kind == "booster" else model.predict_proba(frame)
+    got = out["predictions"] if kind == "booster" else out["probabilities"]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
