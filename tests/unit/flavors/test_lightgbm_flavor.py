@@ -138,14 +138,17 @@ def test_category_columns_are_served_from_their_values(tmp_path: Path) -> None:
     )
     y = ((frame["spend"] > 0) ^ (frame["plan"] == "pro")).to_numpy().astype(np.int64)
     model = lgb.LGBMClassifier(n_estimators=8, verbose=-1).fit(frame, y)
-    for fitted in (model, lgb.Booster(model_str=model.booster_.model_to_string())):
-        signature = flavor.infer_signature(fitted)
-        assert signature is not None
-        assert signature.inputs == (
-            TensorSpec("tier", "int64", (-1,), (1, 2, 3)),
-            TensorSpec("spend", "float64"),
-            TensorSpec("plan", "str", (-1,), ("basic", "max", "pro")),
-        )
+    expected = (
+        TensorSpec("tier", "int64", (-1,), (1, 2, 3)),
+        TensorSpec("spend", "float64"),
+        TensorSpec("plan", "str", (-1,), ("basic", "max", "pro")),
+    )
+    read = flavor.infer_signature(lgb.Booster(model_str=model.booster_.model_to_string()))
+    assert read is not None
+    assert read.inputs == expected
+    signature = flavor.infer_signature(model)
+    assert signature is not None
+    assert signature.inputs == expected
     predictor = round_trip(flavor, model, tmp_path, {}, signature)
     plain = frame.astype({"plan": str, "tier": np.int64}).to_dict("records")
     out = predictor.predict(canonical(signature, plain))
