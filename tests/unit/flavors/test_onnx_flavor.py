@@ -135,3 +135,16 @@ def test_read_file_of_garbage_is_a_flavor_error(tmp_path: Path) -> None:
     (tmp_path / "junk.onnx").write_bytes(b"\xff\xfe garbage")
     with pytest.raises(FlavorError, match=r"cannot read ONNX model 'junk\.onnx'"):
         flavor.read_file(tmp_path / "junk.onnx")
+
+
+def test_a_bare_array_example_feeds_the_single_graph_input(
+    logistic: LogisticRegression, arrays: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    """skl2onnx names its input ``X``; an example array (inferred as ``input``) maps onto it."""
+    import modelport
+
+    x = arrays["x_train"].astype(np.float32)
+    manifest = modelport.save(_convert(logistic), tmp_path / "m", input_example=x[:5])
+    assert manifest.signature.input_names == ["X"]
+    loaded = modelport.load(str(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict(x[:3]), logistic.predict(x[:3]))
