@@ -192,8 +192,16 @@ def test_help_explains_every_command(tmp_path: Path) -> None:
     assert ".onnx" in r.stdout
 
 
-def test_api_keys_end_to_end(tmp_path: Path) -> None:
+def test_api_keys_end_to_end(
+    trained: tuple[LogisticRegression, pd.DataFrame], tmp_path: Path
+) -> None:
     home = tmp_path / "home"
+    r = run(home, "keys", "create", "--name", "ci", "--scope", "predict", "--model", "churn")
+    assert r.returncode == 3, "a key for a model that is not registered is refused"
+    assert "model 'churn' not found" in r.stderr
+    assert r.stdout == ""
+    joblib.dump(trained[0], tmp_path / "model.joblib")
+    assert run(home, "register", str(tmp_path / "model.joblib"), "--name", "churn").returncode == 0
     r = run(home, "keys", "create", "--name", "ci", "--scope", "predict", "--model", "churn")
     assert r.returncode == 0, r.stderr
     token = r.stdout.strip()

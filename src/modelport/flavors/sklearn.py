@@ -186,9 +186,11 @@ def _check_loadable(file: Path, serialization: str) -> None:
 def _skops_io() -> Any:  # Any: skops is untyped
     """``skops.io``, imported with :func:`skops_defaults` in place of its own module of
     default trust lists (unless skops was imported before, or its module holds names the
-    stand-in lacks: then skops's own, slower but the same for what modelport trusts)."""
-    if "skops.io" in sys.modules:
-        return sys.modules["skops.io"]
+    stand-in lacks: then skops's own, slower but the same for what modelport trusts).
+
+    Every caller goes through the lock and then the import system, never straight to
+    ``sys.modules``: while one thread imports skops, the module is there half-initialized, and
+    a server loading two models at once got it without ``get_untrusted_types``."""
     import_framework("skops", "skops", "sklearn")
     with _skops_import:
         if "skops.io" not in sys.modules:
@@ -219,10 +221,19 @@ def skops_defaults() -> types.ModuleType:
     """
     module = types.ModuleType(SKOPS_DEFAULTS, skops_defaults.__doc__)
     values: dict[str, Any] = {}  # Any: lists of names or of types
+    computing = threading.RLock()
+    busy: list[bool] = []
 
     def lookup(name: str) -> Any:
-        if not values:
-            values.update(_skops_default_lists())
+        with computing:  # other threads wait for the lists
+            if not values:
+                if busy:  # the lists' own scan of sys.modules reached this module
+                    raise AttributeError(f"{SKOPS_DEFAULTS!r} is computing its lists")
+                busy.append(True)
+                try:
+                    values.update(_skops_default_lists())
+                finally:
+                    busy.clear()
         try:
             return values[name]
         except KeyError:

@@ -84,6 +84,43 @@ def test_loading_a_skops_model_does_not_walk_scikit_learn(artifact: Path) -> Non
     assert loaded["stand_in"]
 
 
+def test_whoever_asks_for_skops_while_it_is_imported_gets_all_of_it(artifact: Path) -> None:
+    """A server loads its models in threads: one that asks for skops while another is
+    importing it waits for the import to finish (it got a half-initialized module, whose
+    ``get_untrusted_types`` did not exist yet, and the model failed to load)."""
+    seen = _run(
+        f"""
+        import json, threading, time
+        import numpy as np
+        import modelport
+        from modelport.flavors import sklearn
+
+        imported = threading.Event()
+        partial = []
+
+        def ask():  # asks until the import is over, as a second model's load would
+            while not imported.is_set():
+                if not hasattr(sklearn._skops_io(), "get_untrusted_types"):
+                    partial.append(1)
+                time.sleep(0.001)
+
+        askers = [threading.Thread(target=ask) for _ in range(3)]
+        for thread in askers:
+            thread.start()
+        try:
+            out = modelport.load({str(artifact)!r}).predict(np.zeros((2, 4))).tolist()
+        except Exception as error:
+            out = repr(error)
+        finally:
+            imported.set()
+        for thread in askers:
+            thread.join()
+        print(json.dumps({{"partial": len(partial), "out": out}}))
+        """
+    )
+    assert seen == {"partial": 0, "out": [0, 0]}
+
+
 def test_the_stand_in_trusts_what_skops_trusts() -> None:
     """Every list equals skops's own but the scikit-learn ones, whose every name is on the
     allow-list: what loads is what loaded with skops's own lists (plus the allow-list). The
