@@ -23,6 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import modelport
 from modelport import batch
+from modelport.errors import InvalidInput
 
 from ._churn import NUMERIC, churn_frame
 
@@ -374,3 +375,47 @@ def sink_files(sink: Path) -> dict[str, bytes]:
     return {
         str(f.relative_to(sink)): f.read_bytes() for f in sorted(sink.rglob("*")) if f.is_file()
     }
+
+
+def test_probability_columns_are_named_by_class(tmp_path: Path) -> None:
+    """A classifier that records its labels gets ``probabilities_churn``, ... (they were
+    ``probabilities_0``, ...); the same job run again writes the same names."""
+    x, y = churn_frame(600, seed=8)
+    labels = np.array(["stay", "churn"], dtype=object)[y]
+    prep = ColumnTransformer(
+        [("num", StandardScaler(), NUMERIC), ("cat", OneHotEncoder(), ["plan"])]
+    )
+    model = Pipeline([("prep", prep), ("clf", LogisticRegression())]).fit(x, labels)
+    with modelport.Registry(settings(tmp_path)) as registry:
+        registry.register("labelled", model, input_example=x[:5])
+    source = tmp_path / "in.csv"
+    customers(300, seed=9).to_csv(source, index=False)
+    for sink in (tmp_path / "a.parquet", tmp_path / "b.csv"):
+        result = batch.score(
+            "labelled",
+            source,
+            sink,
+            id_columns=["customer_id"],
+            probabilities=True,
+            settings=settings(tmp_path),
+        )
+        assert result.status == "succeeded"
+        out = read_output(sink)
+        assert list(out.columns) == [
+            "customer_id",
+            "predictions",
+            "probabilities_churn",
+            "probabilities_stay",
+        ]
+        proba = model.predict_proba(customers(300, seed=9).drop(columns="customer_id"))
+        np.testing.assert_allclose(out["probabilities_churn"], proba[:, 0])
+    # A kept input column may not take an output's name (it was silently overwritten).
+    customers(10, seed=9).assign(predictions=1).to_csv(tmp_path / "clash.csv", index=False)
+    with pytest.raises(InvalidInput, match="two columns named 'predictions'"):
+        batch.score(
+            "labelled",
+            tmp_path / "clash.csv",
+            tmp_path / "c.parquet",
+            keep=["predictions"],
+            settings=settings(tmp_path),
+        )

@@ -19,7 +19,14 @@ from typing import Literal
 
 from modelport._identity import current_user
 from modelport.batch import formats
-from modelport.batch.job import BatchResult, JobSpec, Progress, new_run_id, run_local
+from modelport.batch.job import (
+    BatchResult,
+    JobSpec,
+    Progress,
+    class_columns,
+    new_run_id,
+    run_local,
+)
 from modelport.config import Settings
 from modelport.errors import InvalidInput
 from modelport.packaging import LoadedModel, load_artifact, local_artifact
@@ -54,7 +61,9 @@ def score(
 
     ``id_columns`` and ``keep`` are copied from the input to the output beside the
     prediction columns (one per model output, named after it; ``probabilities`` adds the
-    classifier's class probabilities as ``probabilities_0``, ``probabilities_1``, ...).
+    classifier's class probabilities, one column per class named after it, e.g.
+    ``probabilities_churn``, ``probabilities_stay``; see
+    :func:`modelport.batch.job.labelled_columns`).
     Rows that cannot be scored go to ``sink/_rejects/``; if more than
     ``max_reject_fraction`` of all rows are rejected the result's status is ``failed``.
     Every run is recorded in the registry (``modelport runs NAME``).
@@ -85,6 +94,7 @@ def score(
             keep=list(keep),
             outputs=wanted or [],
             output_format=fmt,
+            columns=class_columns(model, wanted),
         )
         result = BatchResult(new_run_id(), name, version, str(src.path), str(out))
         result.outputs = list(spec.outputs)

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -106,6 +107,9 @@ class JobSpec:
     keep: list[str]
     outputs: list[str]
     output_format: str
+    columns: dict[str, list[str]] = field(default_factory=dict)
+    """The output columns of each 2-D output whose columns have labels (a classifier's
+    ``probabilities``: one per class, see :func:`labelled_columns`)."""
 
 
 def run_local(
@@ -144,7 +148,7 @@ def run_local(
             if stats is not None:
                 result.resumed_parts += 1
             else:
-                part = score_part(model, chunk, features, outputs, passthrough)
+                part = score_part(model, chunk, features, outputs, passthrough, spec.columns)
                 stats = part.stats
                 writes = [w for w in writes if not w.done()] + [
                     writer.submit(write_part, sink, index, part, fmt)
@@ -178,10 +182,11 @@ def score_part(
     features: Sequence[str],
     outputs: Sequence[str] | None,
     passthrough: Sequence[str],
+    columns: Mapping[str, Sequence[str]] | None = None,
 ) -> ScoredPart:
     """Score chunk ``chunk`` into its part; both engines make every part with this."""
     scored = score_chunk(model, chunk.table, features, outputs, chunk.broken)
-    table = output_table(chunk.table, scored.kept, scored.outputs, passthrough)
+    table = output_table(chunk.table, scored.kept, scored.outputs, passthrough, columns)
     stats = {
         "rows": chunk.table.num_rows,
         "scored": table.num_rows,
@@ -234,11 +239,54 @@ def plan_columns(
     missing = [c for c in passthrough if c not in header]
     if missing:
         raise InvalidInput(f"the input has no column {missing[0]!r} (columns: {', '.join(header)})")
+    written = [*spec.outputs, *(c for names in spec.columns.values() for c in names)]
+    clash = [c for c in passthrough if c in written]
+    if clash:
+        raise InvalidInput(
+            f"the output would have two columns named {clash[0]!r}: an input column kept "
+            "beside the predictions, and a model output"
+        )
     return passthrough, feature_columns(model.signature, header, set(passthrough))
+
+
+def class_columns(model: LoadedModel, outputs: Sequence[str] | None) -> dict[str, list[str]]:
+    """Column names for a classifier's ``probabilities`` (when it is written): one per class
+    the model records, in its order (``probabilities_churn``, ``probabilities_stay``)."""
+    classes = model.manifest.flavor_options.get("classes")
+    if not isinstance(classes, list) or not classes:
+        return {}
+    if outputs is not None and "probabilities" not in outputs:
+        return {}
+    specs = {s.name: s for s in model.signature.outputs}
+    spec = specs.get("probabilities")
+    if spec is not None and (len(spec.shape) != 2 or spec.shape[1] not in (-1, len(classes))):
+        return {}
+    return {"probabilities": labelled_columns("probabilities", classes)}
+
+
+def labelled_columns(output: str, labels: Sequence[object]) -> list[str]:
+    """``{output}_{label}`` for each label, made safe as a column name in any engine (runs
+    of characters other than ASCII letters, digits and ``_`` become one ``_``; a whole
+    float is written as an integer). If a label comes out empty, or two come out alike
+    (``"a b"`` and ``"a-b"``), every column is named by position instead
+    (``probabilities_0``, ...), so no name can be mistaken for another label's. The same
+    labels always give the same names."""
+    names = [f"{output}_{safe}" if (safe := _safe_label(v)) else "" for v in labels]
+    if "" in names or len(set(names)) != len(names):
+        return [f"{output}_{j}" for j in range(len(labels))]
+    return names
+
+
+def _safe_label(label: object) -> str:
+    if isinstance(label, float) and label.is_integer():
+        label = int(label)
+    return re.sub(r"[^0-9A-Za-z_]+", "_", str(label)).rstrip("_")
 
 
 def prepare_sink(sink: Path, spec: JobSpec, overwrite: bool) -> None:
     job = orjson.loads(orjson.dumps(asdict(spec)))
+    if not job["columns"]:  # as a job without labelled columns was written before them
+        del job["columns"]
     if sink.exists() and not sink.is_dir():
         raise InvalidInput(f"output {str(sink)!r} is a file; batch output is a folder of parts")
     if sink.exists() and any(sink.iterdir()):
@@ -307,8 +355,14 @@ def _prefetch(chunks: Iterator[formats.Chunk]) -> Iterator[formats.Chunk]:
 
 
 def output_table(
-    table: pa.Table, kept: np.ndarray, outputs: dict[str, np.ndarray], passthrough: Sequence[str]
+    table: pa.Table,
+    kept: np.ndarray,
+    outputs: dict[str, np.ndarray],
+    passthrough: Sequence[str],
+    labels: Mapping[str, Sequence[str]] | None = None,
 ) -> pa.Table:
+    """The kept rows' passthrough columns, then one column per output; a 2-D output is one
+    column per position, named from ``labels`` (by class) or ``{output}_{j}``."""
     rows = table.select(list(passthrough))
     if len(kept) != table.num_rows:
         rows = rows.take(pa.array(kept, type=pa.int64()))
@@ -318,8 +372,11 @@ def output_table(
             columns[name] = _arrow(values)
         else:
             flat = values.reshape(len(values), -1)
-            for j in range(flat.shape[1]):
-                columns[f"{name}_{j}"] = _arrow(flat[:, j])
+            names = (labels or {}).get(name)
+            if names is None or len(names) != flat.shape[1]:
+                names = [f"{name}_{j}" for j in range(flat.shape[1])]
+            for j, column in enumerate(names):
+                columns[column] = _arrow(flat[:, j])
     return pa.table(columns)
 
 

@@ -20,10 +20,13 @@ filesystem today; object storage with the S3 store).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import time
 import uuid
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +88,12 @@ class _ChunkScorer:
             chunks = self.source.chunks(spec.chunk_rows, self.features, first=first)
             for index, chunk in zip(range(first, first + count), chunks, strict=False):
                 part = score_part(
-                    self.model, chunk, self.features, spec.outputs or None, self.passthrough
+                    self.model,
+                    chunk,
+                    self.features,
+                    spec.outputs or None,
+                    self.passthrough,
+                    spec.columns,
                 )
                 write_part(self.sink, index, part, fmt)
                 for key, values in counts.items():
@@ -106,6 +114,7 @@ class _StreamScorer:
         outputs: list[str] | None,
         passthrough: list[str],
         rejects: str,
+        columns: dict[str, list[str]] | None = None,
     ) -> None:
         self.model = load_artifact(
             Path(artifact), manifest_sha256=digest, trust_unsafe=trust_unsafe
@@ -114,6 +123,7 @@ class _StreamScorer:
         self.outputs = outputs
         self.passthrough = passthrough
         self.rejects = Path(rejects)
+        self.columns = columns or {}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         scored = score_chunk(self.model, batch, self.features, self.outputs)
@@ -122,7 +132,7 @@ class _StreamScorer:
             tmp = name.with_name(f".{name.name}.tmp")
             tmp.write_bytes(reject_lines(batch, scored.rejected, None))
             tmp.replace(name)
-        return output_table(batch, scored.kept, scored.outputs, self.passthrough)
+        return output_table(batch, scored.kept, scored.outputs, self.passthrough, self.columns)
 
 
 def run_ray(
@@ -206,22 +216,23 @@ def _score_chunks(ray: Any, job: _Job, result: BatchResult) -> None:
     if not runs:
         return
     items = [{"first": first, "count": count} for first, count in runs]
-    scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        _ChunkScorer,
-        fn_constructor_args=(
-            str(job.model.path),
-            spec.manifest_sha256,
-            job.trust_unsafe,
-            str(job.source.path),
-            spec,
-            job.features,
-            job.passthrough,
-            str(sink),
-        ),
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=_actors(ray)),
-        **_NO_RESTARTS,
-    )
+    with _without_remote_args_warning():
+        scored = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            _ChunkScorer,
+            fn_constructor_args=(
+                str(job.model.path),
+                spec.manifest_sha256,
+                job.trust_unsafe,
+                str(job.source.path),
+                spec,
+                job.features,
+                job.passthrough,
+                str(sink),
+            ),
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=_actors(ray)),
+            **_NO_RESTARTS,
+        )
     for counts in scored.iter_rows():
         count_part(result, {key: int(value) for key, value in counts.items()})
         if job.on_progress is not None:
@@ -257,22 +268,24 @@ def _chunks_per_task(source: formats.Source, chunk_rows: int) -> int:
 def _score_stream(ray: Any, job: _Job, result: BatchResult) -> None:
     """CSV and JSON Lines: Ray Data reads the blocks and writes the parts."""
     spec, sink = job.spec, job.sink
-    scored = _read(ray.data, job.source, job.features).map_batches(
-        _StreamScorer,
-        fn_constructor_args=(
-            str(job.model.path),
-            spec.manifest_sha256,
-            job.trust_unsafe,
-            job.features,
-            spec.outputs or None,
-            job.passthrough,
-            str(sink / "_rejects"),
-        ),
-        batch_format="pyarrow",
-        batch_size=spec.chunk_rows,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=_actors(ray)),
-        **_NO_RESTARTS,
-    )
+    with _without_remote_args_warning():
+        scored = _read(ray.data, job.source, job.features).map_batches(
+            _StreamScorer,
+            fn_constructor_args=(
+                str(job.model.path),
+                spec.manifest_sha256,
+                job.trust_unsafe,
+                job.features,
+                spec.outputs or None,
+                job.passthrough,
+                str(sink / "_rejects"),
+                spec.columns,
+            ),
+            batch_format="pyarrow",
+            batch_size=spec.chunk_rows,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=_actors(ray)),
+            **_NO_RESTARTS,
+        )
     fmt = spec.output_format
     if fmt == "parquet":
         scored.write_parquet(str(sink))
@@ -302,8 +315,18 @@ def _read(data: Any, source: formats.Source, features: list[str]) -> Any:  # Any
 
 # A dead actor fails the job rather than being restarted: a rerun resumes from the finished
 # parts, and Ray logs an error-level line for every restartable actor whose constructor
-# arguments sit in the object store (it did so on every successful job).
+# arguments sit in the object store (it did so on every successful job). Ray 2.60 deprecates
+# passing actor options this way but has no named parameter for this one yet (pyproject caps
+# ray below 2.64, which removes it), so that one warning is silenced where the options go in.
 _NO_RESTARTS: dict[str, Any] = {"max_restarts": 0}
+_REMOTE_ARGS_DEPRECATED = "`ray_remote_args` is deprecated"
+
+
+@contextlib.contextmanager
+def _without_remote_args_warning() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=re.escape(_REMOTE_ARGS_DEPRECATED))
+        yield
 
 
 def _actors(ray: Any) -> int:
