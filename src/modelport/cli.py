@@ -2,7 +2,9 @@
 
 Every error modelport raises on purpose is printed as one line, ``error: <message>``, and the
 process exits with that error's ``exit_code`` (2 bad input or name, 3 not found, 4 conflict,
-5 unusable artifact, 6 store failure, 1 anything else).
+5 unusable artifact, 6 store failure, 7 server unavailable, 1 anything else). ``drift`` exits
+:data:`DRIFT_FOUND` when a feature drifts, a code no error uses, so that an alerting script
+can tell drift from a misspelled model.
 """
 
 from __future__ import annotations
@@ -659,6 +661,9 @@ def serve(
 
 # -- monitoring ------------------------------------------------------------------------------
 
+DRIFT_FOUND = 8
+"""``modelport drift``'s exit code when a feature drifts: not one of the errors' codes."""
+
 
 @app.command()
 def drift(
@@ -675,7 +680,8 @@ def drift(
     """Per-feature drift of the logged inputs against the training data's profile.
 
     Compares the inputs the server logged in the window with the version's reference
-    profile (PSI, with KS or chi-squared). Exit 3 when a feature drifts.
+    profile (PSI, with KS or chi-squared). Exit 8 when a feature drifts (0 when none does
+    or there is no verdict yet; 3 is an unknown model, as everywhere).
     """
     from modelport.monitoring.drift import DriftThresholds
     from modelport.monitoring.live import drift_of, parse_window
@@ -703,7 +709,7 @@ def drift(
         if report["features"]:
             out.print(table)
     if report["drifted"]:
-        raise typer.Exit(3)
+        raise typer.Exit(DRIFT_FOUND)
 
 
 @app.command()
@@ -715,18 +721,31 @@ def feedback(
 ) -> None:
     """Record true labels for logged requests, for live accuracy.
 
-    Ids that were never logged for NAME are listed and make the exit code 1; the others are
-    stored.
+    A label is one value for a request of one row, or a JSON list with one value per row, in
+    row order, for a request of several: "[2, 1, 1]". Labels of the wrong kind for what NAME
+    predicts (text for a model of numbers, say), or whose count is not the request's rows,
+    are refused; labels of ids never logged for NAME are unpaired. Neither is stored; the
+    others are. Exit code: 0 all stored, 2 some refused, 3 none refused but some unpaired.
     """
-    from modelport.monitoring.live import store_feedback
+    from modelport.monitoring.labels import store_feedback
 
     with _registry() as reg:
-        stored, unknown = store_feedback(reg, name, labels, id_column, label_column)
-    out.print(f"stored {stored} labels for {name}", markup=False)
-    if unknown:
-        shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-        err.print(f"error: {len(unknown)} ids were never logged: {shown}", markup=False)
-        raise typer.Exit(1)
+        report = store_feedback(reg, name, labels, id_column, label_column)
+    refused, unpaired = report.refused, report.unpaired
+    out.print(
+        f"stored {report.stored} labels for {name}, refused {len(refused)}, unpaired "
+        f"{len(unpaired)}",
+        markup=False,
+    )
+    for reason in refused[:5]:
+        err.print(f"error: refused {reason}", markup=False)
+    if len(refused) > 5:
+        err.print(f"error: refused {len(refused) - 5} more", markup=False)
+    if unpaired:
+        shown = ", ".join(unpaired[:10]) + (" ..." if len(unpaired) > 10 else "")
+        err.print(f"error: {len(unpaired)} ids were never logged for {name}: {shown}", markup=False)
+    if refused or unpaired:
+        raise typer.Exit(2 if refused else 3)
 
 
 @app.command("prune-log")

@@ -138,7 +138,15 @@ def test_live_quality_from_posted_labels_equals_offline(home: Path) -> None:
             outputs = {o["name"]: o["data"] for o in r.json()["outputs"]}
             predictions.append(outputs["predictions"][0])
             scores.append(outputs["probabilities"][1])
-        wait_for(lambda: written(server.url, "churn") == 80)
+        # One request of three rows: one log entry, labelled below by a list, one per row.
+        batch, batch_truth = churn_frame(3, seed=5)
+        r = client.post(
+            "/v2/models/churn/infer", json=v2_body(batch), headers={"X-Request-ID": "batch-1"}
+        )
+        outputs = {o["name"]: o["data"] for o in r.json()["outputs"]}
+        batch_predictions = outputs["predictions"]
+        batch_scores = outputs["probabilities"][1::2]  # row-major (3, 2): each row's second
+        wait_for(lambda: written(server.url, "churn") == 81)
         # 60 labels through the API (the batch form), with two ids never logged.
         items = [{"id": f"req-{i}", "label": int(truth[i])} for i in range(60)]
         items += [{"id": "nobody", "label": 1}, {"id": "req-999", "label": 0}]
@@ -165,24 +173,33 @@ def test_live_quality_from_posted_labels_equals_offline(home: Path) -> None:
         assert "at most 1000 characters" in huge.json()["error"]
         assert client.post("/v2/models/ghost/feedback", json=items[:1]).status_code == 404
 
-        # The other 19 labels come from a CSV through the CLI (one unknown id: exit 1).
+        # The other 19 labels and the three-row request's come from a CSV through the CLI,
+        # with one unknown id and one label of the wrong kind (refused: exit 2).
         csv = home / "labels.csv"
         pd.DataFrame(
-            {"id": [f"req-{i}" for i in range(61, 80)] + ["typo"], "label": [*truth[61:80], 0]}
+            {
+                "id": [f"req-{i}" for i in range(61, 80)] + ["batch-1", "typo", "req-5"],
+                "label": [*truth[61:80], json.dumps(batch_truth.tolist()), 0, "malignant"],
+            }
         ).to_csv(csv, index=False)
         cli = _cli(home, "feedback", "churn", str(csv))
-        assert cli.returncode == 1
-        assert "stored 19 labels" in cli.stdout
-        assert "typo" in cli.stderr
+        assert cli.returncode == 2
+        assert "stored 20 labels for churn, refused 1, unpaired 1" in cli.stdout
+        assert "request 'req-5' is text ('malignant')" in cli.stderr
+        assert "never logged for churn: typo" in cli.stderr
 
         quality = client.get("/v2/models/churn/quality", params={"window": "1h"}).json()
         assert quality["task"] == "classification"
-        assert quality["n_labelled"] == 80
+        assert quality["n_labelled"] == 83
+        assert quality["unpaired"] == 0
+        truth = np.concatenate([truth, batch_truth])
+        predictions += batch_predictions
+        scores += batch_scores
         live = quality["versions"]["1"]
         assert live["accuracy"] == pytest.approx(accuracy_score(truth, predictions))
         assert live["f1"] == pytest.approx(f1_score(truth, predictions))
         assert live["auc"] == pytest.approx(roc_auc_score(truth, scores))
-        assert sum(point["n"] for point in quality["series"]) == 80
+        assert sum(point["n"] for point in quality["series"]) == 83
         gauges = scrape(server.url)
         assert sample(
             gauges, "modelport_live_quality", model="churn", version="1", metric="accuracy"
@@ -229,8 +246,11 @@ def test_drift_flags_only_the_shifted_feature_numeric_and_categorical(home: Path
         assert sample(gauges, drift, model="categorical", version="1", feature="plan") == 1
         assert client.get("/v2/models/numeric/drift", params={"window": "soon"}).status_code == 400
     cli = _cli(home, "drift", "churn", "--since", "1h", "--served-name", "numeric", "--json")
-    assert cli.returncode == 3, cli.stderr  # 3: a feature drifts, for alerting scripts
+    assert cli.returncode == 8, cli.stderr  # 8: a feature drifts, for alerting scripts
     assert json.loads(cli.stdout)["drifted"] == ["monthly_spend"]
+    unknown = _cli(home, "drift", "churm", "--since", "1h")
+    assert unknown.returncode == 3  # not found: never mistaken for drift
+    assert "model 'churm' not found" in unknown.stderr
 
 
 def test_unshifted_traffic_flags_nothing(home: Path) -> None:
