@@ -20,14 +20,12 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from modelport.artifact.signature import STRING_DTYPE, Signature
-from modelport.errors import InvalidInput, NotFound
+from modelport.errors import InvalidInput
 from modelport.monitoring import metrics
 from modelport.monitoring.drift import (
     DriftReport,
@@ -172,57 +170,59 @@ def parse_feedback(doc: object) -> list[tuple[str, Any]]:
 
 
 def _checked_label(label: object, index: int) -> object:
-    """A label is one value (number, bool or short text) or a flat list of them, one per row
-    of the request it labels."""
-    values = label if isinstance(label, list) else [label]
-    if isinstance(label, list) and not 0 < len(label) <= MAX_LABEL_ROWS:
-        raise InvalidInput(
-            f"feedback item {index}: a list label holds 1 to {MAX_LABEL_ROWS} values, one per row"
-        )
-    for value in values:
-        if isinstance(value, str):
-            if len(value) > MAX_LABEL_CHARS:
-                raise InvalidInput(
-                    f"feedback item {index}: a text label is at most {MAX_LABEL_CHARS} characters"
-                )
-        elif not isinstance(value, int | float) or value != value:  # bool is an int; NaN out
-            raise InvalidInput(
-                f"feedback item {index}: 'label' must be a number, true/false or text, or a "
-                "list of them"
-            )
+    problem = label_shape_problem(label)
+    if problem is not None:
+        raise InvalidInput(f"feedback item {index}: {problem}")
     return label
 
 
-def store_feedback(
-    registry: Registry, name: str, path: Path, id_column: str, label_column: str
-) -> tuple[int, list[str]]:
-    """Read labels from a CSV file, check them against what the model's latest ready version
-    predicts, and store them; returns (labels stored, ids that were never logged)."""
-    try:
-        outputs = registry.manifest(name).signature.outputs
-    except NotFound:
-        outputs = ()
-    dtype = outputs[0].dtype if outputs else None
-    pairs = read_labels(path, id_column, label_column, as_text=dtype == STRING_DTYPE)
-    if dtype is not None:
-        check_label_kinds(name, pairs, dtype)
-    unknown = registry.store.add_feedback(name, pairs)
-    return len({rid for rid, _ in pairs}) - len(unknown), unknown
+def label_shape_problem(label: object) -> str | None:
+    """Why ``label`` is not a label (None when it is): a label is one value (number, bool or
+    short text) or a flat list of them, one per row of the request it labels."""
+    values = label if isinstance(label, list) else [label]
+    if isinstance(label, list) and not 0 < len(label) <= MAX_LABEL_ROWS:
+        return f"a list label holds 1 to {MAX_LABEL_ROWS} values, one per row"
+    for value in values:
+        if isinstance(value, str):
+            if len(value) > MAX_LABEL_CHARS:
+                return f"a text label is at most {MAX_LABEL_CHARS} characters"
+        elif not isinstance(value, int | float) or value != value:  # bool is an int; NaN out
+            return "'label' must be a number, true/false or text, or a list of them"
+    return None
 
 
 def check_label_kinds(name: str, pairs: Sequence[tuple[str, Any]], output_dtype: str) -> None:
-    """Refuse labels of the wrong kind for the model's predictions (text labels for a model
-    that predicts numbers, or numbers for one that predicts text): stored, they would count
-    as misses and silently skew live accuracy."""
-    text = output_dtype == STRING_DTYPE
+    """Refuse labels of the wrong kind for the model's predictions (see
+    :func:`label_kind_problem`): stored, they would count as misses and silently skew live
+    accuracy."""
     for rid, label in pairs:
-        for value in label if isinstance(label, list) else [label]:
-            if isinstance(value, str) != text:
-                kind, other = ("text", "a number") if text else ("numbers", "text")
-                raise InvalidInput(
-                    f"model {name!r} predicts {kind}; the label of request {rid!r} is {other} "
-                    f"({str(value)[:40]!r})"
-                )
+        problem = label_kind_problem(name, rid, label, output_dtype)
+        if problem is not None:
+            raise InvalidInput(problem)
+
+
+def label_kind_problem(name: str, rid: str, label: object, output_dtype: str) -> str | None:
+    """Why ``label`` cannot be compared with what model ``name`` predicts, an output of
+    ``output_dtype`` (None when it can): text for a model that predicts numbers, numbers for
+    one that predicts text, a fraction for one that predicts whole numbers (class ids), a
+    number other than 0 and 1 for one that predicts true/false."""
+    text = output_dtype == STRING_DTYPE
+    whole = output_dtype.startswith(("int", "uint"))
+    for value in label if isinstance(label, list) else [label]:
+        if isinstance(value, str) != text:
+            kind, other = ("text", "a number") if text else ("numbers", "text")
+            return (
+                f"model {name!r} predicts {kind}; the label of request {rid!r} is {other} "
+                f"({str(value)[:40]!r})"
+            )
+        if output_dtype == "bool" and value not in (0, 1):
+            return f"model {name!r} predicts true/false; the label of request {rid!r} is {value!r}"
+        if whole and isinstance(value, float) and not value.is_integer():
+            return (
+                f"model {name!r} predicts whole numbers ({output_dtype}); the label of request "
+                f"{rid!r} is {value!r}"
+            )
+    return None
 
 
 # -- drift helpers -----------------------------------------------------------------------
@@ -450,25 +450,3 @@ def drift_of(
         window,
         thresholds,
     )
-
-
-def read_labels(
-    path: Path, id_column: str = "id", label_column: str = "label", *, as_text: bool = False
-) -> list[tuple[str, Any]]:
-    """(request id, label) pairs from a CSV file with an id and a label column (read as
-    text with ``as_text``, for a model that predicts text such as class names "0", "1")."""
-    dtypes = {id_column: str, label_column: str} if as_text else {id_column: str}
-    try:
-        frame = pd.read_csv(path, dtype=dtypes)
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"cannot read labels from {str(path)!r}: {exc}") from None
-    missing = [c for c in (id_column, label_column) if c not in frame.columns]
-    if missing:
-        found = ", ".join(map(str, frame.columns))
-        raise InvalidInput(f"{str(path)!r} has no column {missing[0]!r} (columns: {found})")
-    if frame[label_column].isna().any():
-        row = int(frame[label_column].isna().to_numpy().argmax()) + 2  # 1-based, after header
-        raise InvalidInput(f"{str(path)!r} line {row}: the label is empty")
-    ids = frame[id_column].astype(str).tolist()
-    labels = [v.item() if hasattr(v, "item") else v for v in frame[label_column].to_numpy()]
-    return parse_feedback([{"id": i, "label": v} for i, v in zip(ids, labels, strict=True)])

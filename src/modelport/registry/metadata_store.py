@@ -155,6 +155,11 @@ class MetadataStore(Protocol):
         """Store (request id, label) pairs for logged requests; returns the unknown ids."""
         ...
 
+    def count_logged_rows(self, model: str, request_ids: Sequence[str]) -> dict[str, int]:
+        """The rows of each logged request of ``model`` (what its label must match); ids
+        never logged are left out."""
+        ...
+
     def prune_predictions(self, before: datetime, model: str | None = None) -> tuple[int, int]:
         """Delete log entries older than ``before`` and their labels; returns the counts."""
         ...

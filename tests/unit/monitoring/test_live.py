@@ -167,6 +167,29 @@ def test_label_kinds_must_match_what_the_model_predicts() -> None:
         check_label_kinds("churn", parse_feedback({"id": "c", "label": "churn"}), "int64")
     with pytest.raises(InvalidInput, match=r"'kind' predicts text; .* request 'd' is a number"):
         check_label_kinds("kind", parse_feedback({"id": "d", "label": 1}), "str")
+    # Class ids are whole numbers (1.0 is 1), a true/false model's labels are 0 and 1.
+    check_label_kinds("churn", parse_feedback({"id": "e", "label": [1.0, 0]}), "int64")
+    with pytest.raises(InvalidInput, match=r"predicts whole numbers \(int64\); .* 'e' is 0.5"):
+        check_label_kinds("churn", parse_feedback({"id": "e", "label": [1, 0.5]}), "int64")
+    check_label_kinds("flag", parse_feedback({"id": "f", "label": [True, 0]}), "bool")
+    with pytest.raises(InvalidInput, match=r"'flag' predicts true/false; .* 'f' is 2"):
+        check_label_kinds("flag", parse_feedback({"id": "f", "label": 2}), "bool")
+    check_label_kinds("price", parse_feedback({"id": "g", "label": 2.5}), "float32")
+
+
+def test_row_counts_of_logged_requests(store: SqlStore) -> None:
+    store.log_predictions(
+        [
+            entry("churn", "one", {"predictions": [1]}),
+            entry("churn", "three", {"predictions": [1, 0, 1], "probabilities": [[0, 1]] * 3}),
+            entry("other", "two", {"predictions": [1, 0]}),
+        ]
+    )
+    store.log_predictions([entry("churn", "again", {"predictions": [1]})])
+    store.log_predictions([entry("churn", "again", {"predictions": [1, 1]})])  # newest counts
+    ids = ["one", "three", "two", "again", "ghost", "one"]
+    assert store.count_logged_rows("churn", ids) == {"one": 1, "three": 3, "again": 2}
+    assert store.count_logged_rows("churn", []) == {}
 
 
 class _FailingStore:

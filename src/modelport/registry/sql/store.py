@@ -24,6 +24,7 @@ from modelport.registry.entities import ModelInfo, ModelVersion, Page
 from modelport.registry.sql._aliases import AliasMixin
 from modelport.registry.sql._base import check_tags, to_version
 from modelport.registry.sql._keys import KeyMixin
+from modelport.registry.sql._logged_rows import LoggedRowsMixin
 from modelport.registry.sql._monitoring import MonitoringMixin
 from modelport.registry.sql._runs import RunMixin
 from modelport.registry.sql._schema import ModelRow, VersionRow, utcnow
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 _MAX_ERROR_LENGTH = 4000
 
 
-class SqlStore(AliasMixin, KeyMixin, MonitoringMixin, RunMixin):
+class SqlStore(AliasMixin, KeyMixin, LoggedRowsMixin, MonitoringMixin, RunMixin):
     """Registry metadata in a SQL database, created or migrated to the newest schema on open.
 
     >>> store = SqlStore("sqlite:////tmp/registry.db")
