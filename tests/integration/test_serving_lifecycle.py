@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -30,7 +31,8 @@ def _xy() -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y
 
 
-def test_swap_under_load_never_fails_a_request(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_swap_under_load_never_fails_a_request(tmp_path: Path, workers: int) -> None:
     x, y = _xy()
     v1_model = LogisticRegression(max_iter=300).fit(x, y)
     v2_model = LogisticRegression(max_iter=300).fit(x, 1 - y)  # predicts the opposite
@@ -52,13 +54,18 @@ def test_swap_under_load_never_fails_a_request(tmp_path: Path) -> None:
     seen: list[tuple[int, str | None, list[int] | None]] = []
     stop = threading.Event()
 
-    with running_server(tmp_path, "churn@production", env=env) as server:
+    with running_server(tmp_path, "churn@production", "--workers", str(workers), env=env) as server:
 
         def hammer(log: list[tuple[int, str | None, list[int] | None]]) -> None:
             with httpx.Client(timeout=10) as client:
                 deadline = time.monotonic() + 60  # bounded, whatever happens
                 while not stop.is_set() and time.monotonic() < deadline:
-                    r = client.post(f"{server.url}/v2/models/churn/infer", json=body)
+                    # A new connection each time: with several workers, any of them may answer.
+                    r = client.post(
+                        f"{server.url}/v2/models/churn/infer",
+                        json=body,
+                        headers={"Connection": "close"},
+                    )
                     if r.status_code == 200:
                         doc = r.json()
                         entry = (200, doc["model_version"], doc["outputs"][0]["data"])
@@ -91,6 +98,8 @@ def test_swap_under_load_never_fails_a_request(tmp_path: Path) -> None:
             for t in threads:
                 t.join()
         meta = httpx.get(f"{server.url}/v2/models/churn").json()
+        switched = re.findall(r"(worker \d+: )?model churn: serving version 2", server.logs())
+        assert len(set(switched)) == len(switched) == workers, "every worker followed, once"
 
     assert all(status == 200 for status, _, _ in seen), {s for s, _, _ in seen}
     for log in logs:

@@ -30,18 +30,24 @@ from modelport.serving.auth import Authenticator
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.deployment import ModelSpec
 from modelport.serving.manager import ModelManager
+from modelport.serving.worker_board import WorkerBoard
 
 
-def create_app(settings: Settings, specs: list[ModelSpec]) -> ASGIApp:
+def create_app(
+    settings: Settings, specs: list[ModelSpec], board: WorkerBoard | None = None
+) -> ASGIApp:
     """Build the server app for ``specs``; models load when the app starts.
 
     Outermost is the :class:`~modelport.serving.observe.RequestObserver` (request id,
     access log, request metrics), so refused requests are logged and counted too.
 
+    ``board`` is what the worker processes of one server share (see
+    :mod:`~modelport.serving.worker_board`); a server of one process needs none.
+
     With ``settings.serving.auth``, every request first passes the
     :class:`~modelport.serving.auth.Authenticator`.
     """
-    manager = ModelManager(settings, specs)
+    manager = ModelManager(settings, specs, board)
     plane = DataPlane(manager, settings.serving)
     watch = monitor.Monitor(plane, settings.serving.chart_interval_s)
 

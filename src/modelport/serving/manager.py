@@ -7,6 +7,11 @@ so serving goes on), switches ``current`` in one assignment on the event loop, l
 already holding the old version finish, then drops it. If the new version fails to load or
 warm up, the old one keeps serving and the failure stays in ``error`` until a later swap
 succeeds.
+
+With several worker processes, the :class:`~modelport.serving.worker_board.WorkerBoard`
+keeps them one server: a loaded version waits in ``next`` until every worker holds it, then
+all answer with it from the same instant (each request reads the committed version); a
+repository load or unload sent to one worker is followed by all of them.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from modelport.registry import ModelVersion, Registry
 from modelport.serving.batcher import AdaptiveBatcher
 from modelport.serving.deployment import ModelSpec
 from modelport.serving.runner import PredictRunner
+from modelport.serving.worker_board import LOADING, NONE, WATCH_SECONDS, WorkerBoard, encode
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +91,15 @@ class ServedModel:
 
     name: str
     spec: ModelSpec
+    index: int
+    """The model's row on the worker board."""
     state: State = "loading"
     current: LoadedVersion | None = None
+    next: LoadedVersion | None = None
+    """Loaded and warm, waiting until every worker holds it (one worker: never for long)."""
     error: str | None = None
+    seen_epoch: int = 0
+    """The last repository command (see the board) this worker applied."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -119,29 +131,57 @@ def client_reason(error: str | None) -> str | None:
 class ModelManager:
     """Loads, swaps, drains and unloads served models. All methods run on the event loop."""
 
-    def __init__(self, settings: Settings, specs: list[ModelSpec]) -> None:
+    def __init__(
+        self, settings: Settings, specs: list[ModelSpec], board: WorkerBoard | None = None
+    ) -> None:
         self.settings = settings
         self.models: dict[str, ServedModel] = {
-            s.served_name: ServedModel(s.served_name, s) for s in specs
+            s.served_name: ServedModel(s.served_name, s, i) for i, s in enumerate(specs)
         }
+        self.board = board if board is not None else WorkerBoard.in_memory(len(specs))
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelport-predict")
         self._registry: Registry | None = None
         self._registry_lock = threading.Lock()
-        self._poller: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Load every model (failures are recorded, not raised), then start polling."""
-        await asyncio.gather(*(self.load(name) for name in self.models))
+        """Load every model (failures are recorded, not raised), then start polling.
+
+        Each model starts at the version the other workers already answer with, if any;
+        else once every worker's first load is over, they commit the version they agree on.
+        """
+        self.board.join()
+        await asyncio.gather(*(self._start_one(served) for served in self.models.values()))
+        loop = asyncio.get_running_loop()
         if any(m.follows_registry for m in self.models.values()):
-            self._poller = asyncio.get_running_loop().create_task(self._poll())
+            self._tasks.append(loop.create_task(self._poll()))
+        if self.board.shared:
+            self._tasks.append(loop.create_task(self._watch_board()))
+
+    async def _start_one(self, served: ServedModel) -> None:
+        board, i = self.board, served.index
+        served.seen_epoch = board.epoch(i)
+        if board.unloaded(i):
+            served.state = "unloaded"
+            return
+        board.report(i, LOADING)
+        committed = board.committed(i)
+        async with served.lock:
+            await self._swap(served, pinned=committed if committed > 0 else None)
+        while board.committed(i) == NONE and board.waiting_for_first_load(i):
+            await asyncio.sleep(WATCH_SECONDS)
+        board.try_commit(i)
+        self._promote(served)
 
     async def stop(self) -> None:
         """Stop polling and release every model."""
-        if self._poller is not None:
-            self._poller.cancel()
+        for task in self._tasks:
+            task.cancel()
+        self.board.close()
         for served in self.models.values():
-            if served.current is not None and served.current.batcher is not None:
-                await served.current.batcher.close()
+            for loaded in (served.current, served.next):
+                if loaded is not None and loaded.batcher is not None:
+                    await loaded.batcher.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._registry is not None:
             self._registry.close()
@@ -161,39 +201,116 @@ class ModelManager:
         return served
 
     def get(self, name: str, version: int | None = None) -> LoadedVersion:
-        """The version answering for ``name``; 404 if unknown, 503 while not ready."""
+        """The version answering for ``name``; 404 if unknown, 503 while not ready.
+
+        Called for every request: the committed version is read from the board each time, so
+        no worker answers with a version the others have left, or after an unload.
+        """
         served = self.served(name)
+        committed = self.board.committed(served.index)
+        if served.next is not None and committed == encode(served.next.version):
+            self._promote(served)
         current = served.current
-        if current is None:
-            raise ModelNotReady(name, client_reason(served.error) or served.state)
+        if current is None or committed == NONE:
+            raise ModelNotReady(name, self._reason(served))
         if version is not None and version != current.version:
             raise VersionNotFound(name, version)
         return current
 
+    def state(self, served: ServedModel) -> State:
+        """Whether ``served`` answers requests, as every worker sees it."""
+        self._promote(served)
+        if self.board.unloaded(served.index):
+            return "unloaded"
+        if served.current is not None and self.board.committed(served.index) != NONE:
+            return "ready"
+        if served.current is not None or served.next is not None:
+            return "loading"  # loaded here, not yet by every worker
+        return served.state if served.state != "ready" else "loading"
+
     async def load(self, name: str) -> ServedModel:
-        """Resolve the model's ref now and swap to its version if it changed."""
+        """Resolve the model's ref now and swap to its version if it changed (on every
+        worker: this returns once all of them have tried)."""
         served = self.served(name)
         async with served.lock:
+            epoch = served.seen_epoch = self.board.command(served.index, unload=False)
             await self._swap(served)
+            self._saw(served, epoch)
+        await self._wait_for_workers(served, epoch)
         return served
 
     async def unload(self, name: str) -> ServedModel:
-        """Stop serving ``name`` until the next ``load``."""
+        """Stop serving ``name`` until the next ``load`` (on every worker, at once)."""
         served = self.served(name)
         async with served.lock:
-            old, served.current, served.state = served.current, None, "unloaded"
-            if old is not None:
-                await self._drain(old)
+            epoch = served.seen_epoch = self.board.command(served.index, unload=True)
+            await self._drop(served)
+            self._saw(served, epoch)
+        await self._wait_for_workers(served, epoch)
         return served
 
-    async def _swap(self, served: ServedModel) -> None:
+    async def _drop(self, served: ServedModel) -> None:
+        old = [v for v in (served.current, served.next) if v is not None]
+        served.current, served.next, served.state = None, None, "unloaded"
+        self.board.report(served.index, NONE)
+        for version in old:
+            await self._drain(version)
+
+    def _saw(self, served: ServedModel, epoch: int) -> None:
+        served.seen_epoch = epoch
+        ready = served.next or served.current
+        self.board.report(
+            served.index, NONE if ready is None else encode(ready.version), seen=epoch
+        )
+
+    async def _wait_for_workers(self, served: ServedModel, epoch: int) -> None:
+        """Until every worker has applied command ``epoch`` (a dead one does not count),
+        then commit what they agree on."""
+        while not self.board.all_seen(served.index, epoch):
+            await asyncio.sleep(WATCH_SECONDS)
+        self.board.try_commit(served.index)
+        self._promote(served)
+
+    def _promote(self, served: ServedModel) -> None:
+        """Make ``next`` the answering version once the board committed it."""
+        loaded = served.next
+        if loaded is None or self.board.committed(served.index) != encode(loaded.version):
+            return
+        old, served.current, served.next = served.current, loaded, None
+        served.state = "ready"
+        logger.info(
+            "model %s: serving version %s (loaded in %.2f s)",
+            served.name,
+            loaded.version,
+            loaded.load_seconds,
+        )
+        if loaded.model.trusted_by is not None:  # a security decision: always in the log
+            logger.warning(
+                "model %s: version %s loaded as it is, without the safety checks: trusted (%s)",
+                served.name,
+                loaded.version,
+                loaded.model.trusted_by,
+            )
+        if old is not None:
+            asyncio.get_running_loop().create_task(self._drain(old))
+
+    def _reason(self, served: ServedModel) -> str:
+        state = self.state(served)
+        reason = client_reason(served.error) if state == "failed" else None
+        return reason or state
+
+    async def _swap(self, served: ServedModel, pinned: int | None = None) -> None:
+        """Load the version the ref names (or ``pinned``) beside the one answering, unless
+        it is already here; then commit it once every worker holds it."""
         target: ModelVersion | None = None
         try:
-            target = await self._run(self._resolve, served)
-            current = served.current
-            if current is not None and target is not None and target.version == current.version:
+            target = await self._run(self._resolve, served, pinned)
+            have = served.next or served.current
+            if have is not None and target is not None and target.version == have.version:
+                served.error = None  # the ref names what is here: no failure to report
+                self._ready(served, have)
                 return
-            if served.current is None:
+            if have is None:
                 served.state = "loading"
             started = time.monotonic()
             model, cost = await self._run(self._load_and_warm, served, target)
@@ -215,8 +332,10 @@ class ModelManager:
             version = f" version {target.version}" if target is not None else ""
             previous = served.error
             served.error = f"loading {served.spec.ref}{version} failed: {exc}"
-            if served.current is None:
+            have = served.next or served.current
+            if have is None:
                 served.state = "failed"
+            self.board.report(served.index, NONE if have is None else encode(have.version))
             if served.error != previous:  # the poll retries: say it once, not every poll
                 logger.error(
                     "model %s: %s (retried every %g s; logged again when the error changes)",
@@ -226,28 +345,23 @@ class ModelManager:
                     exc_info=not isinstance(exc, ModelportError),
                 )
             return
-        old, served.current = served.current, loaded
-        served.state, served.error = "ready", None
-        logger.info(
-            "model %s: serving version %s (loaded in %.2f s)",
-            served.name,
-            loaded.version,
-            loaded.load_seconds,
-        )
-        if loaded.model.trusted_by is not None:  # a security decision: always in the log
-            logger.warning(
-                "model %s: version %s loaded as it is, without the safety checks: trusted (%s)",
-                served.name,
-                loaded.version,
-                loaded.model.trusted_by,
-            )
-        if old is not None:
-            asyncio.get_running_loop().create_task(self._drain(old))
+        superseded, served.next, served.error = served.next, loaded, None
+        if superseded is not None:  # loaded here, never committed: a newer one came first
+            asyncio.get_running_loop().create_task(self._drain(superseded))
+        self._ready(served, loaded)
 
-    def _resolve(self, served: ServedModel) -> ModelVersion | None:
+    def _ready(self, served: ServedModel, loaded: LoadedVersion) -> None:
+        self.board.report(served.index, encode(loaded.version))
+        self.board.try_commit(served.index)
+        self._promote(served)
+
+    def _resolve(self, served: ServedModel, pinned: int | None = None) -> ModelVersion | None:
         ref = served.ref
         if ref.path is not None:
             return None
+        if pinned is not None:  # what the other workers answer with
+            assert ref.name is not None
+            return self.registry().get_version(ref.name, pinned)
         return self.registry().resolve(ref)
 
     def _load_and_warm(
@@ -325,9 +439,32 @@ class ModelManager:
         while True:
             await asyncio.sleep(interval)
             for served in list(self.models.values()):
-                if served.follows_registry and served.state != "unloaded":
+                if served.follows_registry and not self.board.unloaded(served.index):
                     async with served.lock:
                         await self._swap(served)
+
+    async def _watch_board(self) -> None:
+        """Apply repository commands other workers received, and switch to a version the
+        board committed even when no request comes to do it (so the old one is let go)."""
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            for served in list(self.models.values()):
+                try:
+                    await self._follow_board(served)
+                except Exception:  # never stop watching; say what went wrong
+                    logger.exception("model %s: applying the worker board failed", served.name)
+
+    async def _follow_board(self, served: ServedModel) -> None:
+        epoch = self.board.epoch(served.index)
+        if epoch > served.seen_epoch:
+            async with served.lock:
+                served.seen_epoch = epoch
+                if self.board.unloaded(served.index):
+                    await self._drop(served)
+                else:
+                    await self._swap(served)
+                self._saw(served, epoch)
+        self._promote(served)
 
     def registry(self) -> Registry:
         """The registry the models come from (and API keys are checked against); opened once."""
@@ -346,7 +483,11 @@ class ModelManager:
     def status(self, served: ServedModel) -> dict[str, Any]:
         """What the repository index and the metadata report about one model."""
         current = served.current
-        info: dict[str, Any] = {"name": served.name, "ref": served.spec.ref, "state": served.state}
+        info: dict[str, Any] = {
+            "name": served.name,
+            "ref": served.spec.ref,
+            "state": self.state(served),
+        }
         if current is not None:
             info["version"] = current.version
             info["load_seconds"] = round(current.load_seconds, 4)

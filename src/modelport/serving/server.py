@@ -6,13 +6,17 @@ timeout), runs the app's shutdown (which drains the model manager) and exits 0.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ipaddress
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +32,15 @@ from modelport.registry import Registry
 from modelport.serving._http_limits import HeadLimits, protocol_factory
 from modelport.serving.app import create_app
 from modelport.serving.deployment import ModelSpec
+from modelport.serving.worker_board import WorkerBoard
 
 logger = logging.getLogger(__name__)
 _SPEC_ENV = "MODELPORT_SERVE_SPEC"
 GRACEFUL_SECONDS = 30
+WORKER_HEALTHCHECK_SECONDS = 60
+"""How long uvicorn waits for a worker to answer its health ping before killing it. Its
+default (5 s) killed workers still importing on a busy machine, which then started again
+and again; a worker loading a model answers from a thread, so only a hung one is slower."""
 
 
 def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool = False) -> None:
@@ -85,17 +94,24 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     if cfg.workers > 1:
         metrics.enable_multiprocess()  # before any worker imports prometheus_client
+        folder = Path(tempfile.mkdtemp(prefix="modelport-workers-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        board = folder / "board"
+        # Room for restarted workers too: a dead worker's slot is reused.
+        WorkerBoard.create(board, models=len(specs), slots=2 * cfg.workers + 2)
         # Worker processes rebuild the app from this variable: uvicorn needs an import string.
         os.environ[_SPEC_ENV] = json.dumps(
             {
                 "settings": settings.model_dump(mode="json"),
                 "models": [s.model_dump() for s in specs],
+                "board": str(board),
             }
         )
         uvicorn.run(
             "modelport.serving.server:app_from_environment",
             factory=True,
             workers=cfg.workers,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
             **options,
         )
     else:
@@ -104,10 +120,18 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
 
 def app_from_environment() -> ASGIApp:
     """The app factory each worker process calls (see :func:`serve`)."""
+    # A worker is a fresh process: the CLI's logging set-up is not inherited. Its lines
+    # carry its pid, so a log says which worker loaded what.
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s:%(name)s:worker %(process)d: %(message)s",
+    )
     _say_what_is_served()
     data = json.loads(os.environ[_SPEC_ENV])
     settings = Settings.model_validate(data["settings"])
-    return create_app(settings, [ModelSpec.model_validate(m) for m in data["models"]])
+    specs = [ModelSpec.model_validate(m) for m in data["models"]]
+    return create_app(settings, specs, WorkerBoard.open(Path(data["board"])))
 
 
 def _say_what_is_served() -> None:

@@ -32,8 +32,8 @@ def routes(plane: DataPlane) -> list[Route]:
         return json_response({"live": True})
 
     async def ready(request: Request) -> Response:
-        models = plane.manager.models.values()
-        is_ready = all(m.state == "ready" for m in models)
+        manager = plane.manager
+        is_ready = all(manager.state(m) == "ready" for m in manager.models.values())
         return json_response({"ready": is_ready}, status=200 if is_ready else 503)
 
     async def server_metadata(request: Request) -> Response:
@@ -66,7 +66,8 @@ def routes(plane: DataPlane) -> list[Route]:
     async def repository_load(request: Request) -> Response:
         name = request.path_params["name"]
         served = await plane.manager.load(name)
-        status = 200 if served.state == "ready" and served.error is None else 503
+        ready = plane.manager.state(served) == "ready" and served.error is None
+        status = 200 if ready else 503
         return json_response(_index_entry(plane, name), status=status)
 
     async def repository_unload(request: Request) -> Response:
