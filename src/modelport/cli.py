@@ -930,7 +930,10 @@ def runs(
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Batch runs: which model version scored which input, rows, rejects, duration."""
+    """Batch runs: which model version scored which input, rows, rejects, duration.
+
+    A run is running, succeeded, failed, or abandoned: still marked running, but its
+    process is gone (killed, or not heard from for a minute)."""
     with _registry() as reg:
         found = reg.store.list_runs(name, limit)
     if as_json:
@@ -950,6 +953,9 @@ def runs(
                     "started_at": r.started_at.isoformat(),
                     "seconds": r.seconds,
                     "error": r.error,
+                    "heartbeat_at": r.heartbeat_at.isoformat() if r.heartbeat_at else None,
+                    "host": r.host,
+                    "pid": r.pid,
                 }
                 for r in found
             ]
@@ -968,6 +974,15 @@ def runs(
         out.print(f"  {r.source} -> {r.sink}", markup=False, highlight=False)
         if r.error:
             out.print(f"  error: {r.error}", markup=False, highlight=False)
+        if r.status == "abandoned":
+            heard = r.heartbeat_at or r.started_at
+            where = f"process {r.pid} on {r.host}" if r.host else "its process"
+            out.print(
+                f"  not heard from since {heard:%Y-%m-%d %H:%M:%S}: {where} is gone; "
+                "rerun the same command to resume from its finished parts",
+                markup=False,
+                highlight=False,
+            )
 
 
 # -- API keys for the server -----------------------------------------------------------------

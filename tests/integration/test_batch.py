@@ -254,13 +254,25 @@ def test_a_killed_job_resumes_to_the_same_bytes(home: Path, tmp_path: Path) -> N
     deadline = time.monotonic() + 120
     while len(list(resumed.glob("part-*"))) < 20 and time.monotonic() < deadline:
         time.sleep(0.02)
+    with modelport.Registry(settings(home)) as registry:
+        alive = registry.store.list_runs("wide", limit=1)[0]
     job.send_signal(signal.SIGKILL)
     job.wait()
     written = len(list(resumed.glob("part-*")))
     assert 20 <= written < 200, written  # killed midway
+    assert (alive.status, alive.pid, alive.sink) == ("running", job.pid, str(resumed))
+    # It could not record its end: the registry sees its process is gone.
+    runs = cli(home, "runs", "wide", "--json")
+    assert [r["status"] for r in json.loads(runs.stdout)] == ["abandoned", "succeeded"]
+    shown = cli(home, "runs", "wide").stdout
+    assert "wide/1 abandoned" in shown
+    assert f"process {job.pid} on " in shown
+    assert "is gone" in shown
     again = cli(home, "batch", "wide", str(source), str(resumed), *args)
     assert again.returncode == 0, again.stderr
     assert "already done" in again.stdout
+    runs = cli(home, "runs", "wide", "--json")
+    assert [r["status"] for r in json.loads(runs.stdout)] == ["succeeded", "abandoned", "succeeded"]
     files = sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(resumed) for p in resumed.rglob("*") if p.is_file())
     for name in files:

@@ -12,6 +12,8 @@ rows are set aside and how an interrupted job resumes.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Literal
 
 from modelport._identity import current_user
 from modelport.batch import formats
+from modelport.batch.heartbeat import Heartbeat
 from modelport.batch.job import (
     BatchResult,
     JobSpec,
@@ -99,36 +102,39 @@ def score(
         result = BatchResult(new_run_id(), name, version, str(src.path), str(out))
         result.outputs = list(spec.outputs)
         started = datetime.now(UTC)
-        registry.store.record_run(_record(result, engine, started))
+        registry.store.record_run(_record(result, engine, started, heartbeat=started))
         try:
-            if engine == "local":
-                run_local(
-                    model,
-                    spec,
-                    src,
-                    out,
-                    result,
-                    overwrite=overwrite,
-                    max_reject_fraction=max_reject_fraction,
-                    on_progress=on_progress,
-                )
-            elif engine == "ray":
-                from modelport.batch.ray_engine import run_ray
+            with Heartbeat(
+                registry.store, lambda now: _record(result, engine, started, heartbeat=now)
+            ):
+                if engine == "local":
+                    run_local(
+                        model,
+                        spec,
+                        src,
+                        out,
+                        result,
+                        overwrite=overwrite,
+                        max_reject_fraction=max_reject_fraction,
+                        on_progress=on_progress,
+                    )
+                elif engine == "ray":
+                    from modelport.batch.ray_engine import run_ray
 
-                run_ray(
-                    model,
-                    spec,
-                    src,
-                    out,
-                    result,
-                    trust_unsafe=model.trusted_by is not None,  # as the driver decided
-                    address=address,
-                    overwrite=overwrite,
-                    max_reject_fraction=max_reject_fraction,
-                    on_progress=on_progress,
-                )
-            else:
-                raise InvalidInput(f"unknown engine {engine!r} (local, ray)")
+                    run_ray(
+                        model,
+                        spec,
+                        src,
+                        out,
+                        result,
+                        trust_unsafe=model.trusted_by is not None,  # as the driver decided
+                        address=address,
+                        overwrite=overwrite,
+                        max_reject_fraction=max_reject_fraction,
+                        on_progress=on_progress,
+                    )
+                else:
+                    raise InvalidInput(f"unknown engine {engine!r} (local, ray)")
         except BaseException as exc:
             result.status, result.error = "failed", str(exc) or type(exc).__name__
             registry.store.record_run(_record(result, engine, started, datetime.now(UTC)))
@@ -157,7 +163,12 @@ def _model(
 
 
 def _record(
-    result: BatchResult, engine: str, started: datetime, finished: datetime | None = None
+    result: BatchResult,
+    engine: str,
+    started: datetime,
+    finished: datetime | None = None,
+    *,
+    heartbeat: datetime | None = None,
 ) -> BatchRun:
     return BatchRun(
         run_id=result.run_id,
@@ -173,4 +184,7 @@ def _record(
         started_at=started,
         finished_at=finished,
         error=result.error,
+        heartbeat_at=heartbeat or finished,
+        host=socket.gethostname(),
+        pid=os.getpid(),
     )

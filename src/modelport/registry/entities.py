@@ -192,6 +192,13 @@ class LoggedPrediction:
     """The label posted for this request (see ``Registry.add_feedback``), or None."""
 
 
+RUN_HEARTBEAT_S = 10.0
+"""How often a running batch job records that it is alive (with its progress)."""
+RUN_ABANDONED_AFTER_S = 60.0
+"""A running job not heard from for this long is abandoned; on its own machine, a job whose
+process is gone is abandoned at once."""
+
+
 @dataclass(frozen=True, slots=True)
 class BatchRun:
     """One batch scoring job: which model version scored which input, and how it went."""
@@ -203,13 +210,22 @@ class BatchRun:
     sink: str
     engine: str
     status: str
-    """``running``, ``succeeded`` or ``failed`` (a run killed midway stays ``running``)."""
+    """``running``, ``succeeded``, ``failed``, or ``abandoned``: recorded as running, but its
+    process is gone (killed, or its machine lost) and its heartbeat has stopped. A run is
+    never stored as abandoned: the registry says so when it reads the run (see
+    :data:`RUN_ABANDONED_AFTER_S`), so a run that was only slow to report goes back to
+    running with its next heartbeat."""
     rows: int
     scored: int
     rejected: int
     started_at: datetime
     finished_at: datetime | None = None
     error: str | None = None
+    heartbeat_at: datetime | None = None
+    """When the job last said it was alive (every :data:`RUN_HEARTBEAT_S` while it runs)."""
+    host: str | None = None
+    """The machine the job runs on, and its process id there."""
+    pid: int | None = None
 
     @property
     def seconds(self) -> float | None:

@@ -193,3 +193,37 @@ def test_0002_downgrades_cleanly_and_upgrades_again(empty_uri: str) -> None:
     assert not {"trusted_unsafe_by", "trusted_unsafe_at"} & columns
     with SqlStore(empty_uri) as store:
         assert store.list_keys().items == []
+
+
+def test_0005_upgrades_a_0004_database_and_its_runs(empty_uri: str) -> None:
+    """A run recorded before heartbeats existed keeps its figures; an old one still marked
+    running (its job long gone) reads as abandoned, a finished one as it was."""
+    _migrate(empty_uri, "0004")
+    long_ago = datetime(2026, 11, 1, tzinfo=UTC)
+    engine = create_engine(parse_url(empty_uri))
+    try:
+        with engine.begin() as conn:
+            for run_id, status in (("killed", "running"), ("done", "succeeded")):
+                conn.execute(
+                    text(
+                        "INSERT INTO batch_runs (run_id, model, version, source, sink, engine,"
+                        " status, rows, scored, rejected, started_at) VALUES (:r, 'churn', 1,"
+                        " 'in.csv', 'out', 'local', :s, 10, 9, 1, :t)"
+                    ),
+                    {"r": run_id, "s": status, "t": long_ago},
+                )
+    finally:
+        engine.dispose()
+    with SqlStore(empty_uri) as store:
+        runs = {r.run_id: r for r in store.list_runs("churn")}
+    assert runs["killed"].status == "abandoned"
+    assert runs["done"].status == "succeeded"
+    killed = runs["killed"]
+    assert (killed.rows, killed.scored, killed.heartbeat_at) == (10, 9, None)
+    _migrate(empty_uri, "0004", down=True)
+    engine = create_engine(parse_url(empty_uri))
+    try:
+        columns = {c["name"] for c in inspect(engine).get_columns("batch_runs")}
+    finally:
+        engine.dispose()
+    assert not {"heartbeat_at", "host", "pid"} & columns

@@ -1,12 +1,15 @@
-"""Batch scoring runs: a row when a job starts, updated when it ends."""
+"""Batch scoring runs: a row when a job starts, a heartbeat while it runs, updated when it ends."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import os
+import socket
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
-from modelport.registry.entities import BatchRun
+from modelport.registry.entities import RUN_ABANDONED_AFTER_S, BatchRun
 from modelport.registry.sql._base import StoreBase
 from modelport.registry.sql._schema import BatchRunRow
 
@@ -27,27 +30,62 @@ class RunMixin(StoreBase):
                 )
 
     def list_runs(self, model: str | None = None, limit: int = 50) -> list[BatchRun]:
-        """The newest runs first, of one model or of all."""
+        """The newest runs first, of one model or of all; a running one whose process is
+        gone reads as ``abandoned`` (see :attr:`BatchRun.status`)."""
         query = select(BatchRunRow).order_by(BatchRunRow.started_at.desc()).limit(limit)
         if model is not None:
             query = query.where(BatchRunRow.model == model)
         with self._session() as s:
             rows = s.scalars(query).all()
+        now = datetime.now(UTC)
         return [
-            BatchRun(
-                run_id=r.run_id,
-                model=r.model,
-                version=r.version,
-                source=r.source,
-                sink=r.sink,
-                engine=r.engine,
-                status=r.status,
-                rows=r.rows,
-                scored=r.scored,
-                rejected=r.rejected,
-                started_at=r.started_at,
-                finished_at=r.finished_at,
-                error=r.error,
+            seen_status(
+                BatchRun(
+                    run_id=r.run_id,
+                    model=r.model,
+                    version=r.version,
+                    source=r.source,
+                    sink=r.sink,
+                    engine=r.engine,
+                    status=r.status,
+                    rows=r.rows,
+                    scored=r.scored,
+                    rejected=r.rejected,
+                    started_at=r.started_at,
+                    finished_at=r.finished_at,
+                    error=r.error,
+                    heartbeat_at=r.heartbeat_at,
+                    host=r.host,
+                    pid=r.pid,
+                ),
+                now,
             )
             for r in rows
         ]
+
+
+def seen_status(run: BatchRun, now: datetime) -> BatchRun:
+    """``run`` as it stands at ``now``: a ``running`` run not heard from for
+    :data:`RUN_ABANDONED_AFTER_S` (since its last heartbeat, or its start if it never beat),
+    or whose process on this machine no longer exists, is ``abandoned``."""
+    if run.status != "running":
+        return run
+    last = run.heartbeat_at or run.started_at
+    silent = (now - last).total_seconds() > RUN_ABANDONED_AFTER_S
+    if silent or (run.host == socket.gethostname() and not _alive(run.pid)):
+        return replace(run, status="abandoned")
+    return run
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether a process ``pid`` exists here (unknown pids count as alive: the heartbeat's
+    age decides). A reused pid reads as alive until the heartbeat is too old."""
+    if pid is None or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True

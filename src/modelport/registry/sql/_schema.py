@@ -15,7 +15,7 @@ the two with Alembic's autogenerate so they cannot drift apart.
   -> values), version, request id, latency. Written in batches by the server's log writer.
 - ``feedback``: true labels posted later for logged request ids, one per (model, request).
 - ``batch_runs``: one row per batch scoring job: model version, source, sink, row counts,
-  status and duration.
+  status and duration, and where it runs (host, pid) and when it last said it was alive.
 """
 
 from __future__ import annotations
@@ -218,3 +218,6 @@ class BatchRunRow(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    heartbeat_at: Mapped[datetime | None]
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
