@@ -166,6 +166,15 @@ def test_live_quality_from_posted_labels_equals_offline(home: Path) -> None:
         wrong = client.post("/v2/models/churn/feedback", json={"id": "req-61", "label": "yes"})
         assert wrong.status_code == 400
         assert "predicts numbers" in wrong.json()["error"]
+        # So is a label whose count is not its request's rows (it used to be stored, and
+        # then counted by quality as unpaired).
+        for rid, label, said in (
+            ("batch-1", [1, 0], "request 'batch-1' had 3 rows; the label has 2 values"),
+            ("req-61", [1, 0], "request 'req-61' had one row; the label is a list of 2"),
+        ):
+            miscount = client.post("/v2/models/churn/feedback", json={"id": rid, "label": label})
+            assert miscount.status_code == 400
+            assert said in miscount.json()["error"]
         huge = client.post(
             "/v2/models/churn/feedback", json={"id": "req-61", "label": "x" * 4_000_000}
         )

@@ -171,13 +171,19 @@ def _scalar(text: str) -> Any:  # Any: bool, int, float, or the text itself
 
 
 def _count_problem(line: LabelLine, rows: int) -> str | None:
-    values = len(line.label) if isinstance(line.label, list) else 1
+    return count_problem(line.request_id, line.label, rows)
+
+
+def count_problem(request_id: str, label: object, rows: int) -> str | None:
+    """Why ``label`` cannot label a logged request of ``rows`` rows (None when it can): a
+    request of n rows takes a list of n labels, one of one row a single label."""
+    values = len(label) if isinstance(label, list) else 1
     if values == rows:
         return None
     if rows == 1:
-        return f"request {line.request_id!r} had one row; the label is a list of {values}"
+        return f"request {request_id!r} had one row; the label is a list of {values}"
     return (
-        f"request {line.request_id!r} had {rows} rows; the label has {values} value"
+        f"request {request_id!r} had {rows} rows; the label has {values} value"
         f"{'s' if values != 1 else ''} (a request of n rows takes a JSON list of n labels, one "
         f"per row in row order, such as {_LIST_EXAMPLE})"
     )

@@ -40,7 +40,7 @@ from starlette.staticfiles import StaticFiles
 from modelport.artifact.checksums import verify_files
 from modelport.artifact.manifest import MANIFEST_FILE, parse_manifest, read_manifest_bytes
 from modelport.errors import ArtifactCorrupted, InvalidInput, ModelportError, PayloadTooLarge
-from modelport.monitoring import live, metrics
+from modelport.monitoring import labels, live, metrics
 from modelport.monitoring.drift import DriftThresholds
 from modelport.monitoring.history import MetricsHistory
 from modelport.monitoring.prediction_log import PredictionLogger
@@ -219,9 +219,16 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
             dtype = served.current.model.signature.outputs[0].dtype
             live.check_label_kinds(name, pairs, dtype)
         manager = monitor.plane.manager
-        unknown = await manager.run_in_thread(
-            lambda: manager.registry().store.add_feedback(name, pairs)
-        )
+
+        def store() -> list[str]:
+            registry = manager.registry().store
+            rows = registry.count_logged_rows(name, [rid for rid, _ in pairs])
+            for rid, label in pairs:  # all or nothing, as for a label of the wrong kind
+                if rid in rows and (problem := labels.count_problem(rid, label, rows[rid])):
+                    raise InvalidInput(problem)
+            return registry.add_feedback(name, pairs)
+
+        unknown = await manager.run_in_thread(store)
         return json_response(
             {
                 "model": name,
