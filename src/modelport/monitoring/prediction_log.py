@@ -5,44 +5,69 @@ Where the log lives: the registry's own database (table ``prediction_log``, labe
 with the labels posted later by request id; a database does that join and window with an
 index, works the same on SQLite and PostgreSQL, and needs no second store to back up. Rolled
 Parquet files would be cheaper per row but need a compaction and an index of their own to
-answer "which prediction had request id X". The cost is one row of JSON per sampled request,
-which is why logging is sampled and off by default.
+answer "which prediction had request id X". The cost is one compact JSON row per sampled
+request, which is why logging is sampled and off by default.
 
-How: the request path calls :meth:`PredictionLogger.offer`, which only puts the arrays on a
-bounded queue (no conversion, no I/O). One background thread takes what has queued, turns
-it into JSON lists and writes it in one transaction. When the queue is full the entry is
-dropped and counted; a failed write counts its whole batch as dropped. So, per model,
-``sampled = written + dropped + (still queued)``, and after :meth:`close`, nothing is queued.
+How: the request path calls :meth:`PredictionLogger.offer`, which only appends the arrays to
+a bounded queue (no conversion, no lock, no I/O, no wake-up of another thread). One
+background thread wakes every :data:`FLUSH_S` seconds, or as soon as :data:`BATCH` entries
+are queued, and hands what has queued to the store in transactions of at most ``BATCH``
+rows; the store encodes the arrays and inserts them in one statement (see
+``MetadataStore.log_predictions``). Writing in batches is what makes the log cheap: a
+transaction (a commit, an fsync on SQLite) costs about as much as a thousand rows, so a
+writer that committed each entry as it came cost about a millisecond of the serving core
+per sampled request. While the writer waits on the database it holds no lock of ours and,
+inside the driver, not the interpreter either: requests go on being answered, and queue.
+
+When the queue is full the entry is dropped and counted; a failed write counts its whole
+batch as dropped. So, per model, ``sampled = written + dropped + (still queued)``, and after
+:meth:`PredictionLogger.close`, nothing is queued. The memory the log holds is bounded by
+``max_queue`` entries waiting plus one batch being written.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
+from prometheus_client import Counter
 
 from modelport.monitoring import metrics
 from modelport.registry import LoggedPrediction, MetadataStore
 
 logger = logging.getLogger(__name__)
 
-_BATCH = 500
+BATCH = 250
+"""Most entries written in one transaction; this many queued wakes the writer early.
+Measured on SQLite with 1-row requests: a transaction costs about 0.4 ms of CPU whatever it
+holds, and a logged request about 15 us in all (queue, encoding, insert); at 250 a commit
+adds under 2 us an entry, and the stretch the writer runs Python for one batch before the
+database takes over (and lets the interpreter go) stays about a millisecond."""
+FLUSH_S = 0.5
+"""Longest a queued entry waits before the writer takes it: the log's delay, so feedback for
+a request posted within it can find the request not logged yet."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
+class _Pending(NamedTuple):
     model: str
     version: int | None
     request_id: str
-    created_at: datetime
+    created_at: float  # time.time(): a datetime is built by the writer, off the request path
     latency_ms: float
     inputs: Mapping[str, np.ndarray]
     outputs: Mapping[str, np.ndarray]
+
+
+class _Counters(NamedTuple):
+    sampled: Counter
+    written: Counter
+    dropped: Counter
 
 
 class PredictionLogger:
@@ -50,7 +75,14 @@ class PredictionLogger:
 
     def __init__(self, store: MetadataStore, *, max_queue: int = 10_000) -> None:
         self._store = store
-        self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_queue)
+        self._max_queue = max(1, max_queue)
+        self._wake_at = min(BATCH, self._max_queue)
+        # deque.append and popleft are atomic: the request path takes no lock. Only the
+        # writer removes entries, so the length it reads can only have grown since.
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._counters: dict[str, _Counters] = {}
+        self._wake = threading.Event()
+        self._closing = False
         self._thread = threading.Thread(target=self._run, name="modelport-predlog", daemon=True)
         self._thread.start()
 
@@ -63,80 +95,84 @@ class PredictionLogger:
         inputs: Mapping[str, np.ndarray],
         outputs: Mapping[str, np.ndarray],
     ) -> bool:
-        """Queue one sampled request; False (and counted as dropped) when the queue is full."""
-        metrics.LOG_SAMPLED.labels(model).inc()
-        entry = _Pending(model, version, request_id, datetime.now(UTC), latency_ms, inputs, outputs)
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            metrics.LOG_DROPPED.labels(model).inc()
+        """Queue one sampled request; False (and counted as dropped) when the queue is full
+        or the logger is closed. The arrays are kept as they are, not copied: the caller
+        must not change them afterwards."""
+        counters = self._counters_for(model)
+        counters.sampled.inc()
+        queue = self._queue
+        if self._closing or len(queue) >= self._max_queue:
+            counters.dropped.inc()
             return False
+        queue.append(_Pending(model, version, request_id, time.time(), latency_ms, inputs, outputs))
+        # Once per batch: the writer clears the event when it wakes.
+        if len(queue) >= self._wake_at and not self._wake.is_set():
+            self._wake.set()
         return True
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then stop the thread."""
-        self._queue.put(None)
+        """Write what is queued, then stop the thread; later offers are dropped."""
+        self._closing = True
+        self._wake.set()
         self._thread.join(timeout)
+
+    def _counters_for(self, model: str) -> _Counters:
+        """The model's counters (looking labels up takes a lock: done once per model)."""
+        counters = self._counters.get(model)
+        if counters is not None:
+            return counters
+        counters = _Counters(
+            metrics.LOG_SAMPLED.labels(model),
+            metrics.LOG_WRITTEN.labels(model),
+            metrics.LOG_DROPPED.labels(model),
+        )
+        self._counters[model] = counters
+        return counters
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            batch: list[_Pending] = []
-            stop = first is None
-            if first is not None:
-                batch.append(first)
-            while not stop and len(batch) < _BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
-            if batch:
+            self._wake.wait(FLUSH_S)
+            self._wake.clear()
+            closing = self._closing  # read first: what was offered before close() is queued
+            # What is queued now, and no more: entries that arrive meanwhile wait for the
+            # next round, or the writer would go on committing them a few at a time.
+            due = len(self._queue)
+            while due > 0:
+                batch = self._take(min(BATCH, due))
+                due -= len(batch)
                 self._write(batch)
-            if stop:
+            if closing:
+                while self._queue:
+                    self._write(self._take(BATCH))
                 return
+
+    def _take(self, most: int) -> list[_Pending]:
+        queue = self._queue
+        return [queue.popleft() for _ in range(min(most, len(queue)))]
 
     def _write(self, batch: list[_Pending]) -> None:
         counts: dict[str, int] = {}
         for entry in batch:
             counts[entry.model] = counts.get(entry.model, 0) + 1
         try:
-            self._store.log_predictions([_to_json(e) for e in batch])
+            self._store.log_predictions([_to_logged(e) for e in batch])
         except Exception:  # the server goes on; the loss is counted and said once per batch
             logger.exception("prediction log: writing %d entries failed", len(batch))
             for model, n in counts.items():
-                metrics.LOG_DROPPED.labels(model).inc(n)
+                self._counters_for(model).dropped.inc(n)
             return
         for model, n in counts.items():
-            metrics.LOG_WRITTEN.labels(model).inc(n)
+            self._counters_for(model).written.inc(n)
 
 
-def _to_json(entry: _Pending) -> LoggedPrediction:
+def _to_logged(entry: _Pending) -> LoggedPrediction:
+    """The entry as the store takes it: arrays as they are (the store encodes them)."""
     return LoggedPrediction(
         model=entry.model,
         version=entry.version,
         request_id=entry.request_id,
-        created_at=entry.created_at,
+        created_at=datetime.fromtimestamp(entry.created_at, UTC),
         latency_ms=entry.latency_ms,
-        inputs={k: _json_values(v) for k, v in entry.inputs.items()},
-        outputs={k: _json_values(v) for k, v in entry.outputs.items()},
+        inputs=dict(entry.inputs),
+        outputs=dict(entry.outputs),
     )
-
-
-def _json_values(arr: np.ndarray) -> list[object]:
-    """Lists JSON can hold: NaN and infinities become None, bytes become text."""
-    values = np.asarray(arr)
-    if values.dtype.kind == "f":
-        out = values.astype(object)
-        out[~np.isfinite(values)] = None
-        return list(out.tolist())
-    if values.dtype.kind == "S":
-        return [v.decode("utf-8", "replace") for v in values.reshape(-1).tolist()]
-    if values.dtype.kind == "O":
-        return [
-            v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values.tolist()
-        ]
-    return list(values.tolist())
