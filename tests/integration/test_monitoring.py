@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from starlette.types import ASGIApp
+
+import modelport
+from modelport.monitoring import prediction_log
+from modelport.serving.app import create_app
+from modelport.serving.deployment import ModelSpec
 
 from ._churn import NUMERIC, churn_frame, churn_home, sample, scrape, v2_body, wait_for, written
 from ._server import running_server
@@ -120,6 +130,55 @@ def test_request_ids_are_honoured_generated_and_logged(home: Path) -> None:
     assert by_id["tf-1"]["protocol"] == "tfserving"
     assert by_id["bad-1"]["status"] == 400
     assert by_id[generated.headers["x-request-id"]]["path"] == "/v2/models/churn/infer"
+
+
+@contextlib.asynccontextmanager
+async def _started(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` started and stopped through the ASGI lifespan, as a server does, with a
+    client that calls it in this process."""
+    inbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+
+    async def serve() -> None:
+        await app(scope, inbox.get, outbox.put)
+
+    task = asyncio.create_task(serve())
+    await inbox.put({"type": "lifespan.startup"})
+    started = await outbox.get()
+    assert started["type"] == "lifespan.startup.complete", started
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await task
+
+
+def test_feedback_right_after_its_prediction_finds_it(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feedback route has the log write out what was queued before it: with the writer's
+    timer at an hour, the one entry would otherwise stay queued until the server stops."""
+    monkeypatch.setattr(prediction_log, "FLUSH_S", 3600.0)
+    frame, _ = churn_frame(2, seed=8)
+    app = create_app(modelport.Settings(home=home), [ModelSpec(ref="churn", log_sample_rate=1.0)])
+
+    async def predict_then_label() -> httpx.Response:
+        async with _started(app) as client:
+            r = await client.post(
+                "/v2/models/churn/infer", json=v2_body(frame), headers={"X-Request-ID": "now-1"}
+            )
+            assert r.status_code == 200, r.text
+            return await client.post(
+                "/v2/models/churn/feedback", json={"id": "now-1", "label": [1, 0]}
+            )
+
+    answer = asyncio.run(predict_then_label())
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"model": "churn", "accepted": 1, "unknown_ids": []}
 
 
 def test_live_quality_from_posted_labels_equals_offline(home: Path) -> None:

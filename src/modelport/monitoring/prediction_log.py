@@ -19,6 +19,11 @@ writer that committed each entry as it came cost about a millisecond of the serv
 per sampled request. While the writer waits on the database it holds no lock of ours and,
 inside the driver, not the interpreter either: requests go on being answered, and queue.
 
+:meth:`PredictionLogger.flush` puts a marker in the queue behind what is there, wakes the
+writer, and waits (bounded) until the writer has handled the batch the marker came in: what
+was offered before the call is then written, or counted as dropped. The server's feedback
+route calls it, so a label posted right after its prediction finds the entry.
+
 When the queue is full the entry is dropped and counted; a failed write counts its whole
 batch as dropped. So, per model, ``sampled = written + dropped + (still queued)``, and after
 :meth:`PredictionLogger.close`, nothing is queued. The memory the log holds is bounded by
@@ -51,7 +56,8 @@ adds under 2 us an entry, and the stretch the writer runs Python for one batch b
 database takes over (and lets the interpreter go) stays about a millisecond."""
 FLUSH_S = 0.5
 """Longest a queued entry waits before the writer takes it: the log's delay, so feedback for
-a request posted within it can find the request not logged yet."""
+a request posted within it would find the request not logged yet, but for
+:meth:`PredictionLogger.flush`."""
 
 
 class _Pending(NamedTuple):
@@ -78,8 +84,9 @@ class PredictionLogger:
         self._max_queue = max(1, max_queue)
         self._wake_at = min(BATCH, self._max_queue)
         # deque.append and popleft are atomic: the request path takes no lock. Only the
-        # writer removes entries, so the length it reads can only have grown since.
-        self._queue: collections.deque[_Pending] = collections.deque()
+        # writer removes entries, so the length it reads can only have grown since. An Event
+        # in the queue is flush()'s marker, set once what came before it is handled.
+        self._queue: collections.deque[_Pending | threading.Event] = collections.deque()
         self._counters: dict[str, _Counters] = {}
         self._wake = threading.Event()
         self._closing = False
@@ -109,6 +116,17 @@ class PredictionLogger:
         if len(queue) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
         return True
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every entry offered before this call is written or dropped, at most
+        ``timeout`` seconds; False when the time ran out (the entries stay queued). Blocks
+        the calling thread: never call it on the event loop."""
+        if not self._thread.is_alive():
+            return not self._queue
+        done = threading.Event()
+        self._queue.append(done)  # even past max_queue: one per waiting caller
+        self._wake.set()
+        return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop the thread; later offers are dropped."""
@@ -146,11 +164,21 @@ class PredictionLogger:
                     self._write(self._take(BATCH))
                 return
 
-    def _take(self, most: int) -> list[_Pending]:
+    def _take(self, most: int) -> list[_Pending | threading.Event]:
         queue = self._queue
         return [queue.popleft() for _ in range(min(most, len(queue)))]
 
-    def _write(self, batch: list[_Pending]) -> None:
+    def _write(self, batch: list[_Pending | threading.Event]) -> None:
+        entries = [e for e in batch if isinstance(e, _Pending)]
+        try:
+            if entries:
+                self._write_entries(entries)
+        finally:  # what came before each marker is now written or counted as dropped
+            for marker in batch:
+                if isinstance(marker, threading.Event):
+                    marker.set()
+
+    def _write_entries(self, batch: list[_Pending]) -> None:
         counts: dict[str, int] = {}
         for entry in batch:
             counts[entry.model] = counts.get(entry.model, 0) + 1

@@ -144,11 +144,13 @@ class MetadataStore(Protocol):
         model: str,
         *,
         since: datetime | None = None,
+        until: datetime | None = None,
         version: int | None = None,
         labelled_only: bool = False,
         limit: int = 100_000,
     ) -> list[LoggedPrediction]:
-        """The newest ``limit`` logged requests of ``model`` since ``since``, oldest first."""
+        """The newest ``limit`` logged requests of ``model`` made at ``since`` or later and
+        before ``until``, oldest first."""
         ...
 
     def add_feedback(self, model: str, labels: Iterable[tuple[str, Any]]) -> list[str]:

@@ -7,7 +7,9 @@
 - ``GET /v2/models/{name}/quality?window=1h&buckets=12``: accuracy / F1 / AUC or MAE / RMSE
   from the labels posted so far, per version and per bucket of the window.
 - ``POST /v2/models/{name}/feedback``: ``{"id": <request id>, "label": ...}``, or
-  ``{"labels": [...]}``; answers which ids were stored and which were never logged.
+  ``{"labels": [...]}``; answers which ids were stored and which were never logged. It first
+  has this process's prediction log write out what is queued, so a label posted right after
+  its prediction finds it.
 - ``/ui/``: the dashboard (static files, no build step), fed by ``GET /ui/api/models``;
   ``GET /ui/api/config`` (open) tells the page whether to ask for an API key first. A
   version whose stored files no longer match their checksums is listed as ``corrupted``,
@@ -57,6 +59,9 @@ _MAX_FEEDBACK_BYTES = 16 * 1024 * 1024
 _CHECK_WAIT_S = 1.0
 """How long the dashboard's data waits for files being hashed before it says "verifying"."""
 _MAX_VERDICTS = 10_000
+_FEEDBACK_FLUSH_S = 5.0
+"""Longest feedback waits for the prediction log to write out what was queued before it
+(the writer is behind only when the database is slow or locked)."""
 
 
 class Monitor:
@@ -101,18 +106,23 @@ class Monitor:
             since_check += self.history.interval
 
     async def _check_all(self) -> None:
-        """Recompute drift and quality of every logged model, which updates their gauges."""
+        """Recompute drift and quality of every logged model, which updates their gauges:
+        from the newest ``live.CHECK_ENTRIES`` entries of each window, so a busy log costs
+        the check no more than that."""
         window = live.parse_window("1h")
+        most = live.CHECK_ENTRIES
         for name, rate in self.plane.sample_rates.items():
             if rate <= 0:
                 continue
             try:
-                await self.drift(name, window, DriftThresholds())
-                await self.quality(name, window, 12)
+                await self.drift(name, window, DriftThresholds(), most)
+                await self.quality(name, window, 12, most)
             except Exception:  # a check must never stop the server
                 logger.exception("monitoring check of %s failed", name)
 
-    async def drift(self, name: str, window: Any, thresholds: DriftThresholds) -> dict[str, Any]:
+    async def drift(
+        self, name: str, window: Any, thresholds: DriftThresholds, most: int | None = None
+    ) -> dict[str, Any]:
         loaded = self.plane.model(name)
         manager = self.plane.manager
         return dict(
@@ -125,16 +135,19 @@ class Monitor:
                     loaded.model.reference_profile(),
                     window,
                     thresholds,
+                    most,
                 )
             )
         )
 
-    async def quality(self, name: str, window: Any, buckets: int) -> dict[str, Any]:
+    async def quality(
+        self, name: str, window: Any, buckets: int, most: int | None = None
+    ) -> dict[str, Any]:
         self.plane.manager.served(name)  # 404 for a model not served
         manager = self.plane.manager
         return dict(
             await manager.run_in_thread(
-                lambda: live.quality_summary(manager.registry().store, name, window, buckets)
+                lambda: live.quality_summary(manager.registry().store, name, window, buckets, most)
             )
         )
 
@@ -219,8 +232,11 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
             dtype = served.current.model.signature.outputs[0].dtype
             live.check_label_kinds(name, pairs, dtype)
         manager = monitor.plane.manager
+        log = monitor.plane.prediction_log
 
         def store() -> list[str]:
+            if log is not None:  # entries queued before this label: written first
+                log.flush(_FEEDBACK_FLUSH_S)
             registry = manager.registry().store
             rows = registry.count_logged_rows(name, [rid for rid, _ in pairs])
             for rid, label in pairs:  # all or nothing, as for a label of the wrong kind

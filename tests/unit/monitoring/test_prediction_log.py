@@ -88,6 +88,43 @@ def test_entries_are_written_in_batches_and_close_writes_the_rest(
     assert _count(metrics.LOG_DROPPED, model) == 1
 
 
+def test_flush_writes_what_was_offered_before_it(
+    store: SqlStore, request: pytest.FixtureRequest
+) -> None:
+    model = _model(request)
+    log = PredictionLogger(store)
+    try:
+        assert _offer(log, model, 0, 3) == 3  # under a batch, and the timer is an hour
+        assert store.logged_predictions(model) == []
+        assert log.flush(_WRITE_TIMEOUT_S)
+        assert [e.request_id for e in store.logged_predictions(model)] == ["r0", "r1", "r2"]
+        assert log.flush(_WRITE_TIMEOUT_S)  # nothing queued: answers once the writer has looked
+    finally:
+        log.close()
+    assert log.flush(0.0)  # closed, nothing queued: at once
+    assert _count(metrics.LOG_WRITTEN, model) == 3
+
+
+def test_flush_waits_for_the_batch_being_written(request: pytest.FixtureRequest) -> None:
+    model = _model(request)
+    store = _GatedStore()
+    log = PredictionLogger(store, max_queue=10 * BATCH)  # type: ignore[arg-type]
+    try:
+        assert _offer(log, model, 0, BATCH) == BATCH
+        assert store.entered.wait(_WRITE_TIMEOUT_S)  # the writer holds the whole batch
+        assert _offer(log, model, BATCH, 5) == 5
+        # The gate is shut, so this flush can only run out of time, however long it waits.
+        assert not log.flush(0.05)
+        store.gate.set()
+        assert log.flush(_WRITE_TIMEOUT_S)
+        # The batch in flight, then the rest (the first flush's marker came with them).
+        assert store.sizes[0] == BATCH
+        assert sum(store.sizes) == BATCH + 5
+    finally:
+        store.gate.set()
+        log.close()
+
+
 class _Signalling:
     """The real store, saying when the writer has called it."""
 

@@ -75,12 +75,13 @@ class MonitoringMixin(StoreBase):
         model: str,
         *,
         since: datetime | None = None,
+        until: datetime | None = None,
         version: int | None = None,
         labelled_only: bool = False,
         limit: int = 100_000,
     ) -> list[LoggedPrediction]:
-        """The newest ``limit`` entries of ``model`` since ``since``, oldest first, with
-        their labels where one was posted."""
+        """The newest ``limit`` entries of ``model`` made at ``since`` or later and before
+        ``until``, oldest first, with their labels where one was posted."""
         query = (
             select(
                 PredictionRow.model,
@@ -105,6 +106,8 @@ class MonitoringMixin(StoreBase):
         )
         if since is not None:
             query = query.where(PredictionRow.created_at >= since)
+        if until is not None:
+            query = query.where(PredictionRow.created_at < until)
         if version is not None:
             query = query.where(PredictionRow.version == version)
         # Columns, not ORM objects (nothing for the session to track), fetched and decoded a
