@@ -88,7 +88,7 @@ def ask() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=ask, daemon=True).start()
-main(["serve", model, "--port", port])
+main(["serve", model, "--port", port, *sys.argv[4:]])
 """
 
 WALK = """
@@ -138,6 +138,34 @@ def test_serving_a_skops_model_imports_only_its_flavor(tmp_path: Path) -> None:
     assert {"sklearn.linear_model", "skops.io", "modelport.flavors.sklearn"} <= modules
     assert sorted(modules & {*WALKED, *TORCH, *OTHER_FLAVORS}) == []
     assert not torch_imports.exists(), "the server imported torch"
+
+
+def test_the_supervisor_of_workers_imports_no_model_and_no_app(tmp_path: Path) -> None:
+    """With ``--workers 2`` the ``serve`` process only starts and watches the workers: it
+    never loads a model, nor the app's modules (whose codecs import pandas and pyarrow; it
+    held 212 MB where uvicorn's own supervisor of a FastAPI app holds 27 MB)."""
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    model_dir = tmp_path / "lr"
+    modelport.save(LogisticRegression().fit(x, x[:, 0] > 0), model_dir, input_example=x[:2])
+    env, _ = _environment(tmp_path)
+    out = tmp_path / "supervisor.json"
+    port = str(free_port())
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SERVER), str(out), port, str(model_dir),
+         "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert out.is_file(), result.stderr
+    seen = json.loads(out.read_text())
+    assert seen["answer"]["status"] == 200, (seen["answer"], result.stderr)  # a worker's
+    modules = set(seen["modules"])
+    assert "uvicorn" in modules
+    left_out = {"pandas", "pyarrow", "sklearn", "skops", "modelport.serving.app"}
+    assert sorted(modules & left_out) == []
 
 
 def test_the_names_checked_are_ones_the_walk_imports(tmp_path: Path) -> None:

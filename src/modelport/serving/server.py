@@ -30,7 +30,6 @@ from modelport.monitoring import metrics
 from modelport.ref import ModelRef
 from modelport.registry import Registry
 from modelport.serving._http_limits import HeadLimits, protocol_factory
-from modelport.serving.app import create_app
 from modelport.serving.deployment import ModelSpec
 from modelport.serving.worker_board import WorkerBoard
 
@@ -115,6 +114,8 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
             **options,
         )
     else:
+        from modelport.serving.app import create_app
+
         uvicorn.run(create_app(settings, specs), **options)
 
 
@@ -131,6 +132,8 @@ def app_from_environment() -> ASGIApp:
     data = json.loads(os.environ[_SPEC_ENV])
     settings = Settings.model_validate(data["settings"])
     specs = [ModelSpec.model_validate(m) for m in data["models"]]
+    from modelport.serving.app import create_app
+
     return create_app(settings, specs, WorkerBoard.open(Path(data["board"])))
 
 
