@@ -85,8 +85,10 @@ def test_repository_unload_and_load_reach_every_worker(home: Path) -> None:
         loaded = httpx.post(f"{url}/v2/repository/models/churn/load", timeout=60)
         assert loaded.status_code == 200, loaded.text
         assert loaded.json() == {"name": "churn", "state": "READY", "version": "1"}
-        serving = _workers_saying(server, "model churn: serving version 1")
-        assert sorted(serving.values()) == [2, 2], serving  # at the start, and now
+        # Each worker switches (and says so) when it next reads the board: on its next
+        # request, or its board watch within 50 ms; requests below see the switch either way.
+        says = "model churn: serving version 1"
+        _wait_for(lambda: sorted(_workers_saying(server, says).values()) == [2, 2])  # start, now
         assert _from_many_connections(index) == {
             '200 [{"name":"churn","state":"READY","version":"1"}]'
         }
