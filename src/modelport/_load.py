@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelport._identity import current_user
 from modelport.config import Settings
-from modelport.packaging import LoadedModel, load_artifact, local_artifact
+from modelport.packaging import LoadedModel
 from modelport.ref import ModelRef
 from modelport.registry import Registry
+from modelport.registry.registry import load_local
 
 
 def load(
@@ -37,27 +37,11 @@ def load(
     parsed = ModelRef.parse(ref)
     config = settings or Settings()
     if parsed.path is not None:
-        path = local_artifact(parsed.path, config.resolved_cache_dir(), config.bundle)
-        return load_artifact(
-            path,
-            public_key=require_signed,
-            trust_unsafe=trust_unsafe,
-            trusted_by=f"trust_unsafe=True by {current_user()}" if trust_unsafe else None,
-            trusted_keys=config.trusted_keys,
+        return load_local(
+            parsed.path, config, require_signed=require_signed, trust_unsafe=trust_unsafe
         )
     with Registry(config) as registry:
-        if require_signed is None:
-            return registry.load(parsed)
-        # Registry.load plus the signature check (it takes no public key yet).
-        version = registry.resolve(parsed)
-        return load_artifact(
-            registry.artifacts.local_path(version.artifact_key),
-            manifest_sha256=version.manifest_sha256,
-            public_key=require_signed,
-            trust_unsafe=version.trusts_unsafe,
-            trusted_by=f"registry: {version.trusted_unsafe_by}",
-            version=version.version,
-        )
+        return registry.load(parsed, require_signed=require_signed)
 
 
 def registered_artifact(registry: Registry, ref: str | Path | ModelRef) -> tuple[Path, str | None]:

@@ -842,6 +842,12 @@ def batch(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an output folder that holds another job.")
     ] = False,
+    require_signed: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ed25519 public key (see `modelport keygen`): refuse a model not signed with it."
+        ),
+    ] = None,
     trust_unsafe: Annotated[
         bool,
         typer.Option(
@@ -873,6 +879,7 @@ def batch(
             engine="ray" if engine is _Engine.ray else "local",
             address=address,
             overwrite=overwrite,
+            require_signed=require_signed,
             trust_unsafe=trust_unsafe,
             settings=state.settings,
             on_progress=on_progress,

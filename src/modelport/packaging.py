@@ -72,11 +72,15 @@ class LoadedModel:
         path: Path,
         trusted_by: str | None = None,
         version: int | None = None,
+        manifest_sha256: str | None = None,
     ) -> None:
         self.manifest = manifest
         self.path = path
         self.version = version
         """The registered version this is (None: loaded from a folder or bundle)."""
+        self.manifest_sha256 = manifest_sha256
+        """The manifest SHA-256 the registry recorded for that version, which the files were
+        checked against (None: loaded from a folder or bundle)."""
         self.trusted_by = trusted_by
         """Why this model was loaded as it is, without the safety checks (None: it was not):
         ``"registry: alice"``, ``"signature: sha256:..."`` or ``"--trust-unsafe"``."""
@@ -279,7 +283,7 @@ def load_artifact(
         raise CodeNotTrusted(manifest.name, manifest.flavor, describe_findings(found))
     kwargs = _hook_kwargs(flavor.load, trusted is not None, manifest.files)
     predictor = flavor.load(root, manifest.flavor_options, manifest.signature, **kwargs)
-    return LoadedModel(manifest, predictor, root, trusted, version)
+    return LoadedModel(manifest, predictor, root, trusted, version, manifest_sha256)
 
 
 def runs_code(flavor: Flavor) -> bool:

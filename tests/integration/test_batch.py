@@ -437,3 +437,105 @@ def test_probability_columns_are_named_by_class(tmp_path: Path) -> None:
             keep=["predictions"],
             settings=settings(tmp_path),
         )
+
+
+def test_require_signed_refuses_unsigned_and_tampered_models(home: Path, tmp_path: Path) -> None:
+    from modelport._load import registered_artifact
+    from modelport.artifact import signing
+    from modelport.errors import ArtifactCorrupted, ArtifactUnsigned
+
+    private, public = tmp_path / "signing.pem", tmp_path / "signing.pub"
+    signing.generate_keypair(private, public)
+    with modelport.Registry(settings(home)) as registry:
+        folder, pin = registered_artifact(registry, "wide")
+        signing.sign_artifact(folder, private, manifest_sha256=pin)
+    source = tmp_path / "wide.parquet"
+    wide_frame(300).to_parquet(source)
+    signed = batch.score(
+        "wide",
+        source,
+        tmp_path / "signed.parquet",
+        id_columns=["row_id"],
+        require_signed=public,
+        settings=settings(home),
+    )
+    assert (signed.status, signed.scored) == ("succeeded", 300)
+
+    churn = tmp_path / "customers.csv"
+    customers(50, seed=8).to_csv(churn, index=False)
+    with pytest.raises(ArtifactUnsigned, match="not signed"):
+        batch.score(
+            "churn",
+            churn,
+            tmp_path / "unsigned.parquet",
+            require_signed=public,
+            settings=settings(home),
+        )
+    r = cli(
+        home,
+        "batch",
+        "churn",
+        str(churn),
+        str(tmp_path / "cli.parquet"),
+        "--require-signed",
+        str(public),
+    )
+    assert r.returncode != 0
+    assert "not signed" in r.stderr, r.stderr
+    assert not (tmp_path / "cli.parquet").exists()
+
+    model_file = folder / "model.skops"
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit after signing
+    model_file.write_bytes(bytes(data))
+    with pytest.raises(ArtifactCorrupted, match=r"model\.skops"):
+        batch.score(
+            "wide",
+            source,
+            tmp_path / "tampered.parquet",
+            id_columns=["row_id"],
+            require_signed=public,
+            settings=settings(home),
+        )
+    with modelport.Registry(settings(home)) as registry:
+        runs = registry.store.list_runs()
+    assert [(run.model, run.status) for run in runs] == [("wide", "succeeded")]  # none refused
+
+
+def test_the_run_record_names_the_version_that_scored_while_the_alias_moves(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    features = np.random.default_rng(0).normal(size=(2000, 20)).astype(np.float32)
+    flipped = LogisticRegression().fit(features, features[:, 0] + features[:, 1] <= 0)
+    with modelport.Registry(settings(home)) as registry:
+        registry.register("wide", flipped, input_example=features[:5])  # version 2
+        registry.set_alias("wide", "production", 1)
+    resolve = modelport.Registry.resolve
+
+    def resolve_then_move(self: modelport.Registry, ref: Any) -> Any:
+        found = resolve(self, ref)
+        self.set_alias("wide", "production", 2)  # the alias moves right after each lookup
+        return found
+
+    monkeypatch.setattr(modelport.Registry, "resolve", resolve_then_move)
+    frame = wide_frame(400)
+    source = tmp_path / "wide.parquet"
+    frame.to_parquet(source)
+    result = batch.score(
+        "wide@production",
+        source,
+        tmp_path / "scores.parquet",
+        id_columns=["row_id"],
+        settings=settings(home),
+    )
+    monkeypatch.undo()
+
+    features_only = frame.drop(columns="row_id").to_numpy()
+    scored = read_output(tmp_path / "scores.parquet")["predictions"].to_numpy()
+    v1, v2 = (expected(home, f"wide/{v}", features_only) for v in (1, 2))
+    assert not np.array_equal(v1, v2)
+    np.testing.assert_array_equal(scored, v1)  # version 1 scored ...
+    with modelport.Registry(settings(home)) as registry:
+        assert registry.list_aliases("wide") == {"production": 2}  # ... while the alias moved
+        [run] = registry.store.list_runs("wide")
+    assert (result.version, run.version) == (1, 1)  # and the record says so

@@ -32,7 +32,6 @@ from modelport.batch.job import (
 )
 from modelport.config import Settings
 from modelport.errors import InvalidInput
-from modelport.packaging import LoadedModel, load_artifact, local_artifact
 from modelport.ref import ModelRef
 from modelport.registry import BatchRun, Registry
 
@@ -56,6 +55,7 @@ def score(
     engine: Engine = "local",
     address: str | None = None,
     overwrite: bool = False,
+    require_signed: str | Path | None = None,
     trust_unsafe: bool = False,
     settings: Settings | None = None,
     on_progress: Callable[[Progress], None] | None = None,
@@ -71,8 +71,11 @@ def score(
     ``max_reject_fraction`` of all rows are rejected the result's status is ``failed``.
     Every run is recorded in the registry (``modelport runs NAME``).
 
-    The model loads with every check (see :func:`modelport.load`); ``trust_unsafe`` loads a
-    folder or bundle ``ref`` as it is (its code runs), for code you trust.
+    The model loads with every check (see :meth:`modelport.registry.Registry.load`), from
+    one resolution of ``ref``: the run record names the version that scored even if an alias
+    moves meanwhile. ``require_signed`` (a PEM Ed25519 public key file) refuses an artifact
+    not signed by that key or changed since it was signed; ``trust_unsafe`` loads a folder or
+    bundle ``ref`` as it is (its code runs), for code you trust.
     """
     if chunk_rows < 1:
         raise InvalidInput("chunk_rows must be at least 1")
@@ -83,14 +86,21 @@ def score(
     out = Path(sink)
     fmt = formats.format_of(out, output_format)
     with Registry(settings) as registry:
-        model, name, version, digest = _model(registry, settings, ref, trust_unsafe)
+        parsed = ModelRef.parse(str(ref))
+        model = registry.load(  # resolved once: the record names the version that scores
+            parsed,
+            require_signed=require_signed,
+            trust_unsafe=trust_unsafe,
+            trusted_by=f"--trust-unsafe by {current_user()}" if trust_unsafe else None,
+        )
+        name, version = parsed.name or model.name, model.version
         wanted = [
             s.name for s in model.signature.outputs if probabilities or s.name != "probabilities"
         ] or None
         spec = JobSpec(
             model=name,
             version=version,
-            manifest_sha256=digest,
+            manifest_sha256=model.manifest_sha256,
             source=src.fingerprint(),
             chunk_rows=chunk_rows,
             id_columns=list(id_columns),
@@ -141,25 +151,6 @@ def score(
             raise
         registry.store.record_run(_record(result, engine, started, datetime.now(UTC)))
     return result
-
-
-def _model(
-    registry: Registry, settings: Settings, ref: str | Path, trust_unsafe: bool
-) -> tuple[LoadedModel, str, int | None, str | None]:
-    """The loaded model, its name, version and manifest digest (None for a path)."""
-    parsed = ModelRef.parse(str(ref))
-    if parsed.path is not None:
-        folder = local_artifact(parsed.path, settings.resolved_cache_dir(), settings.bundle)
-        model = load_artifact(
-            folder,
-            trust_unsafe=trust_unsafe,
-            trusted_by=f"--trust-unsafe by {current_user()}" if trust_unsafe else None,
-            trusted_keys=settings.trusted_keys,
-        )
-        return model, model.name, None, None
-    version = registry.resolve(parsed)
-    model = registry.load(f"{version.name}/{version.version}")  # the version just resolved
-    return model, version.name, version.version, version.manifest_sha256
 
 
 def _record(

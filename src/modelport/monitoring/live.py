@@ -509,7 +509,7 @@ def drift_of(
     resolves to, its signature and reference profile. The log is read under ``served_name``
     (default: the model's name, which is what the server logs under unless renamed)."""
     version = registry.resolve(ref)
-    model = registry.load(ref)
+    model = registry.load(version)  # the version just resolved: an alias may move meanwhile
     return drift_summary(
         registry.store,
         served_name or version.name,

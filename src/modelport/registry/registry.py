@@ -94,6 +94,7 @@ class Registry:
         artifact_uri: str | None = None,
     ) -> None:
         settings = settings or Settings()
+        self._settings = settings
         self._cache_dir = settings.resolved_cache_dir()
         self._trusted_keys = tuple(settings.trusted_keys)
         self._bundle_limits = settings.bundle
@@ -367,23 +368,51 @@ class Registry:
             return packaging.local_artifact(parsed.path, self._cache_dir, self._bundle_limits)
         return self._artifacts.local_path(self.resolve(parsed).artifact_key)
 
-    def load(self, ref: str | Path | ModelRef) -> LoadedModel:
-        """Verify and load the model a ref names; registry refs also pin the manifest hash
-        and carry the trust recorded for the version, path refs only that of a signature by
-        one of the trusted keys."""
-        parsed = ModelRef.parse(ref)
-        if parsed.path is not None:
-            return packaging.load_artifact(
-                packaging.local_artifact(parsed.path, self._cache_dir, self._bundle_limits),
-                trusted_keys=self._trusted_keys,
-            )
-        version = self.resolve(parsed)
-        path = self._artifacts.local_path(version.artifact_key)
+    def load(
+        self,
+        ref: str | Path | ModelRef | ModelVersion,
+        *,
+        require_signed: str | Path | None = None,
+        trust_unsafe: bool = False,
+        trusted_by: str | None = None,
+    ) -> LoadedModel:
+        """Resolve a ref once, verify and load the model it names: every load goes through
+        here (or, for a path without a registry, :func:`load_local`).
+
+        A registry ref (``churn@production``, ``churn/3``, ``churn``) resolves to one ready
+        version; a :class:`ModelVersion` is taken as already resolved. Its files are checked
+        against the manifest SHA-256 the registry recorded, and it loads with the trust its
+        record carries (or a signature by one of the trusted keys). The model says which
+        version it is (``.version``, ``.manifest_sha256``): read them there, never by
+        resolving the ref again, which may name another version once an alias has moved.
+
+        ``require_signed`` (a PEM Ed25519 public key file) refuses, before anything is
+        deserialized, an artifact not signed by that key or changed since it was signed.
+        ``trust_unsafe`` applies to a path only (see :func:`load_local`).
+
+        >>> model = registry.load("churn@production", require_signed="signing.pub")
+        >>> model.version, model.predict(rows)
+        """
+        if isinstance(ref, ModelVersion):
+            version = ref
+        else:
+            parsed = ModelRef.parse(ref)
+            if parsed.path is not None:
+                return load_local(
+                    parsed.path,
+                    self._settings,
+                    require_signed=require_signed,
+                    trust_unsafe=trust_unsafe,
+                    trusted_by=trusted_by,
+                )
+            version = self.resolve(parsed)
         return packaging.load_artifact(
-            path,
+            self._artifacts.local_path(version.artifact_key),
             manifest_sha256=version.manifest_sha256,
-            trust_unsafe=version.trusts_unsafe,
+            public_key=require_signed,
+            trust_unsafe=version.trusts_unsafe,  # only as the registry recorded it
             trusted_by=f"registry: {version.trusted_unsafe_by}",
+            trusted_keys=self._trusted_keys,
             version=version.version,
         )
 
@@ -503,6 +532,33 @@ class Registry:
         if stored.key.is_revoked:
             raise Unauthenticated()
         return stored.key
+
+
+def load_local(
+    path: Path,
+    settings: Settings,
+    *,
+    require_signed: str | Path | None = None,
+    trust_unsafe: bool = False,
+    trusted_by: str | None = None,
+) -> LoadedModel:
+    """Verify and load an artifact folder or bundle (unpacked once into the cache), without
+    opening a registry: :meth:`Registry.load` for a path.
+
+    It gets every check a registered version gets. It is trusted (its code runs, its pickles
+    load without the allow-list) when signed by ``require_signed`` or one of
+    ``settings.trusted_keys``, or with ``trust_unsafe``, recorded as ``trusted_by`` (default
+    ``"trust_unsafe=True by <OS user>"``).
+    """
+    if trust_unsafe and trusted_by is None:
+        trusted_by = f"trust_unsafe=True by {current_user()}"
+    return packaging.load_artifact(
+        packaging.local_artifact(path, settings.resolved_cache_dir(), settings.bundle),
+        public_key=require_signed,
+        trust_unsafe=trust_unsafe,
+        trusted_by=trusted_by if trust_unsafe else None,
+        trusted_keys=settings.trusted_keys,
+    )
 
 
 def _truster(trusted_by: str | None) -> str:

@@ -38,9 +38,10 @@ from modelport.errors import (
     VersionNotFound,
 )
 from modelport.monitoring import metrics
-from modelport.packaging import LoadedModel, load_artifact, local_artifact
+from modelport.packaging import LoadedModel
 from modelport.ref import ModelRef
 from modelport.registry import ModelVersion, Registry
+from modelport.registry.registry import load_local
 from modelport.serving.batcher import AdaptiveBatcher
 from modelport.serving.deployment import ModelSpec
 from modelport.serving.runner import PredictRunner
@@ -369,29 +370,19 @@ class ModelManager:
     ) -> tuple[LoadedModel, float | None]:
         """The model, warmed up with its input example, and one timed call's seconds."""
         started = time.perf_counter()
-        ref = served.ref
-        if ref.path is not None:
-            trust = self.settings.serving.trust_unsafe
-            model = load_artifact(
-                local_artifact(ref.path, self.settings.resolved_cache_dir(), self.settings.bundle),
-                public_key=self.settings.serving.require_signed,
-                trust_unsafe=trust,
-                trusted_by=f"--trust-unsafe by {current_user()}" if trust else None,
-                trusted_keys=self.settings.trusted_keys,
+        serving = self.settings.serving
+        if served.ref.path is not None:
+            model = load_local(
+                served.ref.path,
+                self.settings,
+                require_signed=serving.require_signed,
+                trust_unsafe=serving.trust_unsafe,
+                trusted_by=f"--trust-unsafe by {current_user()}",
             )
         else:
             assert target is not None
-            registry = self.registry()
-            path = registry.artifacts.local_path(target.artifact_key)
-            model = load_artifact(
-                path,
-                manifest_sha256=target.manifest_sha256,
-                public_key=self.settings.serving.require_signed,
-                trust_unsafe=target.trusts_unsafe,  # only as the registry recorded it
-                trusted_by=f"registry: {target.trusted_unsafe_by}",
-                trusted_keys=self.settings.trusted_keys,
-                version=target.version,
-            )
+            # the version _resolve found, loaded as it is: no second lookup of the ref
+            model = self.registry().load(target, require_signed=serving.require_signed)
         loaded_at = time.perf_counter()
         label = (served.name, "" if target is None else str(target.version))
         metrics.LOAD_SECONDS.labels(*label).set(loaded_at - started)
