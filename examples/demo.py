@@ -196,7 +196,7 @@ def show_monitoring(url: str, x_test: pd.DataFrame, y_test: np.ndarray) -> None:
     cli("quality", "churn", "--since", "1h")
     exe = Path(sys.executable).with_name("modelport")
     print("\n$ modelport drift churn@production --since 1h", flush=True)
-    subprocess.run(  # exits 3 when a feature drifts, as it does here
+    subprocess.run(  # exits 8 when a feature drifts, as it does here
         [str(exe), "drift", "churn@production", "--since", "1h"],
         env={**os.environ, "MODELPORT_HOME": str(DEMO)},
         check=False,
