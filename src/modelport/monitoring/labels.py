@@ -1,4 +1,7 @@
-"""True labels from a CSV file (``modelport feedback``): read, checked, stored, reported.
+"""True labels: what a label must be, and labels from a CSV file (``modelport feedback``).
+
+The rules (:func:`parse_feedback`, :func:`label_shape_problem`, :func:`label_kind_problem`,
+:func:`count_problem`) serve both the server's feedback route and the CSV reader.
 
 Each line labels one logged request: one value for a request of one row, or a JSON list of
 values, one per row in row order, for a request of several (``"[2, 1, 1]"``). A cell that
@@ -10,7 +13,7 @@ What cannot be paired with a logged prediction is not stored, since live quality
 it without a word, and is reported instead:
 
 - **refused**: a cell that is empty or not a label, a label of the wrong kind for the model's
-  output (see :func:`~modelport.monitoring.live.label_kind_problem`), or one whose count of
+  output (see :func:`label_kind_problem`), or one whose count of
   values is not the number of rows of the request it labels;
 - **unpaired**: a request id never logged for the model.
 
@@ -21,17 +24,21 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelport.artifact.signature import STRING_DTYPE
 from modelport.errors import InvalidInput, NotFound
-from modelport.monitoring.live import label_kind_problem, label_shape_problem
 from modelport.registry import Registry
 
 _MAX_ID_CHARS = 128
+MAX_LABELS = 100_000
+MAX_LABEL_ROWS = 10_000
+"""Most values in one label (a request of that many rows)."""
+MAX_LABEL_CHARS = 1_000
+"""Longest text label: a class name, not a document."""
 _LIST_EXAMPLE = '"[1, 0, 1]"'
 
 
@@ -78,7 +85,7 @@ def store_feedback(
     lines = _keep(
         [x for x in lines if x.request_id in rows],
         refused,
-        lambda x: _count_problem(x, rows[x.request_id]),
+        lambda x: count_problem(x.request_id, x.label, rows[x.request_id]),
     )
     unknown = registry.store.add_feedback(name, [(x.request_id, x.label) for x in lines])
     report.unpaired += [rid for rid in unknown if rid not in report.unpaired]  # pruned since
@@ -170,10 +177,6 @@ def _scalar(text: str) -> Any:  # Any: bool, int, float, or the text itself
     return text
 
 
-def _count_problem(line: LabelLine, rows: int) -> str | None:
-    return count_problem(line.request_id, line.label, rows)
-
-
 def count_problem(request_id: str, label: object, rows: int) -> str | None:
     """Why ``label`` cannot label a logged request of ``rows`` rows (None when it can): a
     request of n rows takes a list of n labels, one of one row a single label."""
@@ -203,3 +206,79 @@ def _keep(
         else:
             refused.append((x.line, f"line {x.line}: {problem}"))
     return kept
+
+
+def parse_feedback(doc: object) -> list[tuple[str, Any]]:
+    """``{"id": ..., "label": ...}``, ``{"labels": [...]}`` or a list of such objects."""
+    items: object = doc
+    if isinstance(doc, dict):
+        items = doc.get("labels", [doc])
+    if not isinstance(items, list) or not items:
+        raise InvalidInput('feedback must be {"id": ..., "label": ...} or a non-empty list')
+    if len(items) > MAX_LABELS:
+        raise InvalidInput(f"at most {MAX_LABELS} labels per request, got {len(items)}")
+    pairs: list[tuple[str, Any]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or "id" not in item or "label" not in item:
+            raise InvalidInput(f"feedback item {index} needs 'id' and 'label'")
+        rid, label = item["id"], item["label"]
+        if not isinstance(rid, str) or not 0 < len(rid) <= 128:
+            raise InvalidInput(f"feedback item {index}: 'id' must be a request id string")
+        pairs.append((rid, _checked_label(label, index)))
+    return pairs
+
+
+def _checked_label(label: object, index: int) -> object:
+    problem = label_shape_problem(label)
+    if problem is not None:
+        raise InvalidInput(f"feedback item {index}: {problem}")
+    return label
+
+
+def label_shape_problem(label: object) -> str | None:
+    """Why ``label`` is not a label (None when it is): a label is one value (number, bool or
+    short text) or a flat list of them, one per row of the request it labels."""
+    values = label if isinstance(label, list) else [label]
+    if isinstance(label, list) and not 0 < len(label) <= MAX_LABEL_ROWS:
+        return f"a list label holds 1 to {MAX_LABEL_ROWS} values, one per row"
+    for value in values:
+        if isinstance(value, str):
+            if len(value) > MAX_LABEL_CHARS:
+                return f"a text label is at most {MAX_LABEL_CHARS} characters"
+        elif not isinstance(value, int | float) or value != value:  # bool is an int; NaN out
+            return "'label' must be a number, true/false or text, or a list of them"
+    return None
+
+
+def check_label_kinds(name: str, pairs: Sequence[tuple[str, Any]], output_dtype: str) -> None:
+    """Refuse labels of the wrong kind for the model's predictions (see
+    :func:`label_kind_problem`): stored, they would count as misses and silently skew live
+    accuracy."""
+    for rid, label in pairs:
+        problem = label_kind_problem(name, rid, label, output_dtype)
+        if problem is not None:
+            raise InvalidInput(problem)
+
+
+def label_kind_problem(name: str, rid: str, label: object, output_dtype: str) -> str | None:
+    """Why ``label`` cannot be compared with what model ``name`` predicts, an output of
+    ``output_dtype`` (None when it can): text for a model that predicts numbers, numbers for
+    one that predicts text, a fraction for one that predicts whole numbers (class ids), a
+    number other than 0 and 1 for one that predicts true/false."""
+    text = output_dtype == STRING_DTYPE
+    whole = output_dtype.startswith(("int", "uint"))
+    for value in label if isinstance(label, list) else [label]:
+        if isinstance(value, str) != text:
+            kind, other = ("text", "a number") if text else ("numbers", "text")
+            return (
+                f"model {name!r} predicts {kind}; the label of request {rid!r} is {other} "
+                f"({str(value)[:40]!r})"
+            )
+        if output_dtype == "bool" and value not in (0, 1):
+            return f"model {name!r} predicts true/false; the label of request {rid!r} is {value!r}"
+        if whole and isinstance(value, float) and not value.is_integer():
+            return (
+                f"model {name!r} predicts whole numbers ({output_dtype}); the label of request "
+                f"{rid!r} is {value!r}"
+            )
+    return None

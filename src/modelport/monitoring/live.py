@@ -46,11 +46,6 @@ from modelport.registry import LoggedPrediction, MetadataStore, Registry
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-MAX_LABELS = 100_000
-MAX_LABEL_ROWS = 10_000
-"""Most values in one label (a request of that many rows)."""
-MAX_LABEL_CHARS = 1_000
-"""Longest text label: a class name, not a document."""
 _MAX_WINDOW_S = 10 * 366 * 86400
 MAX_ENTRIES = 100_000
 """Most entries a summary reads when the caller sets no bound (the HTTP routes, the CLI):
@@ -193,82 +188,6 @@ def quality_summary(
                 )
     body["series"] = series
     return body
-
-
-def parse_feedback(doc: object) -> list[tuple[str, Any]]:
-    """``{"id": ..., "label": ...}``, ``{"labels": [...]}`` or a list of such objects."""
-    items: object = doc
-    if isinstance(doc, dict):
-        items = doc.get("labels", [doc])
-    if not isinstance(items, list) or not items:
-        raise InvalidInput('feedback must be {"id": ..., "label": ...} or a non-empty list')
-    if len(items) > MAX_LABELS:
-        raise InvalidInput(f"at most {MAX_LABELS} labels per request, got {len(items)}")
-    pairs: list[tuple[str, Any]] = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict) or "id" not in item or "label" not in item:
-            raise InvalidInput(f"feedback item {index} needs 'id' and 'label'")
-        rid, label = item["id"], item["label"]
-        if not isinstance(rid, str) or not 0 < len(rid) <= 128:
-            raise InvalidInput(f"feedback item {index}: 'id' must be a request id string")
-        pairs.append((rid, _checked_label(label, index)))
-    return pairs
-
-
-def _checked_label(label: object, index: int) -> object:
-    problem = label_shape_problem(label)
-    if problem is not None:
-        raise InvalidInput(f"feedback item {index}: {problem}")
-    return label
-
-
-def label_shape_problem(label: object) -> str | None:
-    """Why ``label`` is not a label (None when it is): a label is one value (number, bool or
-    short text) or a flat list of them, one per row of the request it labels."""
-    values = label if isinstance(label, list) else [label]
-    if isinstance(label, list) and not 0 < len(label) <= MAX_LABEL_ROWS:
-        return f"a list label holds 1 to {MAX_LABEL_ROWS} values, one per row"
-    for value in values:
-        if isinstance(value, str):
-            if len(value) > MAX_LABEL_CHARS:
-                return f"a text label is at most {MAX_LABEL_CHARS} characters"
-        elif not isinstance(value, int | float) or value != value:  # bool is an int; NaN out
-            return "'label' must be a number, true/false or text, or a list of them"
-    return None
-
-
-def check_label_kinds(name: str, pairs: Sequence[tuple[str, Any]], output_dtype: str) -> None:
-    """Refuse labels of the wrong kind for the model's predictions (see
-    :func:`label_kind_problem`): stored, they would count as misses and silently skew live
-    accuracy."""
-    for rid, label in pairs:
-        problem = label_kind_problem(name, rid, label, output_dtype)
-        if problem is not None:
-            raise InvalidInput(problem)
-
-
-def label_kind_problem(name: str, rid: str, label: object, output_dtype: str) -> str | None:
-    """Why ``label`` cannot be compared with what model ``name`` predicts, an output of
-    ``output_dtype`` (None when it can): text for a model that predicts numbers, numbers for
-    one that predicts text, a fraction for one that predicts whole numbers (class ids), a
-    number other than 0 and 1 for one that predicts true/false."""
-    text = output_dtype == STRING_DTYPE
-    whole = output_dtype.startswith(("int", "uint"))
-    for value in label if isinstance(label, list) else [label]:
-        if isinstance(value, str) != text:
-            kind, other = ("text", "a number") if text else ("numbers", "text")
-            return (
-                f"model {name!r} predicts {kind}; the label of request {rid!r} is {other} "
-                f"({str(value)[:40]!r})"
-            )
-        if output_dtype == "bool" and value not in (0, 1):
-            return f"model {name!r} predicts true/false; the label of request {rid!r} is {value!r}"
-        if whole and isinstance(value, float) and not value.is_integer():
-            return (
-                f"model {name!r} predicts whole numbers ({output_dtype}); the label of request "
-                f"{rid!r} is {value!r}"
-            )
-    return None
 
 
 def _newest(

@@ -227,10 +227,10 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"invalid JSON: {exc}") from None
-        pairs = live.parse_feedback(doc)
+        pairs = labels.parse_feedback(doc)
         if served.current is not None and served.current.model.signature.outputs:
             dtype = served.current.model.signature.outputs[0].dtype
-            live.check_label_kinds(name, pairs, dtype)
+            labels.check_label_kinds(name, pairs, dtype)
         manager = monitor.plane.manager
         log = monitor.plane.prediction_log
 

@@ -15,12 +15,8 @@ from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_
 from modelport.errors import InvalidInput
 from modelport.monitoring import metrics
 from modelport.monitoring.history import _quantile
-from modelport.monitoring.live import (
-    check_label_kinds,
-    parse_feedback,
-    parse_window,
-    quality_summary,
-)
+from modelport.monitoring.labels import check_label_kinds, parse_feedback
+from modelport.monitoring.live import parse_window, quality_summary
 from modelport.monitoring.prediction_log import PredictionLogger
 from modelport.registry import LoggedPrediction
 from modelport.registry.sql import SqlStore
