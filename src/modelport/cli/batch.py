@@ -28,7 +28,7 @@ def batch(
         list[str] | None, typer.Option(help="More input columns to copy (repeatable).")
     ] = None,
     probabilities: Annotated[
-        bool, typer.Option(help="Add class probabilities (probabilities_0, ...).")
+        bool, typer.Option(help="Add a column per class (probabilities_churn, ...).")
     ] = False,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows per chunk and part file.")] = 50_000,
     max_reject_fraction: Annotated[
