@@ -26,6 +26,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from modelport._process import process_exists
+
 NONE = -1
 """Nothing committed, or nothing ready in a worker."""
 LOADING = -2
@@ -144,7 +146,7 @@ class WorkerBoard:
         with self._locked():
             for slot in range(self.slots):
                 owner = self._get(self._slot_base(slot))
-                if owner == 0 or not _alive(owner):
+                if owner == 0 or not process_exists(owner):
                     self._set(self._slot_base(slot), pid)
                     for m in range(self.models):  # commands so far are reflected in the start
                         self._set(self._ready(slot, m), NONE)
@@ -190,11 +192,9 @@ class WorkerBoard:
         return self._slot_base(slot) + 1 + 2 * model
 
     def _live(self) -> list[int]:
-        return [
-            s
-            for s in range(self.slots)
-            if (pid := self._get(self._slot_base(s))) != 0 and (pid == os.getpid() or _alive(pid))
-        ]
+        me = os.getpid()
+        pids = ((s, self._get(self._slot_base(s))) for s in range(self.slots))
+        return [s for s, pid in pids if pid != 0 and (pid == me or process_exists(pid))]
 
     def _get(self, word: int) -> int:
         return int(_WORD.unpack_from(self._buf, word * 8)[0])
@@ -213,13 +213,3 @@ class WorkerBoard:
                 yield
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True

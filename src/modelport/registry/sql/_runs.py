@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
+from modelport._process import process_exists
 from modelport.registry.entities import RUN_ABANDONED_AFTER_S, BatchRun
 from modelport.registry.sql._base import StoreBase
 from modelport.registry.sql._schema import BatchRunRow
@@ -72,20 +72,8 @@ def seen_status(run: BatchRun, now: datetime) -> BatchRun:
         return run
     last = run.heartbeat_at or run.started_at
     silent = (now - last).total_seconds() > RUN_ABANDONED_AFTER_S
-    if silent or (run.host == socket.gethostname() and not _alive(run.pid)):
+    # A run without a pid, or whose pid was reused, is left to its heartbeat's age.
+    pid, here = run.pid, run.host == socket.gethostname()
+    if silent or (here and pid is not None and pid > 0 and not process_exists(pid)):
         return replace(run, status="abandoned")
     return run
-
-
-def _alive(pid: int | None) -> bool:
-    """Whether a process ``pid`` exists here (unknown pids count as alive: the heartbeat's
-    age decides). A reused pid reads as alive until the heartbeat is too old."""
-    if pid is None or pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        return True
-    return True
