@@ -23,7 +23,7 @@ from modelport.errors import InvalidName, InvalidRef
 from tests.unit.artifact.test_bundle import _bomb
 
 from ._cli import cli
-from ._server import running_server
+from ._server import serving
 from .test_cli import _Payload
 
 pytestmark = pytest.mark.slow
@@ -166,7 +166,7 @@ def test_a_trapped_pickle_is_refused_when_served_unless_that_model_is_trusted(
     ).hexdigest()
     (folder / "modelport.json").write_text(json.dumps(manifest))
 
-    with running_server(home, str(folder), "churn") as server:
+    with serving(home, str(folder), "churn") as server:
         index = httpx.post(f"{server.url}/v2/repository/index").json()
         refused = next(m for m in index if m["name"] == "swapped")
         assert refused["state"] != "READY", refused
@@ -188,7 +188,7 @@ def test_a_trapped_pickle_is_refused_when_served_unless_that_model_is_trusted(
     assert not marker.exists()
     trusted = cli(capsys, "register", str(folder), "--name", "swapped", "--trust-unsafe")
     assert trusted.code == 0, trusted.err
-    with running_server(home, "swapped") as server:
+    with serving(home, "swapped") as server:
         ready = httpx.get(f"{server.url}/v2/models/swapped/ready")
         assert ready.status_code == 200, server.logs()
     assert marker.exists(), "the trusted version is loaded as it is (expected)"

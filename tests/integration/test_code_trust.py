@@ -23,7 +23,7 @@ from modelport.batch import score
 from modelport.errors import CodeNotTrusted
 
 from ._cli import cli
-from ._server import running_server
+from ._server import serving
 from ._usercode import user_module
 
 pytestmark = pytest.mark.slow
@@ -145,7 +145,7 @@ def test_serve_refuses_a_path_model_that_is_code_unless_trusted(
     folder, _, marker = setup
     home = tmp_path / "home"
     home.mkdir()
-    with running_server(home, str(folder)) as server:
+    with serving(home, str(folder)) as server:
         index = httpx.post(f"{server.url}/v2/repository/index").json()
         entry = next(m for m in index if m["name"] == "summer")
         assert entry["state"] != "READY", entry
@@ -156,7 +156,7 @@ def test_serve_refuses_a_path_model_that_is_code_unless_trusted(
         )
         assert r.status_code == 503, r.text
     assert not marker.exists()
-    with running_server(home, str(folder), "--trust-unsafe") as server:
+    with serving(home, str(folder), "--trust-unsafe") as server:
         assert httpx.get(f"{server.url}/v2/models/summer/ready").status_code == 200
         assert "trusted (--trust-unsafe by" in server.logs()
     assert marker.exists()

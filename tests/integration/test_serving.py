@@ -14,9 +14,9 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
 import modelport
-from modelport.serving.codecs import v2 as v2codec
+from modelport.protocol import v2_client as v2codec
 
-from ._server import Server, running_server
+from ._server import Server, serving
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def server(
         registry.set_alias("churn", "production", v.version)
         registry.register("table", table, input_example=frame)
     env = {"MODELPORT_SERVING__MAX_BODY_BYTES": str(2_000_000)}
-    with running_server(home, "churn@production", "table", env=env) as srv:
+    with serving(home, "churn@production", "table", env=env) as srv:
         yield srv
 
 

@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 
 import modelport
 
-from ._server import Server, running_server
+from ._server import Server, serving
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     model = LogisticRegression().fit(x.astype(np.float32), y)
     with modelport.Registry(modelport.Settings(home=home)) as registry:
         registry.register("churn", model, input_example=x[:3].astype(np.float32))
-    with running_server(home, "churn") as srv:
+    with serving(home, "churn") as srv:
         yield srv
 
 

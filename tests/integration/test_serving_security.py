@@ -23,9 +23,9 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
 import modelport
-from modelport.serving.codecs import v2 as v2codec
+from modelport.protocol import v2_client as v2codec
 
-from ._server import Server, running_server
+from ._server import Server, serving
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def keys(home: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(home: Path, keys: dict[str, str]) -> Iterator[Server]:
     env = {"MODELPORT_SERVING__AUTH_CACHE_S": "0"}
-    with running_server(home, "churn", "other", "--auth", env=env) as srv:
+    with serving(home, "churn", "other", "--auth", env=env) as srv:
         yield srv
 
 
@@ -177,11 +177,11 @@ def test_a_key_revoked_while_serving_stops_working(home: Path, server: Server) -
 def test_a_public_address_turns_auth_on_unless_told_otherwise(
     home: Path, keys: dict[str, str]
 ) -> None:
-    with running_server(home, "churn", "--host", "0.0.0.0") as srv:
+    with serving(home, "churn", "--host", "0.0.0.0") as srv:
         url = srv.url.replace("0.0.0.0", "127.0.0.1")
         assert httpx.get(f"{url}/v2/models/churn").status_code == 401
         assert httpx.get(f"{url}/v2/models/churn", headers=bearer(keys["read"])).status_code == 200
-    with running_server(home, "churn", "--host", "0.0.0.0", "--insecure-no-auth") as srv:
+    with serving(home, "churn", "--host", "0.0.0.0", "--insecure-no-auth") as srv:
         assert httpx.get(f"{srv.url}/v2/models/churn").status_code == 200
         assert "NO authentication" in srv.logs()
 
@@ -220,7 +220,7 @@ def self_signed(tmp: Path) -> tuple[Path, Path]:
 def test_https_with_a_self_signed_certificate(home: Path, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     args = ("churn", "--tls-cert", str(cert), "--tls-key", str(key))
-    with running_server(home, *args, ca=cert) as srv:
+    with serving(home, *args, ca=cert) as srv:
         assert srv.url.startswith("https://")
         context = ssl.create_default_context(cafile=cert)
         body, headers = v2codec.encode_request({"input": np.zeros((2, 4), dtype=np.float32)})
@@ -252,7 +252,7 @@ def test_require_signed_serves_only_signed_models(home: Path, tmp_path: Path) ->
     data[len(data) // 2] ^= 0x01  # one flipped bit after signing
     model_file.write_bytes(bytes(data))
     args = ("churn", "other", "tampered", "--require-signed", str(public))
-    with running_server(home, *args) as srv:
+    with serving(home, *args) as srv:
         body, headers = v2codec.encode_request({"input": np.zeros((1, 4), dtype=np.float32)})
         signed = httpx.post(f"{srv.url}/v2/models/other/infer", content=body, headers=headers)
         assert signed.status_code == 200, signed.text
@@ -370,7 +370,7 @@ def test_a_key_for_a_model_follows_it_under_another_served_name(
     deployment = tmp_path / "deployment.yaml"
     deployment.write_text("models:\n  - {ref: churn, name: scorer}\n")
     env = {"MODELPORT_SERVING__AUTH_CACHE_S": "0"}
-    with running_server(home, "-c", str(deployment), "--auth", env=env) as srv:
+    with serving(home, "-c", str(deployment), "--auth", env=env) as srv:
         allowed = call(srv, "POST", "/v2/models/scorer/infer", bearer(churn_only))
         assert allowed.status_code == 200, allowed.text
         refused = call(srv, "POST", "/v2/models/scorer/infer", bearer(keys["predict-other"]))

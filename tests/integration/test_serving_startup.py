@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 import modelport
 
 from ._cli import cli
-from ._server import free_port, running_server
+from ._server import free_port, serving
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ def test_loads_are_logged_a_failing_swap_once_and_clients_see_no_paths(
 ) -> None:
     evil = _swapped_pickle(tmp_path / "deep" / "evil")
     env = {"MODELPORT_SERVING__POLL_INTERVAL_S": "0.2"}
-    with running_server(home, "churn@production", str(evil), env=env) as server:
+    with serving(home, "churn@production", str(evil), env=env) as server:
         refused = httpx.post(f"{server.url}/v2/models/evil/infer", json={"inputs": []})
         assert refused.status_code == 503
         assert "global 'posix.system' is not allowed" in refused.text
@@ -126,7 +126,7 @@ def test_loads_are_logged_a_failing_swap_once_and_clients_see_no_paths(
 
 def test_gauges_of_a_swapped_out_version_leave_metrics(home: Path) -> None:
     env = {"MODELPORT_SERVING__POLL_INTERVAL_S": "0.2"}
-    with running_server(home, "churn@production", env=env) as server:
+    with serving(home, "churn@production", env=env) as server:
         body = {
             "inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [0, 0, 0]}]
         }

@@ -21,7 +21,7 @@ from modelport import batch
 from modelport.monitoring.drift import drift_report, live_features
 
 from ._cli import cli
-from ._server import Server, running_server
+from ._server import Server, serving
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(home: Path) -> Iterator[Server]:
-    with running_server(home, *MODELS) as srv:
+    with serving(home, *MODELS) as srv:
         yield srv
 
 

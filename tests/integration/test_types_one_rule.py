@@ -23,7 +23,7 @@ from modelport import batch
 from modelport.errors import InvalidInput, SignatureError
 
 from ._cli import cli
-from ._server import Server, running_server
+from ._server import Server, serving
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(home: Path) -> Iterator[Server]:
-    with running_server(home, "codes") as srv:
+    with serving(home, "codes") as srv:
         yield srv
 
 

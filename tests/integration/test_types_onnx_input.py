@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 import modelport
 
 from ._cli import cli
-from ._server import running_server
+from ._server import serving
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def test_a_bare_array_example_maps_onto_the_single_graph_input(
     assert done.code == 0, done.err
     assert json.loads(done.out)["output_label"] == model.predict(test).tolist()
 
-    with running_server(tmp_path, "converted") as server:
+    with serving(tmp_path, "converted") as server:
         meta = httpx.get(f"{server.url}/v2/models/converted").json()
         assert [i["name"] for i in meta["inputs"]] == ["X"]
         body = {
