@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 import modelport
 
 from ._churn import churn_frame, churn_home, v2_body, wait_for, written
-from ._server import running_server
+from ._server import serving
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ def test_dashboard_shows_models_charts_drift_and_quality(
     )
     frame, truth = churn_frame(400, seed=11)
     shifted = frame.assign(support_calls=frame["support_calls"] + 4.0)
-    with running_server(home, "--config", str(deployment)) as server:
+    with serving(home, "--config", str(deployment)) as server:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for i, start in enumerate(range(0, 400, 20)):
                 r = client.post(
@@ -195,7 +195,7 @@ def test_a_model_of_many_plain_features_shows_the_drifting_one_and_folds_the_res
     deployment.write_text("models:\n  - {ref: wide, name: wide, log_sample_rate: 1}\n")
     live = rng.normal(size=(400, 30))
     live[:, 7] += 3.0
-    with running_server(tmp_path, "--config", str(deployment)) as server:
+    with serving(tmp_path, "--config", str(deployment)) as server:
         for start in range(0, 400, 50):
             rows = live[start : start + 50]
             body = {
@@ -259,7 +259,7 @@ def test_a_version_whose_files_were_changed_is_listed_as_corrupted(
                   for v in (1, 2, 3)}  # fmt: skip
     with (stored[2] / "model.skops").open("ab") as fh:
         fh.write(b"\0")
-    with running_server(home, "churn@production") as server:
+    with serving(home, "churn@production") as server:
         browser.get(f"{server.url}/ui/")
         wait = WebDriverWait(browser, 30, poll_frequency=0.2)
 
@@ -298,7 +298,7 @@ def test_dashboard_asks_for_a_key_when_auth_is_on(
 ) -> None:
     with modelport.Registry(modelport.Settings(home=home)) as registry:
         _, token = registry.create_key("dashboard", "read")
-    with running_server(home, "churn", "--auth") as server:
+    with serving(home, "churn", "--auth") as server:
         assert httpx.get(f"{server.url}/ui/api/models").status_code == 401
         browser.get(f"{server.url}/ui/")
         wait = WebDriverWait(browser, 30, poll_frequency=0.2)
@@ -321,7 +321,7 @@ def test_the_docs_page_renders_and_shows_how_to_call_each_model(
 ) -> None:
     """Swagger UI 4 reads OpenAPI 3.0 only: with a 3.1 document it showed an error instead of
     the routes. Each served model's inference route lists its inputs, with an example body."""
-    with running_server(home, "churn") as server:
+    with serving(home, "churn") as server:
         doc = httpx.get(f"{server.url}/openapi.json").json()
         assert doc["openapi"].startswith("3.0.")
         op = doc["paths"]["/v2/models/churn/infer"]["post"]

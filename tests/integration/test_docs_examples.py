@@ -30,7 +30,7 @@ from modelport.errors import (
 from modelport.serving.deployment import load_deployment
 
 from ._cli import cli
-from ._server import running_server
+from ._server import serving
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEPLOYMENT = EXAMPLES / "deployment.yaml"
@@ -281,7 +281,7 @@ def test_deployment_example_serves(tmp_path: Path) -> None:
         {"name": "plan", "shape": [3], "datatype": "BYTES", "data": customers["plan"].tolist()},
     ]  # fmt: skip
     probability = expected_probability(customers, walkthrough.WEIGHTS)
-    with running_server(home, "--config", str(DEPLOYMENT)) as server:
+    with serving(home, "--config", str(DEPLOYMENT)) as server:
         for name, served_version in (("churn", "1"), ("churn-staging", "2")):
             r = httpx.post(f"{server.url}/v2/models/{name}/infer", json={"inputs": inputs})
             assert r.status_code == 200, r.text
