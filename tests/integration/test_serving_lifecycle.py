@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 import modelport
 from modelport.errors import ModelNotFound, SignatureError, VersionNotFound
 
-from ._server import running_server
+from ._server import running_server, serving
 from ._usercode import user_module
 
 pytestmark = pytest.mark.slow
@@ -124,6 +124,8 @@ def _wait_for(condition: Any, timeout: float = 30.0) -> None:
 
 
 SLOW = """
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -133,6 +135,9 @@ from modelport.flavors.pyfunc import PythonModel
 
 class Slow(PythonModel):
     def predict(self, inputs):
+        entered = os.environ.get("SLOW_ENTERED")  # a folder: one file per call inside predict
+        if entered:
+            tempfile.mkstemp(dir=entered)
         time.sleep(1.0)
         return inputs["input"].sum(axis=1)
 """
@@ -141,8 +146,11 @@ class Slow(PythonModel):
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     slow = user_module(tmp_path, SLOW).Slow()
     modelport.save(slow, tmp_path / "slow", input_example=np.ones((1, 3)))
-    env = {"MODELPORT_SERVING__BATCHING": "false"}
+    entered = tmp_path / "entered"
+    entered.mkdir()
+    env = {"MODELPORT_SERVING__BATCHING": "false", "SLOW_ENTERED": str(entered)}
     with running_server(tmp_path, str(tmp_path / "slow"), "--trust-unsafe", env=env) as server:
+        assert server.process is not None
         body = {
             "inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]
         }
@@ -150,9 +158,10 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
         def call() -> httpx.Response:
             return httpx.post(f"{server.url}/v2/models/slow/infer", json=body, timeout=30)
 
+        warmed = len(list(entered.iterdir()))  # the warm-up's calls
         with ThreadPoolExecutor(max_workers=4) as pool:
             futures = [pool.submit(call) for _ in range(4)]
-            time.sleep(0.4)  # all four are inside predict now
+            _wait_for(lambda: len(list(entered.iterdir())) == warmed + 4)  # all inside predict
             server.process.send_signal(signal.SIGTERM)
             responses = [f.result() for f in futures]
         assert server.process.wait(timeout=30) == 0
@@ -183,7 +192,7 @@ def test_every_v2_datatype_through_a_server(tmp_path: Path) -> None:
     echo = user_module(tmp_path, ECHO).Echo()
     modelport.save(echo, tmp_path / "echo", input_example=example)
     with (
-        running_server(tmp_path, str(tmp_path / "echo"), "--trust-unsafe") as server,
+        serving(tmp_path, str(tmp_path / "echo"), "--trust-unsafe") as server,
         modelport.Client(server.url) as client,
     ):
         meta = client.metadata("echo")
@@ -209,7 +218,7 @@ def test_python_client(tmp_path: Path) -> None:
         registry.register("churn", model, input_example=x[:5])
         registry.register("table", table, input_example=frame.head())
     with (
-        running_server(tmp_path, "churn", "table", "--log-sample-rate", "1") as server,
+        serving(tmp_path, "churn", "table", "--log-sample-rate", "1") as server,
         modelport.Client(server.url) as client,
     ):
         assert client.live()

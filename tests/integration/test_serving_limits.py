@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 import modelport
 
-from ._server import running_server
+from ._server import running_server, serving
 from ._usercode import user_module
 from .test_serving_lifecycle import SLOW
 
@@ -30,7 +30,7 @@ def test_timeout_is_504_and_full_queue_is_503_with_retry_after(tmp_path: Path) -
         "MODELPORT_SERVING__MAX_QUEUE": "1",
         "MODELPORT_SERVING__MAX_BATCH_SIZE": "1",
     }
-    with running_server(tmp_path, str(tmp_path / "slow"), "--trust-unsafe", env=env) as server:
+    with serving(tmp_path, str(tmp_path / "slow"), "--trust-unsafe", env=env) as server:
         r = httpx.post(f"{server.url}/v2/models/slow/infer", json=BODY, timeout=10)
         assert r.status_code == 504
         assert r.json() == {
@@ -64,7 +64,7 @@ def test_two_workers_and_a_deployment_file(tmp_path: Path) -> None:
         "  - ref: churn/1\n    name: scorer\n    max_batch_delay_ms: 1\n"
     )
     with running_server(tmp_path, "-c", str(config)) as server:
-        assert len(_workers(server.process.pid)) == 2, "two worker processes share the port"
+        assert len(_workers(server.pid)) == 2, "two worker processes share the port"
         with httpx.Client() as client:
             for _ in range(40):
                 body = {"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP64",
