@@ -1,9 +1,11 @@
-"""Batch scoring through the real CLI and API: chunks, formats, rejects, resume, run records."""
+"""Batch scoring through the CLI and the API: chunks, formats, rejects, resume, run records.
+
+The commands run in this process, but for the two that need a process of their own: its peak
+memory is measured, or it is killed mid-job."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -27,14 +29,15 @@ from modelport import batch
 from modelport.errors import InvalidInput
 
 from ._churn import NUMERIC, churn_frame
+from ._cli import cli, console_command, console_env
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """``churn`` (columns: three numbers and a plan; unknown plans are an error) and
-    ``wide`` (one float32 tensor of 20 features)."""
+    ``wide`` (one float32 tensor of 20 features); MODELPORT_HOME for the commands."""
     x, y = churn_frame(2000, seed=1)
     prep = ColumnTransformer(
         [("num", StandardScaler(), NUMERIC), ("cat", OneHotEncoder(), ["plan"])]
@@ -46,6 +49,7 @@ def home(tmp_path: Path) -> Path:
     with modelport.Registry(modelport.Settings(home=tmp_path)) as registry:
         registry.register("churn", churn, input_example=x[:5])
         registry.register("wide", wide, input_example=features[:5])
+    monkeypatch.setenv("MODELPORT_HOME", str(tmp_path))
     return tmp_path
 
 
@@ -76,15 +80,6 @@ def read_output(sink: Path) -> pd.DataFrame:
     if parts[0].suffix == ".jsonl":
         return pd.concat([pd.read_json(p, lines=True) for p in parts], ignore_index=True)
     return pd.read_parquet(sink)
-
-
-def cli(home: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
-    environ["MODELPORT_HOME"] = str(home)
-    exe = Path(sys.executable).with_name("modelport")
-    return subprocess.run(
-        [str(exe), *args], capture_output=True, text=True, env=environ, timeout=300, check=False
-    )
 
 
 def test_many_chunks_give_in_process_predictions_row_for_row(home: Path, tmp_path: Path) -> None:
@@ -131,19 +126,17 @@ def test_memory_is_bounded_by_the_chunk_not_the_file(home: Path, tmp_path: Path)
 
     def peak_mb(source: Path, sink: Path) -> float:
         """Peak RSS of ``modelport batch`` alone (a fresh parent, so no other child counts)."""
-        exe = Path(sys.executable).with_name("modelport")
         probe = (
             "import resource, subprocess, sys\n"
             "subprocess.run(sys.argv[1:], check=True, capture_output=True)\n"
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
         )
-        environ = {**os.environ, "MODELPORT_HOME": str(home)}
-        command = [str(exe), "batch", "wide", str(source), str(sink), "--chunk-rows", "10000"]
+        command = console_command("batch", "wide", str(source), str(sink), "--chunk-rows", "10000")
         done = subprocess.run(
             [sys.executable, "-c", probe, *command, "--id-column", "row_id"],
             capture_output=True,
             text=True,
-            env=environ,
+            env=console_env(home),
             timeout=600,
             check=True,
         )
@@ -192,7 +185,9 @@ def test_formats_in_and_out(home: Path, tmp_path: Path, source_name: str, sink_n
     )
 
 
-def test_bad_rows_go_to_rejects_with_their_reasons(home: Path, tmp_path: Path) -> None:
+def test_bad_rows_go_to_rejects_with_their_reasons(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     frame = customers(3_000, seed=4).astype({"monthly_spend": object, "plan": object})
     frame.loc[10, "monthly_spend"] = "lots"  # text in a number column
     frame.loc[1500, "plan"] = None  # an empty category
@@ -201,10 +196,10 @@ def test_bad_rows_go_to_rejects_with_their_reasons(home: Path, tmp_path: Path) -
     source = tmp_path / "customers.csv"
     frame.to_csv(source, index=False)
     sink = tmp_path / "scores.parquet"
-    done = cli(home, "batch", "churn", str(source), str(sink), "--id-column", "customer_id",
+    done = cli(capsys, "batch", "churn", str(source), str(sink), "--id-column", "customer_id",
                "--chunk-rows", "1000")  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "4 rejected" in done.stdout
+    assert done.code == 0, done.err
+    assert "4 rejected" in done.out
     rejects = [
         json.loads(line)
         for part in sorted((sink / "_rejects").glob("part-*.jsonl"))
@@ -229,51 +224,58 @@ def test_bad_rows_go_to_rejects_with_their_reasons(home: Path, tmp_path: Path) -
     features = good.drop(columns="customer_id").astype({"monthly_spend": float})
     np.testing.assert_array_equal(out["predictions"], expected(home, "churn", features))
 
-    strict = cli(home, "batch", "churn", str(source), str(tmp_path / "strict.parquet"),
+    strict = cli(capsys, "batch", "churn", str(source), str(tmp_path / "strict.parquet"),
                  "--max-reject-fraction", "0.001")  # fmt: skip
-    assert strict.returncode == 1
-    assert "4 of 3000 rows (0.1%) were rejected" in strict.stderr
+    assert strict.code == 1
+    assert "4 of 3000 rows (0.1%) were rejected" in strict.err
     assert not (tmp_path / "strict.parquet" / "_SUCCESS").exists()
 
 
-def test_a_killed_job_resumes_to_the_same_bytes(home: Path, tmp_path: Path) -> None:
+def test_a_killed_job_resumes_to_the_same_bytes(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = tmp_path / "wide.parquet"
     wide_frame(400_000).to_parquet(source)
     clean, resumed = tmp_path / "clean.parquet", tmp_path / "resumed.parquet"
     args = ["--id-column", "row_id", "--chunk-rows", "2000"]
-    assert cli(home, "batch", "wide", str(source), str(clean), *args).returncode == 0
+    assert cli(capsys, "batch", "wide", str(source), str(clean), *args).code == 0
 
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
-    environ["MODELPORT_HOME"] = str(home)
-    exe = Path(sys.executable).with_name("modelport")
+    # A real process, so that it can be killed mid-job (SIGKILL: no cleanup runs).
     job = subprocess.Popen(
-        [str(exe), "batch", "wide", str(source), str(resumed), *args],
-        env=environ,
+        console_command("batch", "wide", str(source), str(resumed), *args),
+        env=console_env(home),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
-    while len(list(resumed.glob("part-*"))) < 20 and time.monotonic() < deadline:
+    while len(list(resumed.glob("part-*"))) < 20:
+        if job.poll() is not None:
+            pytest.fail(f"the job ended before it could be killed: {job.communicate()[1]}")
+        if time.monotonic() > deadline:
+            job.kill()
+            job.communicate()
+            pytest.fail("the job wrote no 20 parts in 120 s")
         time.sleep(0.02)
     with modelport.Registry(settings(home)) as registry:
         alive = registry.store.list_runs("wide", limit=1)[0]
     job.send_signal(signal.SIGKILL)
-    job.wait()
+    job.communicate()
     written = len(list(resumed.glob("part-*")))
     assert 20 <= written < 200, written  # killed midway
     assert (alive.status, alive.pid, alive.sink) == ("running", job.pid, str(resumed))
     # It could not record its end: the registry sees its process is gone.
-    runs = cli(home, "runs", "wide", "--json")
-    assert [r["status"] for r in json.loads(runs.stdout)] == ["abandoned", "succeeded"]
-    shown = cli(home, "runs", "wide").stdout
+    runs = cli(capsys, "runs", "wide", "--json")
+    assert [r["status"] for r in json.loads(runs.out)] == ["abandoned", "succeeded"]
+    shown = cli(capsys, "runs", "wide").out
     assert "wide/1 abandoned" in shown
     assert f"process {job.pid} on " in shown
     assert "is gone" in shown
-    again = cli(home, "batch", "wide", str(source), str(resumed), *args)
-    assert again.returncode == 0, again.stderr
-    assert "already done" in again.stdout
-    runs = cli(home, "runs", "wide", "--json")
-    assert [r["status"] for r in json.loads(runs.stdout)] == ["succeeded", "abandoned", "succeeded"]
+    again = cli(capsys, "batch", "wide", str(source), str(resumed), *args)
+    assert again.code == 0, again.err
+    assert "already done" in again.out
+    runs = cli(capsys, "runs", "wide", "--json")
+    assert [r["status"] for r in json.loads(runs.out)] == ["succeeded", "abandoned", "succeeded"]
     files = sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(resumed) for p in resumed.rglob("*") if p.is_file())
     for name in files:
@@ -281,29 +283,31 @@ def test_a_killed_job_resumes_to_the_same_bytes(home: Path, tmp_path: Path) -> N
     assert len(read_output(resumed)) == 400_000
 
 
-def test_another_job_into_the_same_folder_is_refused(home: Path, tmp_path: Path) -> None:
+def test_another_job_into_the_same_folder_is_refused(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = tmp_path / "customers.parquet"
     customers(100, seed=5).to_parquet(source)
     sink = tmp_path / "scores.parquet"
-    assert cli(home, "batch", "churn", str(source), str(sink)).returncode == 0
-    other = cli(home, "batch", "churn", str(source), str(sink), "--chunk-rows", "10")
-    assert other.returncode != 0
-    assert "holds another job's output" in other.stderr
-    assert cli(home, "batch", "churn", str(source), str(sink), "--chunk-rows", "10",
-               "--overwrite").returncode == 0  # fmt: skip
-    missing = cli(home, "batch", "churn", str(source), str(tmp_path / "x.parquet"),
+    assert cli(capsys, "batch", "churn", str(source), str(sink)).code == 0
+    other = cli(capsys, "batch", "churn", str(source), str(sink), "--chunk-rows", "10")
+    assert other.code != 0
+    assert "holds another job's output" in other.err
+    assert cli(capsys, "batch", "churn", str(source), str(sink), "--chunk-rows", "10",
+               "--overwrite").code == 0  # fmt: skip
+    missing = cli(capsys, "batch", "churn", str(source), str(tmp_path / "x.parquet"),
                   "--id-column", "nope")  # fmt: skip
-    assert missing.returncode != 0
-    assert "no column 'nope'" in missing.stderr
+    assert missing.code != 0
+    assert "no column 'nope'" in missing.err
 
 
-def test_runs_are_recorded(home: Path, tmp_path: Path) -> None:
+def test_runs_are_recorded(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "customers.csv"
     customers(500, seed=6).to_csv(source, index=False)
-    assert cli(home, "batch", "churn", str(source), str(tmp_path / "a.parquet")).returncode == 0
-    listed = cli(home, "runs", "churn", "--json")
-    assert listed.returncode == 0, listed.stderr
-    [run] = json.loads(listed.stdout)
+    assert cli(capsys, "batch", "churn", str(source), str(tmp_path / "a.parquet")).code == 0
+    listed = cli(capsys, "runs", "churn", "--json")
+    assert listed.code == 0, listed.err
+    [run] = json.loads(listed.out)
     assert (run["model"], run["version"], run["status"]) == ("churn", 1, "succeeded")
     assert (run["rows"], run["scored"], run["rejected"]) == (500, 500, 0)
     assert run["source"] == str(source)
@@ -349,8 +353,8 @@ def test_the_ray_engine_gives_the_local_engines_output(
         assert [(p.rows, p.fraction) for p in heard] == [(n * 1_000, n / 6) for n in range(1, 7)]
     assert (on_ray.status, on_ray.rows, on_ray.rejected) == ("succeeded", 6_000, 1)
     assert (local.rows, local.rejected) == (6_000, 1)
-    listed = cli(home, "runs", "churn", "--json")
-    assert {r["engine"] for r in json.loads(listed.stdout)} == {"local", "ray"}
+    listed = cli(capfd, "runs", "churn", "--json")
+    assert {r["engine"] for r in json.loads(listed.out)} == {"local", "ray"}
 
     if source.suffix == ".parquet":
         # Each actor reads and writes the local engine's chunks: the same files, byte for byte,
@@ -439,7 +443,9 @@ def test_probability_columns_are_named_by_class(tmp_path: Path) -> None:
         )
 
 
-def test_require_signed_refuses_unsigned_and_tampered_models(home: Path, tmp_path: Path) -> None:
+def test_require_signed_refuses_unsigned_and_tampered_models(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from modelport._load import registered_artifact
     from modelport.artifact import signing
     from modelport.errors import ArtifactCorrupted, ArtifactUnsigned
@@ -472,7 +478,7 @@ def test_require_signed_refuses_unsigned_and_tampered_models(home: Path, tmp_pat
             settings=settings(home),
         )
     r = cli(
-        home,
+        capsys,
         "batch",
         "churn",
         str(churn),
@@ -480,8 +486,8 @@ def test_require_signed_refuses_unsigned_and_tampered_models(home: Path, tmp_pat
         "--require-signed",
         str(public),
     )
-    assert r.returncode != 0
-    assert "not signed" in r.stderr, r.stderr
+    assert r.code != 0
+    assert "not signed" in r.err, r.err
     assert not (tmp_path / "cli.parquet").exists()
 
     model_file = folder / "model.skops"
