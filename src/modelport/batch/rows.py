@@ -22,15 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from modelport.artifact.signature import (
-    NUMBER_PATTERN,
-    STRING_DTYPE,
-    Signature,
-    TensorSpec,
-    closest_name,
-    fit_values,
-    parse_number,
-)
+from modelport.artifact.casting import NUMBER_PATTERN, fit_values, parse_number
+from modelport.artifact.signature import STRING_DTYPE, Signature, TensorSpec, closest_name
 from modelport.batch.formats import is_text
 from modelport.errors import InvalidInput, summarize
 from modelport.packaging import LoadedModel
