@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modelport.artifact.casting import fit_values
 from modelport.artifact.signature import (
     Signature,
     TensorSpec,
@@ -16,7 +17,6 @@ from modelport.artifact.signature import (
     closest_name,
     example_from_json,
     example_to_json,
-    fit_values,
     infer_signature,
     with_names_of,
 )
