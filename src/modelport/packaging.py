@@ -8,11 +8,9 @@ folder (atomically). ``load_artifact`` verifies every checksum before the flavor
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import platform
-import shutil
 import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
@@ -24,6 +22,7 @@ import numpy as np
 
 from modelport.artifact.bundle import unpack
 from modelport.artifact.checksums import checksum_tree, sha256_file, verify_files
+from modelport.artifact.files import BUNDLE_SUFFIXES, copy_artifact
 from modelport.artifact.manifest import MANIFEST_FILE, Manifest, read_manifest
 from modelport.artifact.profile import build_profile
 from modelport.artifact.signature import (
@@ -41,7 +40,6 @@ from modelport.errors import (
     ArtifactCorrupted,
     ArtifactNotFound,
     CodeNotTrusted,
-    Conflict,
     FlavorError,
     InvalidInput,
     ModelportError,
@@ -54,7 +52,6 @@ from modelport.ref import validate_name
 
 EXAMPLE_FILE = "input_example.json"
 PROFILE_FILE = "reference_profile.json"
-BUNDLE_SUFFIXES = (".tar",)
 
 
 class LoadedModel:
@@ -333,36 +330,6 @@ def _hook_kwargs(
     return kwargs
 
 
-def local_artifact(path: str | Path, cache_dir: Path, limits: BundleLimits | None = None) -> Path:
-    """The artifact folder behind a path ref: the folder itself, or a ``.tar`` bundle
-    unpacked once (within ``limits``) into ``cache_dir`` under its SHA-256, so a changed
-    bundle is unpacked anew.
-    """
-    source = Path(path)
-    if source.suffix.lower() in BUNDLE_SUFFIXES and source.is_file():
-        target = cache_dir / "bundles" / sha256_file(source)
-        if not target.exists():
-            # Conflict: another process unpacked the same bundle first, which is just as good.
-            with contextlib.suppress(Conflict):
-                unpack(source, target, limits)
-        return target
-    return source
-
-
-def verify_artifact_files(path: str | Path) -> Manifest:
-    """The manifest of the artifact folder at ``path``, after checking every file against
-    its checksum; nothing is loaded."""
-    root = Path(path)
-    manifest = read_manifest(root)
-    verify_files(root, manifest.files)
-    return manifest
-
-
-def manifest_sha256(path: str | Path) -> str:
-    """SHA-256 of an artifact's ``modelport.json``, which pins everything else."""
-    return sha256_file(Path(path) / MANIFEST_FILE)
-
-
 def import_artifact(
     source: str | Path,
     path: str | Path,
@@ -385,13 +352,13 @@ def import_artifact(
     """
     src = Path(source)
     if src.is_dir():
-        return _copy_artifact(src, Path(path), name, metrics, tags, description)
+        return copy_artifact(src, Path(path), name, metrics, tags, description)
     if not src.is_file():
         raise ArtifactNotFound(str(src))
     if src.suffix.lower() in BUNDLE_SUFFIXES:
         with tempfile.TemporaryDirectory(prefix="modelport-unpack-") as tmp:
             unpacked = unpack(src, Path(tmp) / "artifact", limits)
-            return _copy_artifact(unpacked, Path(path), name, metrics, tags, description)
+            return copy_artifact(unpacked, Path(path), name, metrics, tags, description)
     chosen = flavor_for_file(src)
     model = chosen.read_file(src, **_trusting(chosen.read_file, trust_unsafe))
     _require_model(chosen, model, src.name)
@@ -408,35 +375,6 @@ def import_artifact(
         lineage={"source": src.name, "conversion": f"{src.suffix.lower()} file -> {chosen.NAME}"},
         trust_unsafe=trust_unsafe,
     )
-
-
-def _copy_artifact(
-    src: Path,
-    target: Path,
-    name: str,
-    metrics: Mapping[str, float] | None,
-    tags: Mapping[str, str] | None,
-    description: str,
-) -> Manifest:
-    manifest = read_manifest(src)
-    verify_files(src, manifest.files)
-    data = manifest.to_dict()
-    data["name"] = validate_name(name)
-    data["metrics"] = {**manifest.metrics, **{k: float(v) for k, v in (metrics or {}).items()}}
-    data["tags"] = {
-        **manifest.tags,
-        **{validate_name(k, "tag key"): str(v) for k, v in (tags or {}).items()},
-    }
-    data["description"] = description or manifest.description
-    updated = Manifest.from_dict(data)
-    with staging_dir(target) as tmp:
-        for rel in manifest.files:
-            dest = tmp / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src / rel, dest)
-        verify_files(tmp, manifest.files)
-        (tmp / MANIFEST_FILE).write_text(updated.to_json(), encoding="utf-8")
-    return updated
 
 
 def _require_model(flavor: Flavor, model: object, source: str | None = None) -> None:

@@ -8,8 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from modelport import packaging
-from modelport.artifact import bundle
+from modelport.artifact import bundle, files
 from modelport.cli._shared import all_pages, iso, key_values, open_registry, out, state
 from modelport.errors import InvalidInput
 from modelport.records import read_input_file
@@ -324,7 +323,7 @@ def unpack(
     (MODELPORT_BUNDLE__*), before anything is written.
     """
     bundle.unpack(bundle_path, target, state.settings.bundle)
-    packaging.verify_artifact_files(target)
+    files.verify_artifact_files(target)
     out.print(f"unpacked to {target} (checksums verified; nothing loaded)", markup=False)
 
 

@@ -37,7 +37,7 @@ from typing import Any, Self
 
 from modelport import packaging
 from modelport._identity import current_user
-from modelport.artifact import signing
+from modelport.artifact import files, signing
 from modelport.artifact.bundle import unpack
 from modelport.artifact.manifest import MANIFEST_FILE, Manifest, read_manifest
 from modelport.config import Settings
@@ -58,7 +58,7 @@ from modelport.errors import (
     VersionNotReady,
 )
 from modelport.flavors import flavor_for_model, get_flavor
-from modelport.packaging import BUNDLE_SUFFIXES, LoadedModel
+from modelport.packaging import LoadedModel
 from modelport.ref import ModelRef, validate_name
 from modelport.registry import _tokens
 from modelport.registry._backends import open_artifact_store, open_metadata_store
@@ -217,7 +217,7 @@ class Registry:
                     )
                 if not trust_unsafe and signer is None:
                     _refuse_unsafe(path, code_trusted=code_object)
-                sha = packaging.manifest_sha256(path)
+                sha = files.manifest_sha256(path)
                 self._artifacts.put_dir(pending.artifact_key, path)
                 return self._store.mark_version_ready(
                     name,
@@ -243,7 +243,7 @@ class Registry:
         """The folder to import from (a bundle is unpacked first) and, when it carries a
         valid signature by a trusted key, ``"signature: <fingerprint>"``."""
         keys = (*self._trusted_keys, *trusted_keys)
-        if not keys or not (source.is_dir() or source.suffix.lower() in BUNDLE_SUFFIXES):
+        if not keys or not (source.is_dir() or source.suffix.lower() in files.BUNDLE_SUFFIXES):
             return source, None
         if source.is_file():
             folder = unpack(source, scratch / "source", self._bundle_limits)
@@ -365,7 +365,7 @@ class Registry:
         """A local folder holding the artifact a ref names (a path ref is returned as is)."""
         parsed = ModelRef.parse(ref)
         if parsed.path is not None:
-            return packaging.local_artifact(parsed.path, self._cache_dir, self._bundle_limits)
+            return files.local_artifact(parsed.path, self._cache_dir, self._bundle_limits)
         return self._artifacts.local_path(self.resolve(parsed).artifact_key)
 
     def load(
@@ -420,11 +420,11 @@ class Registry:
         """The manifest of the artifact a ref names, checked against the registry's hash."""
         parsed = ModelRef.parse(ref)
         if parsed.path is not None:
-            folder = packaging.local_artifact(parsed.path, self._cache_dir, self._bundle_limits)
+            folder = files.local_artifact(parsed.path, self._cache_dir, self._bundle_limits)
             return read_manifest(folder)
         version = self.resolve(parsed)
         path = self._artifacts.local_path(version.artifact_key)
-        if packaging.manifest_sha256(path) != version.manifest_sha256:
+        if files.manifest_sha256(path) != version.manifest_sha256:
             raise ArtifactCorrupted(MANIFEST_FILE, "sha256 does not match the registry's record")
         return read_manifest(path)
 
@@ -553,7 +553,7 @@ def load_local(
     if trust_unsafe and trusted_by is None:
         trusted_by = f"trust_unsafe=True by {current_user()}"
     return packaging.load_artifact(
-        packaging.local_artifact(path, settings.resolved_cache_dir(), settings.bundle),
+        files.local_artifact(path, settings.resolved_cache_dir(), settings.bundle),
         public_key=require_signed,
         trust_unsafe=trust_unsafe,
         trusted_by=trusted_by if trust_unsafe else None,
