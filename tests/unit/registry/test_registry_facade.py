@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from modelport import packaging
+from modelport.artifact import files
 from modelport.config import Settings
 from modelport.errors import (
     ArtifactCorrupted,
@@ -34,7 +35,7 @@ def test_register_then_load_by_every_kind_of_ref(
     features, _ = tiny_data
     version = registry.register("churn", tiny_model, input_example=features[:2], metrics={"auc": 1})
     assert (version.version, version.status, version.flavor) == (1, "ready", "sklearn")
-    assert version.manifest_sha256 == packaging.manifest_sha256(registry.artifact_path("churn/1"))
+    assert version.manifest_sha256 == files.manifest_sha256(registry.artifact_path("churn/1"))
     registry.set_alias("churn", "production", 1)
     expected = tiny_model.predict(features)  # type: ignore[attr-defined]
     for ref in ("churn", "churn/1", "churn@production"):
