@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelport.monitoring import metrics
+from modelport.monitoring.metrics import ServerMetrics
 
 _HOUR = 3600.0
 
@@ -34,14 +34,15 @@ class _Snapshot:
 class MetricsHistory:
     """A ring of metric snapshots covering the last hour."""
 
-    def __init__(self, interval: float = 10.0) -> None:
+    def __init__(self, metrics: ServerMetrics, interval: float = 10.0) -> None:
+        self.metrics = metrics
         self.interval = interval
         self._snapshots: deque[_Snapshot] = deque(maxlen=int(_HOUR / interval) + 2)
 
     def sample(self, now: float | None = None) -> None:
         """Take a snapshot of the request metrics now."""
         snap = _Snapshot(at=time.time() if now is None else now)
-        for family in metrics.collect_families():
+        for family in self.metrics.collect_families():
             if family.name == "modelport_requests":
                 for s in family.samples:
                     if not s.name.endswith("_total"):

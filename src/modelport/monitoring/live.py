@@ -2,7 +2,8 @@
 
 Both the server (``GET /v2/models/{name}/drift`` and ``/quality``, the gauges, the
 dashboard) and the CLI (``modelport drift``, ``modelport quality``) call these, so a number
-means the same thing wherever it is read. Each returns a JSON-ready dict.
+means the same thing wherever it is read. Each returns a JSON-ready dict and changes nothing
+else: the server publishes the numbers of the dict into its own gauges.
 
 - **Drift**: the logged inputs of the window against the reference profile stored in the
   artifact, per feature (see :mod:`modelport.monitoring.drift`); plus drift of the primary
@@ -33,7 +34,6 @@ import numpy as np
 
 from modelport.artifact.signature import STRING_DTYPE, Signature
 from modelport.errors import InvalidInput
-from modelport.monitoring import metrics
 from modelport.monitoring.drift import (
     DriftReport,
     DriftThresholds,
@@ -130,7 +130,6 @@ def drift_summary(
                 f"{report.n_live} logged rows in the window; a verdict needs "
                 f"{thresholds.min_samples} (log more with a higher log_sample_rate)"
             )
-        _export_drift(model, version, report)
     body["predictions"] = _prediction_drift(before, current, thresholds)
     return body
 
@@ -167,10 +166,6 @@ def quality_summary(
     body["versions"] = {
         str(v): {"n": len(group), **_scores(task, group)} for v, group in by_version.items()
     }
-    for v, scores in body["versions"].items():
-        for metric, value in scores.items():
-            if metric != "n" and value is not None:
-                metrics.LIVE_QUALITY.labels(model, v, metric).set(value)
     step = window / max(1, buckets)
     series: list[dict[str, Any]] = []
     for index in range(max(1, buckets)):
@@ -267,13 +262,6 @@ def _feature(f: FeatureDrift) -> dict[str, Any]:
         "reference": f.reference,
         "live": f.live,
     }
-
-
-def _export_drift(model: str, version: int | None, report: DriftReport) -> None:
-    text = "" if version is None else str(version)
-    for f in report.features:
-        metrics.DRIFT.labels(model, text, f.feature).set(1.0 if f.drifted else 0.0)
-        metrics.DRIFT_PSI.labels(model, text, f.feature).set(f.psi)
 
 
 def _primary(entries: Sequence[LoggedPrediction]) -> np.ndarray | None:

@@ -43,7 +43,7 @@ from typing import NamedTuple
 import numpy as np
 from prometheus_client import Counter
 
-from modelport.monitoring import metrics
+from modelport.monitoring.metrics import ServerMetrics
 from modelport.registry import LoggedPrediction, MetadataStore
 
 logger = logging.getLogger(__name__)
@@ -79,8 +79,17 @@ class _Counters(NamedTuple):
 class PredictionLogger:
     """Bounded queue in front of one writer thread into the registry's prediction log."""
 
-    def __init__(self, store: MetadataStore, *, max_queue: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        *,
+        max_queue: int = 10_000,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
+        """Start the writer thread; ``metrics`` counts what is sampled, written and dropped
+        (a private set nobody scrapes when None)."""
         self._store = store
+        self._metrics = metrics if metrics is not None else ServerMetrics()
         self._max_queue = max(1, max_queue)
         self._wake_at = min(BATCH, self._max_queue)
         # deque.append and popleft are atomic: the request path takes no lock. Only the
@@ -140,9 +149,9 @@ class PredictionLogger:
         if counters is not None:
             return counters
         counters = _Counters(
-            metrics.LOG_SAMPLED.labels(model),
-            metrics.LOG_WRITTEN.labels(model),
-            metrics.LOG_DROPPED.labels(model),
+            self._metrics.log_sampled.labels(model),
+            self._metrics.log_written.labels(model),
+            self._metrics.log_dropped.labels(model),
         )
         self._counters[model] = counters
         return counters

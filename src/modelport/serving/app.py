@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 
 from modelport.config import Settings
 from modelport.errors import ModelportError
+from modelport.monitoring.metrics import ServerMetrics
 from modelport.serving import docs, mlflow, monitor, observe, tfserving, v2
 from modelport.serving._http import ErrorBody, error_reply
 from modelport.serving.asgi import Endpoint, InferenceRoutes
@@ -46,10 +47,14 @@ def create_app(
 
     With ``settings.serving.auth``, every request first passes the
     :class:`~modelport.serving.auth.Authenticator`.
+
+    The app's Prometheus metrics live in a :class:`~modelport.monitoring.metrics.ServerMetrics`
+    of its own (its ``/metrics``), not in prometheus_client's default registry.
     """
-    manager = ModelManager(settings, specs, board)
-    plane = DataPlane(manager, settings.serving)
-    watch = monitor.Monitor(plane, settings.serving.chart_interval_s)
+    metrics = ServerMetrics()
+    manager = ModelManager(settings, specs, board, metrics=metrics)
+    plane = DataPlane(manager, settings.serving, metrics)
+    watch = monitor.Monitor(plane, metrics, settings.serving.chart_interval_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -93,7 +98,7 @@ def create_app(
             model_of=manager.registry_name,
         )
     access_log = observe.AccessLog() if settings.serving.access_log else None
-    return observe.RequestObserver(app, access_log=access_log)
+    return observe.RequestObserver(app, metrics=metrics, access_log=access_log)
 
 
 def _error_body_for(path: str) -> ErrorBody:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from modelport.errors import FlavorError, Overloaded, RequestTimeout
-from modelport.monitoring import metrics
+from modelport.monitoring.metrics import ServerMetrics
 from modelport.serving.runner import PredictRunner
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,10 @@ class AdaptiveBatcher:
         max_batch_size: int,
         max_delay: float,
         max_queue: int,
+        metrics: ServerMetrics | None = None,
     ) -> None:
+        """``metrics`` gets the batch sizes and queue depth (a private set nobody scrapes
+        when None)."""
         self.name = name
         self.stats = BatchStats()
         self._runner = run
@@ -84,8 +87,9 @@ class AdaptiveBatcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_batch_requests = 1
-        self._rows_metric = metrics.BATCH_SIZE.labels(name)
-        self._depth_metric = metrics.QUEUE_DEPTH.labels(name)
+        metrics = metrics if metrics is not None else ServerMetrics()
+        self._rows_metric = metrics.batch_size.labels(name)
+        self._depth_metric = metrics.queue_depth.labels(name)
 
     @property
     def queued(self) -> int:

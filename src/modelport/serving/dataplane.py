@@ -17,7 +17,7 @@ import numpy as np
 
 from modelport.config import ServingSettings
 from modelport.errors import ModelportError, PredictionFailed, RequestTimeout
-from modelport.monitoring import metrics
+from modelport.monitoring.metrics import ServerMetrics
 from modelport.monitoring.prediction_log import PredictionLogger
 from modelport.serving.manager import LoadedVersion, ModelManager
 
@@ -36,9 +36,12 @@ class InferenceResult:
 class DataPlane:
     """The one place that turns decoded input into outputs, shared by every protocol."""
 
-    def __init__(self, manager: ModelManager, settings: ServingSettings) -> None:
+    def __init__(
+        self, manager: ModelManager, settings: ServingSettings, metrics: ServerMetrics
+    ) -> None:
         self.manager = manager
         self.settings = settings
+        self.metrics = metrics
         self.sample_rates = {
             name: served.spec.log_sample_rate
             if served.spec.log_sample_rate is not None
@@ -71,12 +74,12 @@ class DataPlane:
         try:
             result = await loaded.predict(inputs, outputs, self.settings.request_timeout_s)
         except RequestTimeout:
-            metrics.INFERENCE_ERRORS.labels(loaded.name, "timeout").inc()
+            self.metrics.inference_errors.labels(loaded.name, "timeout").inc()
             raise
         except ModelportError:
             raise
         except Exception as exc:  # the model rejected values the signature let through
-            metrics.INFERENCE_ERRORS.labels(loaded.name, "model_error").inc()
+            self.metrics.inference_errors.labels(loaded.name, "model_error").inc()
             # The client gets the first line; the whole message and traceback stay here.
             logger.warning(
                 "model %s failed to predict (request %s)", loaded.name, request_id, exc_info=exc

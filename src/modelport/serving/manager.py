@@ -37,7 +37,7 @@ from modelport.errors import (
     RequestTimeout,
     VersionNotFound,
 )
-from modelport.monitoring import metrics
+from modelport.monitoring.metrics import ServerMetrics
 from modelport.packaging import LoadedModel
 from modelport.ref import ModelRef
 from modelport.registry import ModelVersion, Registry
@@ -133,9 +133,15 @@ class ModelManager:
     """Loads, swaps, drains and unloads served models. All methods run on the event loop."""
 
     def __init__(
-        self, settings: Settings, specs: list[ModelSpec], board: WorkerBoard | None = None
+        self,
+        settings: Settings,
+        specs: list[ModelSpec],
+        board: WorkerBoard | None = None,
+        *,
+        metrics: ServerMetrics,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.models: dict[str, ServedModel] = {
             s.served_name: ServedModel(s.served_name, s, i) for i, s in enumerate(specs)
         }
@@ -384,7 +390,7 @@ class ModelManager:
             model = self.registry().load(target, require_signed=serving.require_signed)
         loaded_at = time.perf_counter()
         label = (served.name, "" if target is None else str(target.version))
-        metrics.LOAD_SECONDS.labels(*label).set(loaded_at - started)
+        self.metrics.load_seconds.labels(*label).set(loaded_at - started)
         example = model.input_example()
         if example is None:
             return model, None
@@ -392,7 +398,7 @@ class ModelManager:
         warm_at = time.perf_counter()  # the first call pays for lazy set-up; time the second
         model.predict_arrays(example)
         done = time.perf_counter()
-        metrics.WARMUP_SECONDS.labels(*label).set(done - loaded_at)
+        self.metrics.warmup_seconds.labels(*label).set(done - loaded_at)
         return model, done - warm_at
 
     def _batcher_for(
@@ -414,6 +420,7 @@ class ModelManager:
             max_batch_size=_given(spec.max_batch_size, base.max_batch_size),
             max_delay=delay / 1000.0,
             max_queue=_given(spec.max_queue, base.max_queue),
+            metrics=self.metrics,
         )
 
     async def _drain(self, old: LoadedVersion) -> None:

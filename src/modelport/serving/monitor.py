@@ -42,9 +42,10 @@ from starlette.staticfiles import StaticFiles
 from modelport.artifact.checksums import verify_files
 from modelport.artifact.manifest import MANIFEST_FILE, parse_manifest, read_manifest_bytes
 from modelport.errors import ArtifactCorrupted, InvalidInput, ModelportError, PayloadTooLarge
-from modelport.monitoring import labels, live, metrics
+from modelport.monitoring import labels, live
 from modelport.monitoring.drift import DriftThresholds
 from modelport.monitoring.history import MetricsHistory
+from modelport.monitoring.metrics import CONTENT_TYPE, ServerMetrics
 from modelport.monitoring.prediction_log import PredictionLogger
 from modelport.registry import ArtifactStore, ModelVersion
 from modelport.serving._http import json_response
@@ -65,11 +66,18 @@ _FEEDBACK_FLUSH_S = 5.0
 
 
 class Monitor:
-    """The server's monitoring state: metric history, prediction log, periodic checks."""
+    """The server's monitoring state: metric history, prediction log, periodic checks.
 
-    def __init__(self, plane: DataPlane, history_interval: float = 10.0) -> None:
+    Drift and quality computed here (by a route or the periodic check) are published into
+    ``metrics``, the app's gauges.
+    """
+
+    def __init__(
+        self, plane: DataPlane, metrics: ServerMetrics, history_interval: float = 10.0
+    ) -> None:
         self.plane = plane
-        self.history = MetricsHistory(history_interval)
+        self.metrics = metrics
+        self.history = MetricsHistory(metrics, history_interval)
         self.checks = ArtifactChecks()
 
     @contextlib.asynccontextmanager
@@ -79,7 +87,7 @@ class Monitor:
         if any(rate > 0 for rate in self.plane.sample_rates.values()):
             store = await manager.run_in_thread(lambda: manager.registry().store)
             self.plane.prediction_log = PredictionLogger(
-                store, max_queue=self.plane.settings.log_queue
+                store, max_queue=self.plane.settings.log_queue, metrics=self.metrics
             )
         task = asyncio.get_running_loop().create_task(self._periodic())
         try:
@@ -97,7 +105,7 @@ class Monitor:
         checks_every = self.plane.settings.monitor_interval_s
         since_check = 0.0
         while True:
-            metrics.record_process()
+            self.metrics.record_process()
             await self.plane.manager.run_in_thread(self.history.sample)
             if since_check >= checks_every:
                 since_check = 0.0
@@ -125,7 +133,7 @@ class Monitor:
     ) -> dict[str, Any]:
         loaded = self.plane.model(name)
         manager = self.plane.manager
-        return dict(
+        body = dict(
             await manager.run_in_thread(
                 lambda: live.drift_summary(
                     manager.registry().store,
@@ -139,17 +147,27 @@ class Monitor:
                 )
             )
         )
+        for feature in body["features"]:
+            self.metrics.set_drift(
+                name, loaded.version, feature["feature"], feature["drifted"], feature["psi"]
+            )
+        return body
 
     async def quality(
         self, name: str, window: Any, buckets: int, most: int | None = None
     ) -> dict[str, Any]:
         self.plane.manager.served(name)  # 404 for a model not served
         manager = self.plane.manager
-        return dict(
+        body = dict(
             await manager.run_in_thread(
                 lambda: live.quality_summary(manager.registry().store, name, window, buckets, most)
             )
         )
+        for version, scores in body["versions"].items():
+            for metric, value in scores.items():
+                if metric != "n" and value is not None:
+                    self.metrics.set_live_quality(name, version, metric, value)
+        return body
 
     async def overview(self, shown: Callable[[str], bool] = lambda name: True) -> dict[str, Any]:
         """What the dashboard shows: each served model ``shown`` accepts, its versions (each
@@ -200,8 +218,8 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
             if s.current is not None
         }
         loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(None, metrics.exposition, only, serving)
-        return Response(body, media_type=metrics.CONTENT_TYPE)
+        body = await loop.run_in_executor(None, monitor.metrics.exposition, only, serving)
+        return Response(body, media_type=CONTENT_TYPE)
 
     async def drift(request: Request) -> Response:
         params = request.query_params

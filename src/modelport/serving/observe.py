@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelport.monitoring import metrics
+from modelport.monitoring.metrics import ServerMetrics
 
 REQUEST_ID = "modelport.request_id"
 _ID_GIVEN = "modelport.request_id_given"
@@ -115,8 +115,11 @@ def tag(scope: Scope, protocol: str, model: str | None = None, version: int | No
 class RequestObserver:
     """Assigns the request id, then logs and counts the response."""
 
-    def __init__(self, app: ASGIApp, *, access_log: AccessLog | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: ServerMetrics, access_log: AccessLog | None = None
+    ) -> None:
         self.app = app
+        self._metrics = metrics
         self._log = access_log
         # Metric children by label values: ``labels()`` validates and locks on every call.
         # Bounded: ``model`` is a served model or "", statuses and protocols are few.
@@ -162,8 +165,8 @@ class RequestObserver:
             children = self._children.get(key)
             if children is None:
                 children = self._children[key] = (
-                    metrics.REQUESTS.labels(model, text_version, protocol, str(status)),
-                    metrics.LATENCY.labels(model, protocol),
+                    self._metrics.requests.labels(model, text_version, protocol, str(status)),
+                    self._metrics.latency.labels(model, protocol),
                 )
             children[0].inc()
             children[1].observe(elapsed)

@@ -15,7 +15,8 @@ import pytest
 
 from modelport.artifact.profile import build_profile
 from modelport.artifact.signature import Signature, infer_signature
-from modelport.monitoring import live, metrics
+from modelport.monitoring import live
+from modelport.monitoring.metrics import ServerMetrics
 from modelport.registry import LoggedPrediction
 from modelport.registry.sql import SqlStore
 from modelport.serving.monitor import Monitor
@@ -109,27 +110,27 @@ def _monitor(
         sample_rates=dict.fromkeys(names, 1.0),
         model=lambda name: SimpleNamespace(version=1, model=model),
     )
-    return Monitor(plane)  # type: ignore[arg-type]  # a stand-in, not a DataPlane
+    return Monitor(plane, ServerMetrics())  # type: ignore[arg-type]  # a stand-in, not a DataPlane
 
 
-def _gauge(model: str, feature: str) -> float:
-    return float(metrics.DRIFT.labels(model, "1", feature)._value.get())
+def _gauge(monitor: Monitor, model: str, feature: str) -> float:
+    return float(monitor.metrics.drift.labels(model, "1", feature)._value.get())
 
 
 def test_the_check_reads_the_newest_entries_of_each_window_and_flags_only_a_real_shift(
-    store: SqlStore, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     train = _train()
     signature = infer_signature(train.head())
     profile = build_profile(signature, signature.coerce(train))
-    suffix = str(request.node.callspec.id)  # the gauges are process-wide
-    shifted, steady = f"shifted-{suffix}", f"steady-{suffix}"
+    shifted, steady = "shifted", "steady"
     _fill(store, shifted, signature, shifted=True)
     _fill(store, steady, signature, shifted=False)
     counting = _CountingStore(store)
     monkeypatch.setattr(live, "CHECK_ENTRIES", N)
 
-    asyncio.run(_monitor(counting, signature, profile, [shifted, steady])._check_all())
+    monitor = _monitor(counting, signature, profile, [shifted, steady])
+    asyncio.run(monitor._check_all())
 
     # Each read asked for one more than the bound (to know whether there were more), and
     # none returned more: 2 N entries lie in the window, the check took the newest N.
@@ -138,10 +139,10 @@ def test_the_check_reads_the_newest_entries_of_each_window_and_flags_only_a_real
     assert all(found <= N + 1 for _, found in counting.reads)
     assert any(kwargs.get("until") is not None for kwargs, _ in counting.reads)
     # The older half of the window moved ``rate`` far; it was not read, so it flags nothing.
-    assert _gauge(shifted, "amount") == 1.0
-    assert _gauge(shifted, "rate") == 0.0
-    assert _gauge(steady, "amount") == 0.0
-    assert _gauge(steady, "rate") == 0.0
+    assert _gauge(monitor, shifted, "amount") == 1.0
+    assert _gauge(monitor, shifted, "rate") == 0.0
+    assert _gauge(monitor, steady, "amount") == 0.0
+    assert _gauge(monitor, steady, "rate") == 0.0
 
 
 def test_a_full_window_leaves_the_window_before_to_prediction_drift(store: SqlStore) -> None:

@@ -13,10 +13,10 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
 
 from modelport.errors import InvalidInput
-from modelport.monitoring import metrics
 from modelport.monitoring.history import _quantile
 from modelport.monitoring.labels import check_label_kinds, parse_feedback
 from modelport.monitoring.live import parse_window, quality_summary
+from modelport.monitoring.metrics import ServerMetrics
 from modelport.monitoring.prediction_log import PredictionLogger
 from modelport.registry import LoggedPrediction
 from modelport.registry.sql import SqlStore
@@ -201,15 +201,16 @@ def _counter(counter: Any, model: str) -> float:
 
 def test_failed_writes_are_counted_as_dropped_and_nothing_blocks(store: SqlStore) -> None:
     model = f"m{threading.get_ident()}-{datetime.now(UTC).timestamp()}"
-    log = PredictionLogger(_FailingStore(), max_queue=1000)  # type: ignore[arg-type]
+    metrics = ServerMetrics()
+    log = PredictionLogger(_FailingStore(), max_queue=1000, metrics=metrics)  # type: ignore[arg-type]
     for i in range(25):
         log.offer(model, 1, f"r{i}", 0.5, {"x": np.zeros(2)}, {"y": np.ones(2)})
     log.close()
-    assert _counter(metrics.LOG_SAMPLED, model) == 25
-    assert _counter(metrics.LOG_DROPPED, model) == 25
-    assert _counter(metrics.LOG_WRITTEN, model) == 0
+    assert _counter(metrics.log_sampled, model) == 25
+    assert _counter(metrics.log_dropped, model) == 25
+    assert _counter(metrics.log_written, model) == 0
 
-    good = PredictionLogger(store, max_queue=1000)
+    good = PredictionLogger(store, max_queue=1000, metrics=metrics)
     nan = np.array([1.0, np.nan, np.inf])
     good.offer(
         model, 2, "ok", 0.5, {"x": nan, "s": np.array(["a", "b", "c"], dtype=object)}, {"y": nan}
@@ -217,7 +218,7 @@ def test_failed_writes_are_counted_as_dropped_and_nothing_blocks(store: SqlStore
     good.close()
     [written] = store.logged_predictions(model)
     assert written.inputs == {"x": [1.0, None, None], "s": ["a", "b", "c"]}
-    assert _counter(metrics.LOG_WRITTEN, model) == 1
+    assert _counter(metrics.log_written, model) == 1
 
 
 def test_histogram_quantiles_interpolate_like_prometheus() -> None:

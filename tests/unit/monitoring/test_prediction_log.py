@@ -24,8 +24,9 @@ from sqlalchemy.engine import make_url
 
 from modelport.artifact.profile import build_profile
 from modelport.artifact.signature import NUMERIC_DTYPES, infer_signature
-from modelport.monitoring import metrics, prediction_log
+from modelport.monitoring import prediction_log
 from modelport.monitoring.live import drift_summary, quality_summary
+from modelport.monitoring.metrics import ServerMetrics
 from modelport.monitoring.prediction_log import BATCH, PredictionLogger
 from modelport.registry import LoggedPrediction
 from modelport.registry.sql import SqlStore
@@ -41,8 +42,14 @@ def no_timer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prediction_log, "FLUSH_S", 3600.0)
 
 
+@pytest.fixture
+def metrics() -> ServerMetrics:
+    """The counters the logger records into, this test's alone."""
+    return ServerMetrics()
+
+
 def _model(request: pytest.FixtureRequest) -> str:
-    """A model name of this test alone: the Prometheus counters are process-wide."""
+    """A model name of this test alone (its rows in a shared database)."""
     return "m-" + str(request.node.name).replace("[", "-").replace("]", "")
 
 
@@ -70,11 +77,11 @@ class _GatedStore:
 
 
 def test_entries_are_written_in_batches_and_close_writes_the_rest(
-    request: pytest.FixtureRequest,
+    request: pytest.FixtureRequest, metrics: ServerMetrics
 ) -> None:
     model = _model(request)
     store = _GatedStore()
-    log = PredictionLogger(store, max_queue=10 * BATCH)  # type: ignore[arg-type]
+    log = PredictionLogger(store, max_queue=10 * BATCH, metrics=metrics)  # type: ignore[arg-type]
     assert _offer(log, model, 0, BATCH) == BATCH  # a full batch wakes the writer
     assert store.entered.wait(_WRITE_TIMEOUT_S)
     assert _offer(log, model, BATCH, 2 * BATCH + 10) == 2 * BATCH + 10  # queue meanwhile
@@ -82,17 +89,17 @@ def test_entries_are_written_in_batches_and_close_writes_the_rest(
     log.close()
     # One transaction per full batch, not one per entry; close() wrote the remainder.
     assert store.sizes == [BATCH, BATCH, BATCH, 10]
-    assert _count(metrics.LOG_WRITTEN, model) == 3 * BATCH + 10
+    assert _count(metrics.log_written, model) == 3 * BATCH + 10
     assert not log.offer(model, 1, "late", 0.5, {}, {})  # closed: dropped and counted
-    assert _count(metrics.LOG_SAMPLED, model) == 3 * BATCH + 11
-    assert _count(metrics.LOG_DROPPED, model) == 1
+    assert _count(metrics.log_sampled, model) == 3 * BATCH + 11
+    assert _count(metrics.log_dropped, model) == 1
 
 
 def test_flush_writes_what_was_offered_before_it(
-    store: SqlStore, request: pytest.FixtureRequest
+    store: SqlStore, request: pytest.FixtureRequest, metrics: ServerMetrics
 ) -> None:
     model = _model(request)
-    log = PredictionLogger(store)
+    log = PredictionLogger(store, metrics=metrics)
     try:
         assert _offer(log, model, 0, 3) == 3  # under a batch, and the timer is an hour
         assert store.logged_predictions(model) == []
@@ -102,7 +109,7 @@ def test_flush_writes_what_was_offered_before_it(
     finally:
         log.close()
     assert log.flush(0.0)  # closed, nothing queued: at once
-    assert _count(metrics.LOG_WRITTEN, model) == 3
+    assert _count(metrics.log_written, model) == 3
 
 
 def test_flush_waits_for_the_batch_being_written(request: pytest.FixtureRequest) -> None:
@@ -161,7 +168,7 @@ def _locked(uri: str) -> Iterator[Any]:
 
 
 def test_a_locked_database_blocks_neither_requests_nor_the_interpreter(
-    store: SqlStore, registry_uri: str, request: pytest.FixtureRequest
+    store: SqlStore, registry_uri: str, request: pytest.FixtureRequest, metrics: ServerMetrics
 ) -> None:
     """While the writer waits on the database, the offering thread runs Python, and the
     writer's batch is written once the lock goes. A writer that held the interpreter while it
@@ -170,18 +177,18 @@ def test_a_locked_database_blocks_neither_requests_nor_the_interpreter(
     model = _model(request)
     signalling = _Signalling(store)
     with _locked(registry_uri) as blocker:
-        log = PredictionLogger(signalling, max_queue=BATCH)  # type: ignore[arg-type]
+        log = PredictionLogger(signalling, max_queue=BATCH, metrics=metrics)  # type: ignore[arg-type]
         assert _offer(log, model, 0, BATCH) == BATCH
         assert signalling.entered.wait(_WRITE_TIMEOUT_S)  # the writer took them: it waits
         # Meanwhile requests go on: BATCH more fit in the queue, the next BATCH are dropped.
         assert _offer(log, model, BATCH, 2 * BATCH) == BATCH
         assert sum(i * i for i in range(100_000)) > 0  # and this thread computes
         assert blocker.execute("SELECT COUNT(*) FROM prediction_log").fetchone()[0] == 0
-        assert _count(metrics.LOG_WRITTEN, model) == 0
+        assert _count(metrics.log_written, model) == 0
     log.close(_WRITE_TIMEOUT_S)
-    assert _count(metrics.LOG_WRITTEN, model) == 2 * BATCH
-    assert _count(metrics.LOG_DROPPED, model) == BATCH
-    assert _count(metrics.LOG_SAMPLED, model) == 3 * BATCH
+    assert _count(metrics.log_written, model) == 2 * BATCH
+    assert _count(metrics.log_dropped, model) == BATCH
+    assert _count(metrics.log_sampled, model) == 3 * BATCH
     assert len(store.logged_predictions(model)) == 2 * BATCH
 
 
