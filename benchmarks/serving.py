@@ -46,7 +46,7 @@ from sklearn.linear_model import LogisticRegression
 
 import modelport
 from modelport.monitoring.prediction_log import FLUSH_S
-from modelport.serving.codecs import v2 as codec
+from modelport.protocol import v2_client as codec
 
 FASTAPI_APP = """
 import joblib, numpy as np

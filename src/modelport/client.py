@@ -11,6 +11,7 @@ extension on their own.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -19,10 +20,9 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 import orjson
-import pandas as pd
 
 from modelport.errors import Conflict, InvalidInput, ModelportError, NotFound, from_code
-from modelport.serving.codecs import v2
+from modelport.protocol import v2, v2_binary, v2_client
 
 BINARY_THRESHOLD = 64 * 1024
 """Requests whose tensors hold more bytes than this go binary unless ``binary`` says otherwise."""
@@ -93,15 +93,15 @@ class Client:
         inputs = _cast(_named(name, data, metadata), metadata)
         if binary is None:
             binary = sum(_size(a) for a in inputs.values()) > BINARY_THRESHOLD
-        body, headers = v2.encode_request(
+        body, headers = v2_client.encode_request(
             inputs, outputs=outputs, binary=binary, binary_outputs=binary
         )
         if request_id is not None:
             headers = {**headers, "X-Request-ID": request_id}
         response = self._http.post(_path(name, version) + "/infer", content=body, headers=headers)
         _raise_for_status(response)
-        length = response.headers.get(v2.HEADER_LENGTH)
-        result, rest = v2.decode_response(response.content, int(length) if length else None)
+        length = response.headers.get(v2_binary.HEADER_LENGTH)
+        result, rest = v2_client.decode_response(response.content, int(length) if length else None)
         answered = rest.get("model_version")
         return Outputs(
             result,
@@ -188,9 +188,14 @@ def _plain(label: Any) -> Any:  # Any: a JSON value
 
 
 def _named(name: str, data: object, metadata: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    # pandas only when the data needs it: a DataFrame means the caller loaded it already, and
+    # records are read into one (one tensor per column, each with the type pandas infers).
     if isinstance(data, list) and data and all(isinstance(r, Mapping) for r in data):
-        data = pd.DataFrame(data)  # records: one tensor per column
-    if isinstance(data, pd.DataFrame):
+        import pandas as pd
+
+        data = pd.DataFrame(data)
+    pd_module = sys.modules.get("pandas")
+    if pd_module is not None and isinstance(data, pd_module.DataFrame):
         return {str(c): data[c].to_numpy() for c in data.columns}
     if isinstance(data, Mapping):
         return {str(k): np.asarray(v) for k, v in data.items()}

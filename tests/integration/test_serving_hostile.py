@@ -24,7 +24,7 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
 import modelport
-from modelport.serving.codecs import v2 as v2codec
+from modelport.protocol import v2_client as v2codec
 
 from ._server import Server, running_server
 from ._usercode import user_module

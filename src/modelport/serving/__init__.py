@@ -1,8 +1,9 @@
 """Online serving: one ASGI app speaking V2, TF-Serving-style and MLflow-style protocols.
 
 :func:`create_app` is imported when first used: ``serve --workers N`` runs a supervisor that
-only starts and watches the workers, and the app's modules (its codecs import pandas and
-pyarrow) would cost it some 90 MB for nothing.
+only starts and watches the workers, and the app's modules (Starlette's routing, the registry,
+the monitoring) would cost it memory for nothing. The wire codecs are in
+:mod:`modelport.protocol`, which the client imports without this package.
 """
 
 from __future__ import annotations

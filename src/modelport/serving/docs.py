@@ -21,9 +21,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from modelport.protocol import v2 as codec
+from modelport.protocol import v2_client
 from modelport.serving._http import json_response
 from modelport.serving.auth import sees
-from modelport.serving.codecs import v2 as codec
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.manager import LoadedVersion
 
@@ -278,7 +279,7 @@ def _model_operation(loaded: LoadedVersion) -> dict[str, Any]:
     content: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}
     example = loaded.model.input_example()
     if example is not None:
-        body, _ = codec.encode_request(example)
+        body, _ = v2_client.encode_request(example)
         content["example"] = orjson.loads(body)
     op = _op(f"Inference: {loaded.name}{version}, inputs {inputs}")
     op.pop("parameters", None)

@@ -5,7 +5,7 @@ are Starlette routes. MLflow serves one model per server, so ``/invocations`` sc
 model served;
 ``/models/{name}/invocations`` picks one by name when several are served. Formats
 (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``, CSV) live in
-:mod:`modelport.serving.codecs.mlflow`.
+:mod:`modelport.protocol.mlflow`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelport.errors import ModelNotFound, UnsupportedMediaType
+from modelport.protocol import mlflow as codec
 from modelport.serving._http import JSON, Call, Reply
-from modelport.serving.codecs import mlflow as codec
 from modelport.serving.dataplane import DataPlane
 
 ACCEPTED = ["application/json", "text/csv"]

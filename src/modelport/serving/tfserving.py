@@ -2,7 +2,7 @@
 
 :func:`predict` is answered from :mod:`modelport.serving.asgi`; the model status route
 (``GET /v1/models/{name}[/versions/{v}]``) is Starlette's. Formats (``instances`` rows,
-``inputs`` columns) live in :mod:`modelport.serving.codecs.tfserving`.
+``inputs`` columns) live in :mod:`modelport.protocol.tfserving`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelport.errors import NotFound
+from modelport.protocol import tfserving as codec
 from modelport.serving._http import JSON, Call, Reply, json_response
-from modelport.serving.codecs import tfserving as codec
 from modelport.serving.dataplane import DataPlane
 
 _PATH = re.compile(r"(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?")

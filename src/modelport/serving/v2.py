@@ -3,7 +3,7 @@
 Health, server and model metadata, readiness and the model repository extension (index, load,
 unload) are Starlette routes; :func:`infer` (JSON and the binary tensor data extension) is
 answered from :mod:`modelport.serving.asgi`. The wire format itself
-lives in :mod:`modelport.serving.codecs.v2`.
+lives in :mod:`modelport.protocol.v2`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelport.protocol import v2 as codec
+from modelport.protocol import v2_binary
 from modelport.serving._http import Call, Reply, int_or_none, json_response
 from modelport.serving.auth import sees
-from modelport.serving.codecs import v2 as codec
 from modelport.serving.dataplane import DataPlane
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -96,7 +97,7 @@ async def infer(plane: DataPlane, call: Call) -> Reply:
     assert call.name is not None  # the path always names the model
     loaded = plane.model(call.name, call.version)  # 404/503 before reading the body
     call.tag(loaded.name, loaded.version)
-    call.require_json(codec.BINARY_TYPE)
+    call.require_json(v2_binary.BINARY_TYPE)
     body = await call.body()
     header = int_or_none(call.header(HEADER_LENGTH), "Inference-Header-Content-Length")
     decoded = codec.decode_request(body, header)

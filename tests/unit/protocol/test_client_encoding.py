@@ -16,7 +16,7 @@ import pytest
 
 from modelport.client import Client
 from modelport.errors import Conflict, InvalidInput, ModelportError, NotFound
-from modelport.serving.codecs import v2
+from modelport.protocol import v2, v2_binary
 
 METADATA = {
     "name": "m",
@@ -39,7 +39,7 @@ class FakeServer:
         if self.error:
             return httpx.Response(self.error[0], content=self.error[1])
         if request.url.path.endswith("/infer"):
-            length = request.headers.get(v2.HEADER_LENGTH)
+            length = request.headers.get(v2_binary.HEADER_LENGTH)
             decoded = v2.decode_request(request.content, int(length) if length else None)
             body, headers = v2.encode_response("m", "1", decoded.inputs, decoded)
             return httpx.Response(200, content=body, headers=headers)
@@ -69,7 +69,7 @@ def test_array_goes_to_the_single_input_narrowed_to_its_datatype(
     assert metadata_call.url.path == "/v2/models/m"
     assert infer_call.url.path == "/v2/models/m/infer"
     assert infer_call.headers["authorization"] == "Bearer k"
-    assert v2.HEADER_LENGTH not in infer_call.headers  # small: JSON
+    assert v2_binary.HEADER_LENGTH not in infer_call.headers  # small: JSON
     client.predict("m", np.array([[1.0, 2.0]]), version=1)
     assert [r.url.path for r in server.requests[2:]] == [
         "/v2/models/m/versions/1",
@@ -82,13 +82,13 @@ def test_array_goes_to_the_single_input_narrowed_to_its_datatype(
 def test_large_requests_go_binary_both_ways(client: Client, server: FakeServer) -> None:
     big = np.ones((20_000, 2))
     got = client.predict("m", big)
-    assert v2.HEADER_LENGTH in server.requests[-1].headers
+    assert v2_binary.HEADER_LENGTH in server.requests[-1].headers
     request = server.requests[-1]
-    header = orjson.loads(request.content[: int(request.headers[v2.HEADER_LENGTH])])
+    header = orjson.loads(request.content[: int(request.headers[v2_binary.HEADER_LENGTH])])
     assert header["parameters"] == {"binary_data_output": True}
     assert got["x"].shape == big.shape
     client.predict("m", big, binary=False)
-    assert v2.HEADER_LENGTH not in server.requests[-1].headers
+    assert v2_binary.HEADER_LENGTH not in server.requests[-1].headers
 
 
 def test_dataframe_and_dict_inputs(client: Client) -> None:

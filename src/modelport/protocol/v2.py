@@ -1,4 +1,4 @@
-"""Open Inference Protocol (KServe V2) REST bodies, with Triton's binary tensor data extension.
+"""Open Inference Protocol (KServe V2) REST bodies: datatypes, tensors, and the server's half.
 
 A request is a JSON object::
 
@@ -6,25 +6,22 @@ A request is a JSON object::
      "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}],
      "outputs": [{"name": "y", "parameters": {"binary_data": true}}]}
 
-``data`` is row-major, flat or nested. With the binary extension the JSON is followed by raw
-tensor bytes, the header ``Inference-Header-Content-Length`` gives the JSON's length, and each
-binary tensor carries ``parameters.binary_data_size`` instead of ``data``; tensors appear in the
-tail in the order they appear in the JSON. Binary numbers are little-endian, BOOL is one byte,
-and each BYTES element is a 4-byte little-endian length followed by its bytes.
-Sources: kserve/open-inference-protocol ``specification/protocol/inference_rest.md`` and
-triton-inference-server/server ``docs/protocol/extension_binary_data.md``.
+``data`` is row-major, flat or nested. With Triton's binary tensor data extension
+(:mod:`modelport.protocol.v2_binary`) a tensor's values follow the JSON as raw bytes instead.
+Source: kserve/open-inference-protocol ``specification/protocol/inference_rest.md``.
 
 JSON has no NaN or infinity. Like MLServer (SeldonIO/MLServer#1346), FP outputs write them as
 ``null`` and a ``null`` in FP input data reads as NaN; ask for binary outputs to keep the
 distinction between NaN and the infinities.
 
-Binary inputs are decoded without copying, so their arrays are read-only views of the body.
+This module reads requests and writes responses, metadata and errors (the server's half);
+:mod:`modelport.protocol.v2_client` writes requests and reads responses with the same tensor
+code. Both need only numpy and orjson.
 """
 
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,12 +29,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelport.artifact.signature import Signature, TensorSpec, fit_values
+from modelport.artifact.casting import fit_values
+from modelport.artifact.signature import Signature, TensorSpec
 from modelport.errors import InvalidInput, ModelportError
-
-HEADER_LENGTH = "Inference-Header-Content-Length"
-JSON_TYPE = "application/json"
-BINARY_TYPE = "application/octet-stream"
+from modelport.protocol import v2_binary
 
 DATATYPES: dict[str, str] = {
     "bool": "BOOL", "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
@@ -51,7 +46,6 @@ _NATIVE = {v: np.dtype(k) for k, v in DATATYPES.items() if k != "str"}
 _BY_DTYPE = {np.dtype(k): v for k, v in DATATYPES.items() if k != "str"}  # native byte order
 _ALLOWED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}  # numpy kinds each target takes
 _WANTED = {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}
-_LENGTH = struct.Struct("<I")
 
 
 def to_dtype(datatype: str) -> str:
@@ -81,14 +75,14 @@ class V2Request:
 
 def decode_request(body: bytes, header_length: int | None) -> V2Request:
     """Read an inference request; ``header_length`` is ``Inference-Header-Content-Length``."""
-    doc, tail = _split(body, header_length)
+    doc, tail = split(body, header_length)
     if not isinstance(doc, dict):
         raise InvalidInput("inference request must be a JSON object")
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("'id' must be a string")
     parameters = _parameters(doc, "inference request")
-    inputs = _tensors(doc.get("inputs"), "inputs", "input", tail)
+    inputs = decode_tensors(doc.get("inputs"), "inputs", "input", tail)
     binary_default = _flag(parameters, "binary_data_output", "inference request")
     outputs: list[str] | None = None
     binary_outputs: dict[str, bool] = {}
@@ -136,8 +130,8 @@ def encode_response(
             f"model has no output {missing[0]!r} (outputs: {', '.join(outputs) or 'none'})"
         )
     binary = {n: request is not None and request.wants_binary(n) for n in names}
-    doc["outputs"], tail = _encode_tensors({n: outputs[n] for n in names}, binary)
-    return _join(doc, tail)
+    doc["outputs"], tail = encode_tensors({n: outputs[n] for n in names}, binary)
+    return join(doc, tail)
 
 
 def encode_error(message: str, code: str = "internal") -> bytes:
@@ -170,58 +164,21 @@ def server_metadata(name: str, version: str, extensions: list[str]) -> dict[str,
     return {"name": name, "version": version, "extensions": extensions}
 
 
-# --- client side: the mirror images of the two functions above ---------------------------
-
-
-def encode_request(
-    inputs: Mapping[str, np.ndarray],
-    *,
-    outputs: list[str] | None = None,
-    binary: bool = False,
-    binary_outputs: bool = False,
-    request_id: str | None = None,
-) -> tuple[bytes, dict[str, str]]:
-    """Write an inference request for ``inputs``; returns the body and its headers."""
-    doc: dict[str, Any] = {}  # Any: JSON values of several types
-    if request_id is not None:
-        doc["id"] = request_id
-    if binary_outputs:
-        doc["parameters"] = {"binary_data_output": True}
-    arrays = {n: np.asarray(a) for n, a in inputs.items()}
-    doc["inputs"], tail = _encode_tensors(arrays, dict.fromkeys(arrays, binary))
-    if outputs is not None:
-        doc["outputs"] = [{"name": n} for n in outputs]
-    return _join(doc, tail)
-
-
-def decode_response(
-    body: bytes, header_length: int | None
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:  # Any: the rest of the JSON document
-    """Read an inference response: the outputs as arrays, and the other top-level fields."""
-    doc, tail = _split(body, header_length)
-    if not isinstance(doc, dict):
-        raise InvalidInput("inference response must be a JSON object")
-    outputs = _tensors(doc.pop("outputs", None), "outputs", "output", tail)
-    return outputs, doc
-
-
 # --- decoding -----------------------------------------------------------------------------
 
 
-def _split(body: bytes, header_length: int | None) -> tuple[object, memoryview]:
-    if header_length is None:
-        header, tail = body, memoryview(b"")
-    elif not 0 <= header_length <= len(body):
-        raise InvalidInput(f"{HEADER_LENGTH} is {header_length} but the body has {len(body)} bytes")
-    else:
-        header, tail = body[:header_length], memoryview(body)[header_length:]
+def split(body: bytes, header_length: int | None) -> tuple[object, memoryview]:
+    """The parsed JSON document of ``body`` and its binary tail (see :mod:`.v2_binary`)."""
+    header, tail = v2_binary.split_body(body, header_length)
     try:
         return orjson.loads(header), tail
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"invalid JSON: {exc}") from None
 
 
-def _tensors(items: object, key: str, what: str, tail: memoryview) -> dict[str, np.ndarray]:
+def decode_tensors(items: object, key: str, what: str, tail: memoryview) -> dict[str, np.ndarray]:
+    """Read the tensor list ``items`` (``inputs`` or ``outputs``, named by ``key``; ``what`` is
+    one of them in messages), taking binary tensors from ``tail`` in order."""
     if not isinstance(items, list) or not items:
         raise InvalidInput(f"'{key}' must be a non-empty list of tensors")
     out: dict[str, np.ndarray] = {}
@@ -241,9 +198,10 @@ def _tensors(items: object, key: str, what: str, tail: memoryview) -> dict[str, 
             if offset + size > len(tail):
                 raise InvalidInput(
                     f"{label}: binary_data_size {size} runs past the end of the body"
-                    + ("" if tail else f" (was {HEADER_LENGTH} sent?)")
+                    + ("" if tail else f" (was {v2_binary.HEADER_LENGTH} sent?)")
                 )
-            out[name] = _from_binary(label, datatype, shape, tail[offset : offset + size])
+            raw = tail[offset : offset + size]
+            out[name] = v2_binary.read_tensor(label, datatype, _WIRE.get(datatype), shape, raw)
             offset += size
         elif "data" in item:
             out[name] = _from_json(label, datatype, shape, item["data"])
@@ -351,44 +309,6 @@ def _unfit_integer(label: str, datatype: str, value: object) -> InvalidInput:
     return InvalidInput(f"{label}: values out of range for {datatype}, got {shown}")
 
 
-def _from_binary(label: str, datatype: str, shape: list[int], raw: memoryview) -> np.ndarray:
-    count = math.prod(shape)
-    if datatype == "BYTES":
-        return _unpack_strings(label, shape, count, raw)
-    dtype = _WIRE[datatype]
-    if count * dtype.itemsize != len(raw):
-        raise InvalidInput(
-            f"{label}: shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, "
-            f"got {len(raw)}"
-        )
-    arr = np.frombuffer(raw, dtype=dtype)
-    if datatype == "BOOL" and count and arr.view(np.uint8).max() > 1:
-        raise InvalidInput(f"{label}: BOOL bytes must be 0 or 1")
-    return arr.reshape(shape)
-
-
-def _unpack_strings(label: str, shape: list[int], count: int, raw: memoryview) -> np.ndarray:
-    if count * _LENGTH.size > len(raw):  # before allocating anything for ``count``
-        raise InvalidInput(f"{label}: shape {shape} needs {count} elements, got {len(raw)} bytes")
-    out = np.empty(count, dtype=object)
-    pos = 0
-    try:
-        for i in range(count):
-            (length,) = _LENGTH.unpack_from(raw, pos)
-            pos += _LENGTH.size
-            if pos + length > len(raw):
-                raise InvalidInput(f"{label}: element {i} runs past its binary data")
-            out[i] = str(raw[pos : pos + length], "utf-8")
-            pos += length
-    except struct.error:
-        raise InvalidInput(f"{label}: binary data ends inside element {i}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{label}: element {i} is not UTF-8 text") from None
-    if pos != len(raw):
-        raise InvalidInput(f"{label}: {len(raw) - pos} bytes left after {count} elements")
-    return out.reshape(shape)
-
-
 # --- encoding -----------------------------------------------------------------------------
 
 
@@ -404,20 +324,21 @@ def _datatype(name: str, arr: np.ndarray) -> str:
     return datatype
 
 
-def _encode_tensors(
+def encode_tensors(
     arrays: Mapping[str, np.ndarray], binary: Mapping[str, bool]
 ) -> tuple[list[dict[str, Any]], list[bytes]]:  # Any: JSON values of several types
+    """The tensor list for ``arrays``, and the binary tail of those ``binary`` names."""
     items: list[dict[str, Any]] = []
     tail: list[bytes] = []
     for name, arr in arrays.items():
         datatype = _datatype(name, arr)
         item: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
         if binary[name]:
-            chunk = _to_binary(datatype, arr)
+            chunk = v2_binary.write_tensor(arr, _WIRE.get(datatype))
             item["parameters"] = {"binary_data_size": len(chunk)}
             tail.append(chunk)
         elif datatype == "BYTES":
-            item["data"] = [_text(v) for v in arr.ravel().tolist()]
+            item["data"] = [v2_binary.text(v) for v in arr.ravel().tolist()]
         else:
             # orjson writes C-contiguous native-endian arrays itself, far faster than tolist().
             if not (arr.dtype.isnative and arr.flags.c_contiguous):
@@ -427,27 +348,7 @@ def _encode_tensors(
     return items, tail
 
 
-def _text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
-
-
-def _to_binary(datatype: str, arr: np.ndarray) -> bytes:
-    if datatype != "BYTES":
-        return np.ascontiguousarray(arr, dtype=_WIRE[datatype]).tobytes()
-    parts: list[bytes] = []
-    for value in arr.ravel().tolist():
-        data = value if isinstance(value, bytes) else _text(value).encode("utf-8")
-        parts += (_LENGTH.pack(len(data)), data)
-    return b"".join(parts)
-
-
-def _join(doc: dict[str, Any], tail: list[bytes]) -> tuple[bytes, dict[str, str]]:
+def join(doc: dict[str, Any], tail: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    """The body for JSON ``doc`` and its binary ``tail``, and the headers to send with it."""
     header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-    if not tail:
-        return header, {"Content-Type": JSON_TYPE}
-    headers = {"Content-Type": BINARY_TYPE, HEADER_LENGTH: str(len(header))}
-    return b"".join([header, *tail]), headers
+    return v2_binary.join_body(header, tail)

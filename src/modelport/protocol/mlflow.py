@@ -28,14 +28,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
-import pandas as pd
 
 from modelport.artifact.signature import Signature, TextTable
 from modelport.errors import InvalidInput
-from modelport.serving.codecs import tfserving
+from modelport.protocol import tfserving
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CONTENT_TYPE_CSV = "text/csv"
 CONTENT_TYPE_JSON = "application/json"
@@ -100,7 +103,13 @@ def encode_error(message: str, error_code: str = "BAD_REQUEST", code: str = "int
     return orjson.dumps({"error_code": error_code, "message": message, "code": code})
 
 
+# pandas is imported by the three readers that build a DataFrame, when one first runs: the
+# other formats, and the modules that import this one, need none.
+
+
 def _split_frame(value: object) -> pd.DataFrame:
+    import pandas as pd
+
     if not isinstance(value, dict) or not isinstance(value.get("data"), list):
         raise InvalidInput(
             "'dataframe_split' must be an object with a 'data' list of rows "
@@ -115,6 +124,8 @@ def _split_frame(value: object) -> pd.DataFrame:
 
 
 def _rows_frame(rows: list[object], columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
     # Bare rows for a table are positional; a DataFrame keeps each column's own types.
     try:
         return pd.DataFrame(rows, columns=columns)
@@ -127,6 +138,8 @@ def _rows_frame(rows: list[object], columns: list[str]) -> pd.DataFrame:
 def _records_frame(value: object) -> pd.DataFrame:
     if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
         raise InvalidInput("'dataframe_records' must be a list of objects, one per row")
+    import pandas as pd
+
     return pd.DataFrame(value)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from modelport.artifact.signature import Signature
 from modelport.errors import InvalidInput, ModelportError
-from modelport.serving.codecs import tfserving
+from modelport.protocol import tfserving
 
 
 def _decode(doc: object, signature: Signature) -> tuple[object, bool]:

@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 from modelport.artifact.signature import Signature, TensorSpec
 from modelport.errors import InvalidInput, ModelportError
-from modelport.serving.codecs import v2
+from modelport.protocol import v2, v2_binary, v2_client
 
 NUMERIC = [d for d in v2.DATATYPES if d != "str"]
 
@@ -29,8 +29,8 @@ def _sample(dtype: str) -> np.ndarray:
 
 
 def _roundtrip(arrays: dict[str, np.ndarray], binary: bool) -> dict[str, np.ndarray]:
-    body, headers = v2.encode_request(arrays, binary=binary)
-    length = headers.get(v2.HEADER_LENGTH)
+    body, headers = v2_client.encode_request(arrays, binary=binary)
+    length = headers.get(v2_binary.HEADER_LENGTH)
     return v2.decode_request(body, int(length) if length else None).inputs
 
 
@@ -61,11 +61,11 @@ def test_datatype_names_and_inverse() -> None:
 
 
 def test_binary_wire_format_matches_triton() -> None:
-    body, headers = v2.encode_request(
+    body, headers = v2_client.encode_request(
         {"x": np.array([1, 2], dtype=np.uint32), "s": np.array(["ab"], dtype=object)},
         binary=True,
     )
-    length = int(headers[v2.HEADER_LENGTH])
+    length = int(headers[v2_binary.HEADER_LENGTH])
     assert headers["Content-Type"] == "application/octet-stream"
     doc = orjson.loads(body[:length])
     assert doc["inputs"][0]["parameters"] == {"binary_data_size": 8}
@@ -96,7 +96,7 @@ def test_nonfinite_outputs_are_null_in_json_and_exact_in_binary() -> None:
         parameters={"binary_data_output": True},
     )
     body, headers = v2.encode_response("m", None, out, request)
-    got, _ = v2.decode_response(body, int(headers[v2.HEADER_LENGTH]))
+    got, _ = v2_client.decode_response(body, int(headers[v2_binary.HEADER_LENGTH]))
     np.testing.assert_array_equal(got["y"], out["y"])
 
 
@@ -129,12 +129,12 @@ def test_requested_outputs_and_binary_flags() -> None:
         "c": np.array([0.0]),
     }
     body, headers = v2.encode_response("m", None, outputs, request)
-    length = int(headers[v2.HEADER_LENGTH])
+    length = int(headers[v2_binary.HEADER_LENGTH])
     doc = orjson.loads(body[:length])
     assert [o["name"] for o in doc["outputs"]] == ["b", "a"]
     assert doc["outputs"][0]["parameters"] == {"binary_data_size": 4 + 1 + 4 + 2}
     assert doc["outputs"][1]["data"] == [1, 2]
-    got, rest = v2.decode_response(body, length)
+    got, rest = v2_client.decode_response(body, length)
     assert list(got) == ["b", "a"]
     assert got["b"].tolist() == ["x", "yz"]
     assert rest == {"model_name": "m"}
@@ -149,7 +149,7 @@ def test_unknown_requested_output() -> None:
 
 
 def test_client_request_options() -> None:
-    body, headers = v2.encode_request(
+    body, headers = v2_client.encode_request(
         {"x": np.array([1.0])}, outputs=["y"], binary_outputs=True, request_id="7"
     )
     assert headers == {"Content-Type": "application/json"}

@@ -9,7 +9,7 @@ import pytest
 
 from modelport.artifact.signature import Signature, TextTable
 from modelport.errors import InvalidInput, SignatureError
-from modelport.serving.codecs import mlflow
+from modelport.protocol import mlflow
 
 JSON = "application/json"
 
