@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -28,20 +25,23 @@ from modelport.serving.app import create_app
 from modelport.serving.deployment import ModelSpec
 
 from ._churn import NUMERIC, churn_frame, churn_home, sample, scrape, v2_body, wait_for, written
-from ._server import running_server
+from ._cli import cli
+from ._server import running_server, serving
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MODELPORT_HOME", str(tmp_path))  # for the commands run in process
     return churn_home(tmp_path)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_metrics_count_every_request_exactly(home: Path, workers: int) -> None:
     frame, _ = churn_frame(12, seed=2)
-    with running_server(home, "churn", "--workers", str(workers)) as server:
+    start = serving if workers == 1 else running_server
+    with start(home, "churn", "--workers", str(workers)) as server:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for i in range(7):
                 assert client.post(
@@ -181,10 +181,12 @@ def test_feedback_right_after_its_prediction_finds_it(
     assert answer.json() == {"model": "churn", "accepted": 1, "unknown_ids": []}
 
 
-def test_live_quality_from_posted_labels_equals_offline(home: Path) -> None:
+def test_live_quality_from_posted_labels_equals_offline(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     frame, truth = churn_frame(80, seed=4)
     with (
-        running_server(home, "churn", "--log-sample-rate", "1") as server,
+        serving(home, "churn", "--log-sample-rate", "1", "--no-access-log") as server,
         httpx.Client(base_url=server.url, timeout=10) as client,
     ):
         predictions, scores = [], []
@@ -250,11 +252,11 @@ def test_live_quality_from_posted_labels_equals_offline(home: Path) -> None:
                 "label": [*truth[61:80], json.dumps(batch_truth.tolist()), 0, "malignant"],
             }
         ).to_csv(csv, index=False)
-        cli = _cli(home, "feedback", "churn", str(csv))
-        assert cli.returncode == 2
-        assert "stored 20 labels for churn, refused 1, unpaired 1" in cli.stdout
-        assert "request 'req-5' is text ('malignant')" in cli.stderr
-        assert "never logged for churn: typo" in cli.stderr
+        r = cli(capsys, "feedback", "churn", str(csv))
+        assert r.code == 2
+        assert "stored 20 labels for churn, refused 1, unpaired 1" in r.out
+        assert "request 'req-5' is text ('malignant')" in r.err
+        assert "never logged for churn: typo" in r.err
 
         quality = client.get("/v2/models/churn/quality", params={"window": "1h"}).json()
         assert quality["task"] == "classification"
@@ -272,11 +274,13 @@ def test_live_quality_from_posted_labels_equals_offline(home: Path) -> None:
         assert sample(
             gauges, "modelport_live_quality", model="churn", version="1", metric="accuracy"
         ) == pytest.approx(live["accuracy"])
-    offline = json.loads(_cli(home, "quality", "churn", "--since", "1h", "--json").stdout)
+    offline = json.loads(cli(capsys, "quality", "churn", "--since", "1h", "--json").out)
     assert offline["versions"]["1"]["accuracy"] == pytest.approx(live["accuracy"])
 
 
-def test_drift_flags_only_the_shifted_feature_numeric_and_categorical(home: Path) -> None:
+def test_drift_flags_only_the_shifted_feature_numeric_and_categorical(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     deployment = home / "deployment.yaml"
     deployment.write_text(
         "models:\n"
@@ -288,7 +292,7 @@ def test_drift_flags_only_the_shifted_feature_numeric_and_categorical(home: Path
     categorical = frame.assign(plan=np.where(frame["plan"] == "pro", "pro", "basic"))
     categorical.loc[: len(frame) // 2, "plan"] = "pro"
     with (
-        running_server(home, "--config", str(deployment)) as server,
+        serving(home, "--config", str(deployment), "--no-access-log") as server,
         httpx.Client(base_url=server.url, timeout=10) as client,
     ):
         for name, data in (("numeric", numeric), ("categorical", categorical)):
@@ -313,18 +317,18 @@ def test_drift_flags_only_the_shifted_feature_numeric_and_categorical(home: Path
         assert sample(gauges, drift, model="numeric", version="1", feature="plan") == 0
         assert sample(gauges, drift, model="categorical", version="1", feature="plan") == 1
         assert client.get("/v2/models/numeric/drift", params={"window": "soon"}).status_code == 400
-    cli = _cli(home, "drift", "churn", "--since", "1h", "--served-name", "numeric", "--json")
-    assert cli.returncode == 8, cli.stderr  # 8: a feature drifts, for alerting scripts
-    assert json.loads(cli.stdout)["drifted"] == ["monthly_spend"]
-    unknown = _cli(home, "drift", "churm", "--since", "1h")
-    assert unknown.returncode == 3  # not found: never mistaken for drift
-    assert "model 'churm' not found" in unknown.stderr
+    r = cli(capsys, "drift", "churn", "--since", "1h", "--served-name", "numeric", "--json")
+    assert r.code == 8, r.err  # 8: a feature drifts, for alerting scripts
+    assert json.loads(r.out)["drifted"] == ["monthly_spend"]
+    unknown = cli(capsys, "drift", "churm", "--since", "1h")
+    assert unknown.code == 3  # not found: never mistaken for drift
+    assert "model 'churm' not found" in unknown.err
 
 
 def test_unshifted_traffic_flags_nothing(home: Path) -> None:
     frame, _ = churn_frame(400, seed=6)
     with (
-        running_server(home, "churn", "--log-sample-rate", "1") as server,
+        serving(home, "churn", "--log-sample-rate", "1") as server,
         httpx.Client(base_url=server.url, timeout=10) as client,
     ):
         for start in range(0, 400, 100):
@@ -341,7 +345,7 @@ def test_prediction_log_under_overload_counts_every_sampled_request(home: Path) 
     (2 entries) overflows, every request is still answered, and written + dropped = sampled."""
     frame, _ = churn_frame(1, seed=7)
     env = {"MODELPORT_SERVING__LOG_QUEUE": "2"}
-    with running_server(home, "churn", "--log-sample-rate", "1", env=env) as server:
+    with serving(home, "churn", "--log-sample-rate", "1", env=env) as server:
         blocker = sqlite3.connect(home / "registry.db", timeout=30)
         blocker.execute("BEGIN IMMEDIATE")  # holds SQLite's write lock
         try:
@@ -384,10 +388,10 @@ def test_prediction_log_under_overload_counts_every_sampled_request(home: Path) 
     assert rows == stored
 
 
-def test_prune_log_keeps_the_recent_window(home: Path) -> None:
+def test_prune_log_keeps_the_recent_window(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Requests logged by a real server: the CLI keeps what is newer than --older-than."""
     frame, _ = churn_frame(5, seed=4)
-    with running_server(home, "churn", "--log-sample-rate", "1") as server:
+    with serving(home, "churn", "--log-sample-rate", "1", "--no-access-log") as server:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for i in range(5):
                 assert client.post(
@@ -399,20 +403,11 @@ def test_prune_log_keeps_the_recent_window(home: Path) -> None:
             "UPDATE prediction_log SET created_at = datetime(created_at, '-40 days') "
             "WHERE id IN (SELECT id FROM prediction_log ORDER BY id LIMIT 3)"
         )
-    pruned = _cli(home, "prune-log", "churn", "--older-than", "30d")
-    assert pruned.returncode == 0, pruned.stderr
-    assert "removed 3 logged predictions and 0 labels of churn" in pruned.stdout
+    pruned = cli(capsys, "prune-log", "churn", "--older-than", "30d")
+    assert pruned.code == 0, pruned.err
+    assert "removed 3 logged predictions and 0 labels of churn" in pruned.out
     with sqlite3.connect(home / "registry.db") as db:
         assert db.execute("SELECT COUNT(*) FROM prediction_log").fetchone()[0] == 2
-    refused = _cli(home, "prune-log", "--older-than", "soon")
-    assert refused.returncode == 2
-    assert "not a duration" in refused.stderr
-
-
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
-    environ["MODELPORT_HOME"] = str(home)
-    exe = Path(sys.executable).with_name("modelport")
-    return subprocess.run(
-        [str(exe), *args], capture_output=True, text=True, env=environ, timeout=120, check=False
-    )
+    refused = cli(capsys, "prune-log", "--older-than", "soon")
+    assert refused.code == 2
+    assert "not a duration" in refused.err
