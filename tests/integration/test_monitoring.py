@@ -252,11 +252,11 @@ def test_live_quality_from_posted_labels_equals_offline(
                 "label": [*truth[61:80], json.dumps(batch_truth.tolist()), 0, "malignant"],
             }
         ).to_csv(csv, index=False)
-        r = cli(capsys, "feedback", "churn", str(csv))
-        assert r.code == 2
-        assert "stored 20 labels for churn, refused 1, unpaired 1" in r.out
-        assert "request 'req-5' is text ('malignant')" in r.err
-        assert "never logged for churn: typo" in r.err
+        fed = cli(capsys, "feedback", "churn", str(csv))
+        assert fed.code == 2
+        assert "stored 20 labels for churn, refused 1, unpaired 1" in fed.out
+        assert "request 'req-5' is text ('malignant')" in fed.err
+        assert "never logged for churn: typo" in fed.err
 
         quality = client.get("/v2/models/churn/quality", params={"window": "1h"}).json()
         assert quality["task"] == "classification"
@@ -317,9 +317,9 @@ def test_drift_flags_only_the_shifted_feature_numeric_and_categorical(
         assert sample(gauges, drift, model="numeric", version="1", feature="plan") == 0
         assert sample(gauges, drift, model="categorical", version="1", feature="plan") == 1
         assert client.get("/v2/models/numeric/drift", params={"window": "soon"}).status_code == 400
-    r = cli(capsys, "drift", "churn", "--since", "1h", "--served-name", "numeric", "--json")
-    assert r.code == 8, r.err  # 8: a feature drifts, for alerting scripts
-    assert json.loads(r.out)["drifted"] == ["monthly_spend"]
+    found = cli(capsys, "drift", "churn", "--since", "1h", "--served-name", "numeric", "--json")
+    assert found.code == 8, found.err  # 8: a feature drifts, for alerting scripts
+    assert json.loads(found.out)["drifted"] == ["monthly_spend"]
     unknown = cli(capsys, "drift", "churm", "--since", "1h")
     assert unknown.code == 3  # not found: never mistaken for drift
     assert "model 'churm' not found" in unknown.err
