@@ -2,7 +2,7 @@
 
 A file is not a request: one bad row must not fail the other 99,999 of its chunk. So each
 input column is converted on its own, by the rule every input follows
-(:func:`modelport.artifact.signature.fit_values`: ``2005.0`` is an integer, ``2001.5`` is
+(:func:`modelport.artifact.casting.fit_values`: ``2005.0`` is an integer, ``2001.5`` is
 not), and a value that does not fit (text in a number column, an empty value in an integer
 column, a fraction in an integer column, a value outside a categorical column's categories)
 rejects its row with the reason. Text columns (CSV, or strings in Parquet) are read as the
