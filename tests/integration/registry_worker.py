@@ -49,7 +49,7 @@ def hang(registry_uri: str, artifact_uri: str, marker: str) -> None:
         Path(marker).write_text(str(version))
         time.sleep(600)
 
-    setattr(registry.store, "mark_version_ready", stop_before_publishing)  # noqa: B010
+    setattr(registry._store, "mark_version_ready", stop_before_publishing)  # noqa: B010
     registry.register("churn", model, input_example=example)
 
 

@@ -258,7 +258,7 @@ def test_a_killed_job_resumes_to_the_same_bytes(
             pytest.fail("the job wrote no 20 parts in 120 s")
         time.sleep(0.02)
     with modelport.Registry(settings(home)) as registry:
-        alive = registry.store.list_runs("wide", limit=1)[0]
+        alive = registry.runs.list_runs("wide", limit=1)[0]
     job.send_signal(signal.SIGKILL)
     job.communicate()
     written = len(list(resumed.glob("part-*")))
@@ -504,7 +504,7 @@ def test_require_signed_refuses_unsigned_and_tampered_models(
             settings=settings(home),
         )
     with modelport.Registry(settings(home)) as registry:
-        runs = registry.store.list_runs()
+        runs = registry.runs.list_runs()
     assert [(run.model, run.status) for run in runs] == [("wide", "succeeded")]  # none refused
 
 
@@ -543,5 +543,5 @@ def test_the_run_record_names_the_version_that_scored_while_the_alias_moves(
     np.testing.assert_array_equal(scored, v1)  # version 1 scored ...
     with modelport.Registry(settings(home)) as registry:
         assert registry.list_aliases("wide") == {"production": 2}  # ... while the alias moved
-        [run] = registry.store.list_runs("wide")
+        [run] = registry.runs.list_runs("wide")
     assert (result.version, run.version) == (1, 1)  # and the record says so

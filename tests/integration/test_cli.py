@@ -266,7 +266,7 @@ def test_api_keys_end_to_end(
     assert token not in r.err
     secret = token.rsplit("_", 1)[1]
     with modelport.Registry(modelport.Settings(home=home)) as registry:
-        key = registry.authenticate(token)
+        key = registry.keys.authenticate(token)
     assert (key.name, key.scope, key.model) == ("ci", "predict", "churn")
 
     r = cli(capsys, "keys", "create", "--name", "ci", "--scope", "read")
@@ -304,7 +304,7 @@ def test_api_keys_end_to_end(
         modelport.Registry(modelport.Settings(home=home)) as registry,
         pytest.raises(modelport.errors.Unauthenticated, match="invalid or revoked API key"),
     ):
-        registry.authenticate(token)
+        registry.keys.authenticate(token)
     revoked = json.loads(cli(capsys, "keys", "list", "--json").out)
     assert revoked[0]["revoked_at"] is not None
     assert revoked[1]["revoked_at"] is None

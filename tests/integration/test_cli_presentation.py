@@ -54,7 +54,7 @@ def test_every_command_summary_is_one_line() -> None:
 def test_runs_fits_80_columns(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     started = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
     with modelport.Registry(modelport.Settings(home=home)) as registry:
-        registry.store.record_run(
+        registry.runs.record_run(
             BatchRun(
                 run_id="r1",
                 model="churn",

@@ -26,8 +26,6 @@ from ._cli import cli
 from ._server import serving
 from ._usercode import user_module
 
-pytestmark = pytest.mark.slow
-
 MODEL = """
     import pathlib
 

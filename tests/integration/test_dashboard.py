@@ -297,7 +297,7 @@ def test_dashboard_asks_for_a_key_when_auth_is_on(
     home: Path, browser: WebDriver, tmp_path: Path
 ) -> None:
     with modelport.Registry(modelport.Settings(home=home)) as registry:
-        _, token = registry.create_key("dashboard", "read")
+        _, token = registry.keys.create_key("dashboard", "read")
     with serving(home, "churn", "--auth") as server:
         assert httpx.get(f"{server.url}/ui/api/models").status_code == 401
         browser.get(f"{server.url}/ui/")

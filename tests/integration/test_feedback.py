@@ -72,13 +72,13 @@ def log_requests(
         for rid, out in outputs.items()
     ]
     with modelport.Registry(modelport.Settings(home=home)) as registry:
-        registry.store.log_predictions(entries)
+        registry.predictions.log_predictions(entries)
     return outputs
 
 
 def stored_labels(home: Path, name: str) -> dict[str, Any]:
     with modelport.Registry(modelport.Settings(home=home)) as registry:
-        logged = registry.store.logged_predictions(name, labelled_only=True)
+        logged = registry.predictions.logged_predictions(name, labelled_only=True)
     return {e.request_id: e.label for e in logged}
 
 

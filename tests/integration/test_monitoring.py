@@ -28,8 +28,6 @@ from ._churn import NUMERIC, churn_frame, churn_home, sample, scrape, v2_body, w
 from ._cli import cli
 from ._server import running_server, serving
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -37,7 +35,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return churn_home(tmp_path)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_metrics_count_every_request_exactly(home: Path, workers: int) -> None:
     frame, _ = churn_frame(12, seed=2)
     start = serving if workers == 1 else running_server
@@ -91,6 +89,7 @@ def test_metrics_count_every_request_exactly(home: Path, workers: int) -> None:
         assert all(v > 10e6 for v in memory())
 
 
+@pytest.mark.slow  # the access log: a real process's stdout
 def test_request_ids_are_honoured_generated_and_logged(home: Path) -> None:
     frame, _ = churn_frame(1, seed=3)
     with running_server(home, "churn") as server, httpx.Client(base_url=server.url) as client:

@@ -18,8 +18,6 @@ from modelport.protocol import v2_client as v2codec
 
 from ._server import Server, serving
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def data() -> tuple[LogisticRegression, np.ndarray]:

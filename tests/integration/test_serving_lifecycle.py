@@ -23,15 +23,13 @@ from modelport.errors import ModelNotFound, SignatureError, VersionNotFound
 from ._server import running_server, serving
 from ._usercode import user_module
 
-pytestmark = pytest.mark.slow
-
 
 def _xy() -> tuple[np.ndarray, np.ndarray]:
     x, y = make_classification(n_samples=1000, n_features=20, random_state=0)
     return x.astype(np.float32), y
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_swap_under_load_never_fails_a_request(tmp_path: Path, workers: int) -> None:
     x, y = _xy()
     v1_model = LogisticRegression(max_iter=300).fit(x, y)
@@ -54,7 +52,8 @@ def test_swap_under_load_never_fails_a_request(tmp_path: Path, workers: int) -> 
     seen: list[tuple[int, str | None, list[int] | None]] = []
     stop = threading.Event()
 
-    with running_server(tmp_path, "churn@production", "--workers", str(workers), env=env) as server:
+    start = serving if workers == 1 else running_server
+    with start(tmp_path, "churn@production", "--workers", str(workers), env=env) as server:
 
         def hammer(log: list[tuple[int, str | None, list[int] | None]]) -> None:
             with httpx.Client(timeout=10) as client:
@@ -143,6 +142,7 @@ class Slow(PythonModel):
 """
 
 
+@pytest.mark.slow  # a real process, signalled
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     slow = user_module(tmp_path, SLOW).Slow()
     modelport.save(slow, tmp_path / "slow", input_example=np.ones((1, 3)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,11 +12,10 @@ from sklearn.linear_model import LogisticRegression
 
 import modelport
 
+from ._cli import cli
 from ._server import running_server, serving
 from ._usercode import user_module
 from .test_serving_lifecycle import SLOW
-
-pytestmark = pytest.mark.slow
 
 BODY = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}
 
@@ -51,6 +49,7 @@ def test_timeout_is_504_and_full_queue_is_503_with_retry_after(tmp_path: Path) -
         assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
 
 
+@pytest.mark.slow  # worker processes
 def test_two_workers_and_a_deployment_file(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 4))
@@ -93,20 +92,15 @@ def _workers(pid: int) -> list[int]:
     return found
 
 
-def test_bad_deployment_file_is_a_clear_error(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
+def test_bad_deployment_file_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MODELPORT_HOME", str(tmp_path))
     config = tmp_path / "deployment.yaml"
     config.write_text("models:\n  - ref: churn\n    batch_size: 3\n")
-    exe = Path(sys.executable).with_name("modelport")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
-    env["MODELPORT_HOME"] = str(tmp_path)
-    r = subprocess.run([str(exe), "serve", "-c", str(config)], capture_output=True, text=True,
-                       env=env, timeout=60, check=False)  # fmt: skip
-    assert r.returncode == 2
-    assert "models.0.batch_size: unknown field (known: ref, name, max_batch_size" in r.stderr
-    r = subprocess.run([str(exe), "serve", "churn", "--tls-cert", str(config)], capture_output=True,
-                       text=True, env=env, timeout=60, check=False)  # fmt: skip
-    assert r.returncode == 2
-    assert "HTTPS needs both --tls-cert and --tls-key" in r.stderr
+    r = cli(capsys, "serve", "-c", str(config))
+    assert r.code == 2
+    assert "models.0.batch_size: unknown field (known: ref, name, max_batch_size" in r.err
+    r = cli(capsys, "serve", "churn", "--tls-cert", str(config))
+    assert r.code == 2
+    assert "HTTPS needs both --tls-cert and --tls-key" in r.err

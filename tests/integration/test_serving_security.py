@@ -27,8 +27,6 @@ from modelport.protocol import v2_client as v2codec
 
 from ._server import Server, serving
 
-pytestmark = pytest.mark.slow
-
 OPEN = {
     ("GET", "/v2/health/live"),
     ("GET", "/v2/health/ready"),
@@ -71,8 +69,8 @@ def keys(home: Path) -> dict[str, str]:
             ("admin", "admin", None),
             ("revoked", "admin", None),
         ]:
-            _, tokens[name] = registry.create_key(name, scope, model=model)
-        registry.revoke_key("revoked")
+            _, tokens[name] = registry.keys.create_key(name, scope, model=model)
+        registry.keys.revoke_key("revoked")
     return tokens
 
 
@@ -166,10 +164,10 @@ def test_scopes_and_model_restrictions_are_enforced_on_every_route(
 
 def test_a_key_revoked_while_serving_stops_working(home: Path, server: Server) -> None:
     with modelport.Registry(modelport.Settings(home=home)) as registry:
-        _, token = registry.create_key("short-lived", "read")
+        _, token = registry.keys.create_key("short-lived", "read")
     assert httpx.get(f"{server.url}/v2", headers=bearer(token)).status_code == 200
     with modelport.Registry(modelport.Settings(home=home)) as registry:
-        registry.revoke_key("short-lived")
+        registry.keys.revoke_key("short-lived")
     r = httpx.get(f"{server.url}/v2", headers=bearer(token))  # cache is 0 s in this server
     assert r.status_code == 401
 
@@ -283,8 +281,8 @@ def test_every_other_method_needs_a_key_too(server: Server, keys: dict[str, str]
 
 def test_a_key_rate_limit_answers_429_with_retry_after(home: Path, server: Server) -> None:
     with modelport.Registry(modelport.Settings(home=home)) as registry:
-        _, slow = registry.create_key("slow", "predict", rate_limit=0.01)  # 1 per 100 s
-        key, fast = registry.create_key("fast", "predict")
+        _, slow = registry.keys.create_key("slow", "predict", rate_limit=0.01)  # 1 per 100 s
+        key, fast = registry.keys.create_key("fast", "predict")
     assert key.rate_limit is None
     body, headers = v2codec.encode_request({"input": np.zeros((1, 4), dtype=np.float32)})
     url = f"{server.url}/v2/models/other/infer"  # an earlier test may have unloaded churn
@@ -366,7 +364,7 @@ def test_a_key_for_a_model_follows_it_under_another_served_name(
     """``--model churn`` names the registry's model: served as ``scorer`` (a deployment
     file's ``name``), it is still churn, for the routes and for what the key may see."""
     with modelport.Registry(modelport.Settings(home=home)) as registry:
-        _, churn_only = registry.create_key("churn-only", "predict", model="churn")
+        _, churn_only = registry.keys.create_key("churn-only", "predict", model="churn")
     deployment = tmp_path / "deployment.yaml"
     deployment.write_text("models:\n  - {ref: churn, name: scorer}\n")
     env = {"MODELPORT_SERVING__AUTH_CACHE_S": "0"}

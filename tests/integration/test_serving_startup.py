@@ -20,8 +20,6 @@ import modelport
 from ._cli import cli
 from ._server import free_port, serving
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -101,7 +101,7 @@ def test_repository_unload_and_load_reach_every_worker(home: Path) -> None:
 def test_a_revoked_key_is_refused_by_every_worker(home: Path) -> None:
     settings = modelport.Settings(home=home)
     with modelport.Registry(settings) as registry:
-        _, token = registry.create_key("ci", "predict")
+        _, token = registry.keys.create_key("ci", "predict")
     env = {"MODELPORT_SERVING__AUTH": "true", "MODELPORT_SERVING__AUTH_CACHE_S": "1"}
     with running_server(home, "churn", "--workers", "2", env=env) as server:
         _wait_for(lambda: len(_workers_saying(server, "model churn: serving version 1")) == 2)
@@ -114,7 +114,7 @@ def test_a_revoked_key_is_refused_by_every_worker(home: Path) -> None:
 
         assert {a.split(" ")[0] for a in _from_many_connections(infer)} == {"200"}
         with modelport.Registry(settings) as registry:
-            registry.revoke_key("ci")
+            registry.keys.revoke_key("ci")
         # Within the cache time every worker asks the registry again.
         _wait_for(lambda: {a.split(" ")[0] for a in _from_many_connections(infer)} == {"401"})
         assert {a.split(" ")[0] for a in _from_many_connections(infer, n=80)} == {"401"}

@@ -23,8 +23,6 @@ from modelport.monitoring.drift import drift_report, live_features
 from ._cli import cli
 from ._server import Server, serving
 
-pytestmark = pytest.mark.slow
-
 PLANS = ["basic", "max", "pro"]
 
 

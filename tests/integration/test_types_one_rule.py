@@ -25,8 +25,6 @@ from modelport.errors import InvalidInput, SignatureError
 from ._cli import cli
 from ._server import Server, serving
 
-pytestmark = pytest.mark.slow
-
 CODES = ["007", "010", "123"]
 
 

@@ -17,8 +17,6 @@ import modelport
 from ._cli import cli
 from ._server import serving
 
-pytestmark = pytest.mark.slow
-
 
 def test_a_bare_array_example_maps_onto_the_single_graph_input(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
