@@ -31,8 +31,6 @@ from modelport.errors import InvalidInput
 from ._churn import NUMERIC, churn_frame
 from ._cli import cli, console_command, console_env
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -111,6 +109,7 @@ def test_many_chunks_give_in_process_predictions_row_for_row(home: Path, tmp_pat
     np.testing.assert_allclose(out["probabilities_1"], proba["probabilities"][:, 1])
 
 
+@pytest.mark.slow  # a fresh process's peak memory
 def test_memory_is_bounded_by_the_chunk_not_the_file(home: Path, tmp_path: Path) -> None:
     """300 k and 1.5 M rows of 20 float32 features, scored in 10,000-row chunks: five times
     the rows (92 MB more as an array) leave the job's peak memory where it was."""
@@ -231,6 +230,7 @@ def test_bad_rows_go_to_rejects_with_their_reasons(
     assert not (tmp_path / "strict.parquet" / "_SUCCESS").exists()
 
 
+@pytest.mark.slow  # a real process, killed
 def test_a_killed_job_resumes_to_the_same_bytes(
     home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -314,6 +314,7 @@ def test_runs_are_recorded(home: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert run["seconds"] > 0
 
 
+@pytest.mark.slow  # a Ray cluster
 @pytest.mark.parametrize("source_name", ["customers.parquet", "customers.csv"])
 def test_the_ray_engine_gives_the_local_engines_output(
     home: Path, tmp_path: Path, source_name: str, capfd: pytest.CaptureFixture[str]

@@ -25,8 +25,6 @@ import modelport
 
 from ._cli import cli, run_console
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -120,6 +118,7 @@ def test_full_workflow(
     assert "model 'churn' has no version 1" in r.err
 
 
+@pytest.mark.slow  # the installed console script, as a process
 def test_the_console_script_end_to_end(
     trained: tuple[LogisticRegression, pd.DataFrame], tmp_path: Path
 ) -> None:

@@ -17,8 +17,6 @@ from modelport.artifact.manifest import MANIFEST_FILE, SIGNATURE_FILE
 
 from ._cli import cli
 
-pytestmark = pytest.mark.slow
-
 FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
 
 
