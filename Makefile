@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck install bench browser clean
+.PHONY: demo test test-fast check lint typecheck install bench browser clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,6 +26,10 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q -p no:cacheprovider --cov --cov-report=term
+
+# The edit loop: unit and in-process tests, none that starts a process of its own.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 # The serving benchmark needs wrk, a C load generator from Debian.
 bench: $(STAMP)

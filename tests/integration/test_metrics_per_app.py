@@ -21,8 +21,6 @@ from modelport.serving.deployment import ModelSpec
 
 from ._churn import churn_frame, churn_home, v2_body
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
