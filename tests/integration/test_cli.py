@@ -361,3 +361,21 @@ def test_register_trust_unsafe_and_info(
     assert "trusted_unsafe" not in json.loads(cli(capsys, "info", str(art)).out)
     r = cli(capsys, "register", "--help")
     assert "--trust-unsafe" in r.out
+
+
+@pytest.mark.usefixtures("home")
+def test_predict_prints_json_whatever_the_labels_look_like(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labels such as [true, false] or ["[bold]"] are data: the console must not read them
+    as its markup (it once printed ``"predictions": ,`` for boolean labels)."""
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    for name, y in (("flags", x["a"] > 0), ("tags", np.where(x["a"] > 0, "[bold]", "[/]"))):
+        model = LogisticRegression().fit(x, y)
+        modelport.save(model, tmp_path / name, input_example=x.head(3))
+        x.head(4).to_csv(tmp_path / "rows.csv", index=False)
+        r = cli(capsys, "predict", str(tmp_path / name), "--input", str(tmp_path / "rows.csv"))
+        assert r.code == 0, r.err
+        got = json.loads(r.out)
+        assert got["predictions"] == model.predict(x.head(4)).tolist()

@@ -29,7 +29,9 @@ def predict(
     """Load REF in this process, predict on the rows in --input, print the outputs as JSON."""
     data = read_input_file(input)
     model = load_model(ref, settings=state.settings, trust_unsafe=trust_unsafe)
-    out.print(json.dumps(outputs_to_json(model.predict_outputs(data))))
+    out.print(
+        json.dumps(outputs_to_json(model.predict_outputs(data))), markup=False, highlight=False
+    )
 
 
 def serve(
