@@ -112,10 +112,10 @@ def score(
         result = BatchResult(new_run_id(), name, version, str(src.path), str(out))
         result.outputs = list(spec.outputs)
         started = datetime.now(UTC)
-        registry.store.record_run(_record(result, engine, started, heartbeat=started))
+        registry.runs.record_run(_record(result, engine, started, heartbeat=started))
         try:
             with Heartbeat(
-                registry.store, lambda now: _record(result, engine, started, heartbeat=now)
+                registry.runs, lambda now: _record(result, engine, started, heartbeat=now)
             ):
                 if engine == "local":
                     run_local(
@@ -147,9 +147,9 @@ def score(
                     raise InvalidInput(f"unknown engine {engine!r} (local, ray)")
         except BaseException as exc:
             result.status, result.error = "failed", str(exc) or type(exc).__name__
-            registry.store.record_run(_record(result, engine, started, datetime.now(UTC)))
+            registry.runs.record_run(_record(result, engine, started, datetime.now(UTC)))
             raise
-        registry.store.record_run(_record(result, engine, started, datetime.now(UTC)))
+        registry.runs.record_run(_record(result, engine, started, datetime.now(UTC)))
     return result
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 
-from modelport.registry import BatchRun, MetadataStore
+from modelport.registry import BatchRun, RunLog
 from modelport.registry.entities import RUN_HEARTBEAT_S
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class Heartbeat:
 
     def __init__(
         self,
-        store: MetadataStore,
+        store: RunLog,
         record: Callable[[datetime], BatchRun],
         interval: float = RUN_HEARTBEAT_S,
     ) -> None:

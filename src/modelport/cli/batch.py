@@ -146,7 +146,7 @@ def runs(
     A run is running, succeeded, failed, or abandoned: still marked running, but its
     process is gone (killed, or not heard from for a minute)."""
     with open_registry() as reg:
-        found = reg.store.list_runs(name, limit)
+        found = reg.runs.list_runs(name, limit)
     if as_json:
         out.print_json(
             data=[

@@ -39,7 +39,7 @@ def keys_create(
 ) -> None:
     """Create an API key and print its token: it is shown this once and never stored."""
     with open_registry() as reg:
-        key, token = reg.create_key(name, scope.value, model=model, rate_limit=rate_limit)
+        key, token = reg.keys.create_key(name, scope.value, model=model, rate_limit=rate_limit)
     err.print(
         f"warning: store this token now, it will not be shown again "
         f"(key {key.name!r}, id {key.key_id}, scope {key.scope})",
@@ -53,7 +53,7 @@ def keys_create(
 def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List API keys (name, key id, scope, model, rate limit, created, revoked); never secrets."""
     with open_registry() as reg:
-        keys = all_pages(reg.list_keys)
+        keys = all_pages(reg.keys.list_keys)
     if as_json:
         out.print_json(
             data=[
@@ -88,5 +88,5 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
 def keys_revoke(name: Annotated[str, typer.Argument(help="Name of the key to revoke.")]) -> None:
     """Revoke the key NAME for good; servers stop accepting it within seconds."""
     with open_registry() as reg:
-        key = reg.revoke_key(name)
+        key = reg.keys.revoke_key(name)
     out.print(f"revoked key {key.name!r} (id {key.key_id})", markup=False)

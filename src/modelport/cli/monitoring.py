@@ -111,7 +111,7 @@ def prune_log(
 
     cutoff = datetime.now(UTC) - parse_window(older_than)
     with open_registry() as reg:
-        entries, labels = reg.store.prune_predictions(cutoff, name)
+        entries, labels = reg.predictions.prune_predictions(cutoff, name)
     scope = name or "all models"
     out.print(
         f"removed {entries} logged predictions and {labels} labels of {scope} older than "
@@ -131,7 +131,7 @@ def quality(
     from modelport.monitoring.live import parse_window, quality_summary
 
     with open_registry() as reg:
-        report = quality_summary(reg.store, name, parse_window(since))
+        report = quality_summary(reg.predictions, name, parse_window(since))
     if as_json:
         out.print_json(data=report)
         return

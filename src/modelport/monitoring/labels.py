@@ -79,7 +79,7 @@ def store_feedback(
         lines = _keep(
             lines, refused, lambda x: label_kind_problem(name, x.request_id, x.label, kind)
         )
-    rows = registry.store.count_logged_rows(name, [x.request_id for x in lines])
+    rows = registry.predictions.count_logged_rows(name, [x.request_id for x in lines])
     report = FeedbackReport()
     report.unpaired = list(dict.fromkeys(x.request_id for x in lines if x.request_id not in rows))
     lines = _keep(
@@ -87,7 +87,7 @@ def store_feedback(
         refused,
         lambda x: count_problem(x.request_id, x.label, rows[x.request_id]),
     )
-    unknown = registry.store.add_feedback(name, [(x.request_id, x.label) for x in lines])
+    unknown = registry.predictions.add_feedback(name, [(x.request_id, x.label) for x in lines])
     report.unpaired += [rid for rid in unknown if rid not in report.unpaired]  # pruned since
     report.stored = len({x.request_id for x in lines} - set(unknown))
     report.refused = [reason for _, reason in sorted(refused, key=lambda r: r[0])]

@@ -42,7 +42,7 @@ from modelport.monitoring.drift import (
     live_features,
     prediction_drift,
 )
-from modelport.registry import LoggedPrediction, MetadataStore, Registry
+from modelport.registry import LoggedPrediction, PredictionLog, Registry
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -81,7 +81,7 @@ def parse_window(text: str) -> timedelta:
 
 
 def drift_summary(
-    store: MetadataStore,
+    store: PredictionLog,
     model: str,
     version: int | None,
     signature: Signature,
@@ -135,7 +135,7 @@ def drift_summary(
 
 
 def quality_summary(
-    store: MetadataStore,
+    store: PredictionLog,
     model: str,
     window: timedelta,
     buckets: int = 12,
@@ -186,7 +186,7 @@ def quality_summary(
 
 
 def _newest(
-    store: MetadataStore,
+    store: PredictionLog,
     model: str,
     *,
     since: datetime,
@@ -418,7 +418,7 @@ def drift_of(
     version = registry.resolve(ref)
     model = registry.load(version)  # the version just resolved: an alias may move meanwhile
     return drift_summary(
-        registry.store,
+        registry.predictions,
         served_name or version.name,
         version.version,
         model.signature,

@@ -13,7 +13,7 @@ a bounded queue (no conversion, no lock, no I/O, no wake-up of another thread). 
 background thread wakes every :data:`FLUSH_S` seconds, or as soon as :data:`BATCH` entries
 are queued, and hands what has queued to the store in transactions of at most ``BATCH``
 rows; the store encodes the arrays and inserts them in one statement (see
-``MetadataStore.log_predictions``). Writing in batches is what makes the log cheap: a
+``PredictionLog.log_predictions``). Writing in batches is what makes the log cheap: a
 transaction (a commit, an fsync on SQLite) costs about as much as a thousand rows, so a
 writer that committed each entry as it came cost about a millisecond of the serving core
 per sampled request. While the writer waits on the database it holds no lock of ours and,
@@ -44,7 +44,7 @@ import numpy as np
 from prometheus_client import Counter
 
 from modelport.monitoring.metrics import ServerMetrics
-from modelport.registry import LoggedPrediction, MetadataStore
+from modelport.registry import LoggedPrediction, PredictionLog
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class PredictionLogger:
 
     def __init__(
         self,
-        store: MetadataStore,
+        store: PredictionLog,
         *,
         max_queue: int = 10_000,
         metrics: ServerMetrics | None = None,

@@ -3,7 +3,9 @@
 Built-in stores are import strings, so a backend's dependencies (psycopg, boto3) load only
 when its scheme is used. Other packages add schemes through the entry-point groups
 ``modelport.registry_stores`` and ``modelport.artifact_stores``; an entry point's object is
-called with the URI and returns the store. Entry points are read on first lookup.
+called with the URI and returns the store: for a registry store, an object that implements
+:class:`~modelport.registry.metadata_store.MetadataStore` (every one of its per-concern
+protocols). Entry points are read on first lookup.
 """
 
 from __future__ import annotations

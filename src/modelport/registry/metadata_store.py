@@ -1,7 +1,17 @@
-"""The ``MetadataStore`` protocol: what the registry facade needs from a metadata backend.
+"""What a metadata backend stores, one protocol per concern, and ``MetadataStore``, all of them.
 
-:class:`~modelport.registry.sql.SqlStore` implements it for SQLite and PostgreSQL; another
-package can register a different backend by URI scheme (see ``_backends``). Names are
+- :class:`ModelStore`: models and their versions (what the :class:`~modelport.registry.Registry`
+  facade registers, resolves and deletes);
+- :class:`AliasStore`: where each ``name@alias`` points, and its history;
+- :class:`KeyStore`: the server's API keys, as salted hashes (see
+  :class:`~modelport.registry.keys.ApiKeys`);
+- :class:`PredictionLog`: sampled requests a server logged, and the labels sent for them;
+- :class:`RunLog`: batch runs.
+
+A backend implements :class:`MetadataStore`, the five together:
+:class:`~modelport.registry.sql.SqlStore` does it for SQLite and PostgreSQL, and another
+package can register its own by URI scheme (see ``_backends``). Callers hold only the part
+they use: ``registry.predictions``, ``registry.runs`` and ``registry.keys``. Names are
 validated by the store, so every backend refuses the same names.
 """
 
@@ -24,14 +34,12 @@ from modelport.registry.entities import (
 )
 
 
-class MetadataStore(Protocol):
-    """Models, versions, aliases and API keys. Each method is one transaction.
+class ModelStore(Protocol):
+    """Models and their versions. Each method is one transaction.
 
     A version is created ``pending`` (its number allocated atomically), then marked
     ``ready`` once its artifact is stored, or ``failed``. Only ready versions may be aliased.
     """
-
-    def close(self) -> None: ...
 
     def create_model(
         self, name: str, *, description: str = "", tags: Mapping[str, str] | None = None
@@ -103,6 +111,10 @@ class MetadataStore(Protocol):
 
     def find_stale_pending(self, older_than: timedelta) -> list[ModelVersion]: ...
 
+
+class AliasStore(Protocol):
+    """Aliases: ``name@alias`` points at one ready version; every change is kept."""
+
     def set_alias(self, name: str, alias: str, version: int) -> AliasChange: ...
 
     def get_alias(self, name: str, alias: str) -> ModelVersion: ...
@@ -112,6 +124,10 @@ class MetadataStore(Protocol):
     def list_aliases(self, name: str) -> dict[str, int]: ...
 
     def alias_history(self, name: str, alias: str) -> list[AliasChange]: ...
+
+
+class KeyStore(Protocol):
+    """API keys, stored as a salt and a hash of the secret, never the secret itself."""
 
     def create_key(
         self,
@@ -134,6 +150,11 @@ class MetadataStore(Protocol):
     def revoke_key(self, name: str) -> ApiKey:
         """KeyNotFound for an unknown name; revoking twice keeps the first time."""
         ...
+
+
+class PredictionLog(Protocol):
+    """The requests a server sampled into its prediction log, and the labels (feedback)
+    sent for them afterwards."""
 
     def log_predictions(self, entries: Sequence[LoggedPrediction]) -> None:
         """Append sampled requests to the prediction log, in one transaction."""
@@ -166,10 +187,26 @@ class MetadataStore(Protocol):
         """Delete log entries older than ``before`` and their labels; returns the counts."""
         ...
 
+
+class RunLog(Protocol):
+    """Batch runs: what ran, on which version, how far it got and how it ended."""
+
     def record_run(self, run: BatchRun) -> None:
         """Insert a batch run, or update it (same ``run_id``) when it ends."""
         ...
 
     def list_runs(self, model: str | None = None, limit: int = 50) -> list[BatchRun]:
         """Batch runs, newest first."""
+        ...
+
+
+class MetadataStore(ModelStore, AliasStore, KeyStore, PredictionLog, RunLog, Protocol):
+    """Everything a metadata backend stores: what ``_backends`` builds from a registry URI.
+
+    The :class:`~modelport.registry.Registry` facade owns it and closes it; callers get the
+    part they need from the facade instead.
+    """
+
+    def close(self) -> None:
+        """Release database connections."""
         ...

@@ -20,13 +20,15 @@ which key) trusted it and when, and only such a version loads as it is. A ``Pyth
 object registered from the caller's own process is trusted by that caller: its code already
 runs there.
 
-The registry also holds the server's API keys (:meth:`Registry.create_key`,
-:meth:`Registry.authenticate`); see :mod:`modelport.registry._tokens` for the token format.
+The trust checks are in :mod:`modelport.registry._trust`, the load path in
+:mod:`modelport.registry.loading`. What else the metadata store holds is reached through the
+facade's parts, each typed as the protocol it needs: ``registry.keys`` (the server's API keys,
+:class:`~modelport.registry.keys.ApiKeys`), ``registry.predictions`` (the prediction log and
+feedback) and ``registry.runs`` (batch runs).
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -36,14 +38,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from modelport import packaging
-from modelport._identity import current_user
-from modelport.artifact import files, signing
-from modelport.artifact.bundle import unpack
-from modelport.artifact.manifest import MANIFEST_FILE, Manifest, read_manifest
+from modelport.artifact import files
+from modelport.artifact.manifest import Manifest, read_manifest
 from modelport.config import Settings
 from modelport.errors import (
-    ArtifactCorrupted,
-    CodeNotTrusted,
     Conflict,
     InvalidInput,
     InvalidRef,
@@ -52,26 +50,23 @@ from modelport.errors import (
     ModelportError,
     NoReadyVersion,
     NotFound,
-    Unauthenticated,
     UnsafeArtifact,
     UntrustedArtifact,
     VersionNotReady,
 )
-from modelport.flavors import flavor_for_model, get_flavor
 from modelport.packaging import LoadedModel
 from modelport.ref import ModelRef, validate_name
-from modelport.registry import _tokens
+from modelport.registry import _trust
 from modelport.registry._backends import open_artifact_store, open_metadata_store
+from modelport.registry._names import closest_name
 from modelport.registry.artifact_store import ArtifactStore
-from modelport.registry.entities import (
-    AliasChange,
-    ApiKey,
-    ModelInfo,
-    ModelVersion,
-    Page,
-    key_scope,
-)
-from modelport.registry.metadata_store import MetadataStore
+from modelport.registry.entities import AliasChange, ApiKey, ModelInfo, ModelVersion, Page
+from modelport.registry.keys import ApiKeys
+from modelport.registry.loading import checked_manifest, load_version
+
+# Re-exported: _load.py and serving/manager.py import load_local from here.
+from modelport.registry.loading import load_local as load_local
+from modelport.registry.metadata_store import MetadataStore, PredictionLog, RunLog
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +99,27 @@ class Registry:
         self._store: MetadataStore = open_metadata_store(
             registry_uri or settings.resolved_registry_uri()
         )
+        self._keys = ApiKeys(self._store, self._store)
 
     @property
     def store(self) -> MetadataStore:
-        """The metadata store (for tools that need a call the facade does not offer)."""
+        """The whole metadata store. Deprecated: use ``keys``, ``predictions`` or ``runs``;
+        kept only until ``serving/monitor.py`` stops calling it."""
+        return self._store
+
+    @property
+    def keys(self) -> ApiKeys:
+        """The server's API keys: create, list, revoke, authenticate."""
+        return self._keys
+
+    @property
+    def predictions(self) -> PredictionLog:
+        """The prediction log servers write sampled requests to, and their feedback labels."""
+        return self._store
+
+    @property
+    def runs(self) -> RunLog:
+        """The record of batch runs."""
         return self._store
 
     @property
@@ -165,18 +177,23 @@ class Registry:
         """
         validate_name(name)
         is_path = isinstance(model_or_path, str | Path)
-        code_object = not is_path and _is_code(model_or_path, flavor)
+        code_object = not is_path and _trust.is_code(model_or_path, flavor)
         if trusted_by is not None and not (trust_unsafe or code_object):
             raise InvalidInput("trusted_by is recorded only with trust_unsafe=True")
         kind = type(model_or_path)
         source = str(model_or_path) if is_path else f"{kind.__module__}.{kind.__qualname__}"
         with tempfile.TemporaryDirectory(prefix="modelport-register-") as tmp:
             origin, signer = (
-                self._signed_source(Path(str(model_or_path)), Path(tmp), trusted_keys)
+                _trust.signed_source(
+                    Path(str(model_or_path)),
+                    Path(tmp),
+                    (*self._trusted_keys, *trusted_keys),
+                    self._bundle_limits,
+                )
                 if is_path
                 else (model_or_path, None)
             )
-            trusted = _truster(trusted_by) if trust_unsafe or code_object else signer
+            trusted = _trust.truster(trusted_by) if trust_unsafe or code_object else signer
             pending = self._store.create_version(
                 name,
                 flavor=flavor,
@@ -216,7 +233,7 @@ class Registry:
                         trust_unsafe=trust_unsafe,
                     )
                 if not trust_unsafe and signer is None:
-                    _refuse_unsafe(path, code_trusted=code_object)
+                    _trust.refuse_unsafe(path, code_trusted=code_object)
                 sha = files.manifest_sha256(path)
                 self._artifacts.put_dir(pending.artifact_key, path)
                 return self._store.mark_version_ready(
@@ -236,21 +253,6 @@ class Registry:
             except BaseException as exc:
                 self._abandon(pending, exc)
                 raise
-
-    def _signed_source(
-        self, source: Path, scratch: Path, trusted_keys: Sequence[Path]
-    ) -> tuple[Path, str | None]:
-        """The folder to import from (a bundle is unpacked first) and, when it carries a
-        valid signature by a trusted key, ``"signature: <fingerprint>"``."""
-        keys = (*self._trusted_keys, *trusted_keys)
-        if not keys or not (source.is_dir() or source.suffix.lower() in files.BUNDLE_SUFFIXES):
-            return source, None
-        if source.is_file():
-            folder = unpack(source, scratch / "source", self._bundle_limits)
-        else:
-            folder = source
-        verified = signing.trusted_signature(folder, keys)
-        return folder, None if verified is None else f"signature: {verified.key_fingerprint}"
 
     def _abandon(self, pending: ModelVersion, exc: BaseException) -> None:
         """Mark a registration failed, then remove its files.
@@ -347,19 +349,10 @@ class Registry:
                     raise NoReadyVersion(parsed.name)
                 found = latest
         except ModelNotFound:
-            raise ModelNotFound(parsed.name, self._closest_name(parsed.name)) from None
+            raise ModelNotFound(parsed.name, closest_name(self._store, parsed.name)) from None
         if not found.is_ready:
             raise VersionNotReady(found.name, found.version, found.status)
         return found
-
-    def _closest_name(self, name: str) -> str | None:
-        """The registered model name nearest to a misspelled one, if any is close."""
-        names = [m.name for m in self._store.list_models(None, 1000).items]
-        by_case = {n.lower(): n for n in names}
-        if name.lower() in by_case:
-            return by_case[name.lower()]
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
-        return close[0] if close else None
 
     def artifact_path(self, ref: str | Path | ModelRef) -> Path:
         """A local folder holding the artifact a ref names (a path ref is returned as is)."""
@@ -406,14 +399,11 @@ class Registry:
                     trusted_by=trusted_by,
                 )
             version = self.resolve(parsed)
-        return packaging.load_artifact(
-            self._artifacts.local_path(version.artifact_key),
-            manifest_sha256=version.manifest_sha256,
-            public_key=require_signed,
-            trust_unsafe=version.trusts_unsafe,  # only as the registry recorded it
-            trusted_by=f"registry: {version.trusted_unsafe_by}",
+        return load_version(
+            self._artifacts,
+            version,
+            require_signed=require_signed,
             trusted_keys=self._trusted_keys,
-            version=version.version,
         )
 
     def manifest(self, ref: str | Path | ModelRef) -> Manifest:
@@ -422,11 +412,7 @@ class Registry:
         if parsed.path is not None:
             folder = files.local_artifact(parsed.path, self._cache_dir, self._bundle_limits)
             return read_manifest(folder)
-        version = self.resolve(parsed)
-        path = self._artifacts.local_path(version.artifact_key)
-        if files.manifest_sha256(path) != version.manifest_sha256:
-            raise ArtifactCorrupted(MANIFEST_FILE, "sha256 does not match the registry's record")
-        return read_manifest(path)
+        return checked_manifest(self._artifacts, self.resolve(parsed))
 
     # -- aliases and deletion ---------------------------------------------------------------
 
@@ -472,121 +458,12 @@ class Registry:
             self._artifacts.delete(key)
         return model
 
-    # -- API keys -----------------------------------------------------------------------------
-
-    def create_key(
-        self, name: str, scope: str, model: str | None = None, rate_limit: float | None = None
-    ) -> tuple[ApiKey, str]:
-        """Create an API key; returns it with its token, which is shown this once only.
-
-        ``scope`` is ``predict``, ``read`` or ``admin``; ``model`` restricts the key to one
-        model; ``rate_limit`` caps the requests per second a server accepts from it (429
-        beyond). Conflict if ``name`` is taken. Only a salted hash of the secret is stored.
-
-        >>> key, token = registry.create_key("ci", "predict", model="churn")
-        >>> registry.authenticate(token).name
-        'ci'
-
-        A ``model`` that is not registered is refused (ModelNotFound, with the closest name):
-        a key for a misspelled model would open nothing and say nothing.
-        """
-        if model is not None:
-            try:
-                self._store.get_model(validate_name(model))
-            except ModelNotFound:
-                raise ModelNotFound(model, self._closest_name(model)) from None
-        token, key_id, secret = _tokens.new_token()
-        salt = _tokens.new_salt()
-        key = self._store.create_key(
-            name,
-            key_id=key_id,
-            salt=salt,
-            secret_hash=_tokens.hash_secret(salt, secret),
-            scope=key_scope(scope),
-            model=model,
-            rate_limit=rate_limit,
-        )
-        return key, token
-
-    def list_keys(self, page_token: str | None = None, max_results: int = 100) -> Page[ApiKey]:
-        """API keys in name order, revoked ones included; never their secrets."""
-        return self._store.list_keys(page_token, max_results)
-
-    def revoke_key(self, name: str) -> ApiKey:
-        """Revoke a key for good (KeyNotFound for an unknown name)."""
-        return self._store.revoke_key(name)
+    # -- API keys (moving to ``keys``) ---------------------------------------------------
 
     def authenticate(self, token: str) -> ApiKey:
-        """The live key a token belongs to; Unauthenticated if it is malformed, unknown,
-        wrong or revoked (one message for all four, so a caller learns nothing).
-
-        Whether the key may do what is asked is :meth:`ApiKey.allows`' business.
-        """
-        parsed = _tokens.parse_token(token)
-        if parsed is None:
-            raise Unauthenticated()
-        key_id, secret = parsed
-        stored = self._store.get_key(key_id)
-        if stored is None or not _tokens.secret_matches(stored.salt, stored.secret_hash, secret):
-            raise Unauthenticated()
-        if stored.key.is_revoked:
-            raise Unauthenticated()
-        return stored.key
-
-
-def load_local(
-    path: Path,
-    settings: Settings,
-    *,
-    require_signed: str | Path | None = None,
-    trust_unsafe: bool = False,
-    trusted_by: str | None = None,
-) -> LoadedModel:
-    """Verify and load an artifact folder or bundle (unpacked once into the cache), without
-    opening a registry: :meth:`Registry.load` for a path.
-
-    It gets every check a registered version gets. It is trusted (its code runs, its pickles
-    load without the allow-list) when signed by ``require_signed`` or one of
-    ``settings.trusted_keys``, or with ``trust_unsafe``, recorded as ``trusted_by`` (default
-    ``"trust_unsafe=True by <OS user>"``).
-    """
-    if trust_unsafe and trusted_by is None:
-        trusted_by = f"trust_unsafe=True by {current_user()}"
-    return packaging.load_artifact(
-        files.local_artifact(path, settings.resolved_cache_dir(), settings.bundle),
-        public_key=require_signed,
-        trust_unsafe=trust_unsafe,
-        trusted_by=trusted_by if trust_unsafe else None,
-        trusted_keys=settings.trusted_keys,
-    )
-
-
-def _truster(trusted_by: str | None) -> str:
-    """Who is trusting a model: the name given, else the OS user."""
-    trusted_by = (current_user() if trusted_by is None else trusted_by).strip()
-    if not trusted_by or len(trusted_by) > 128:
-        raise InvalidInput("trusted_by must be 1 to 128 characters")
-    return trusted_by
-
-
-def _is_code(model: object, flavor: str | None) -> bool:
-    """True when ``model`` would be saved by a flavor whose artifacts are code. A model no
-    flavor takes is not code: saving it fails later, and the version is marked failed."""
-    try:
-        return packaging.runs_code(get_flavor(flavor) if flavor else flavor_for_model(model))
-    except ModelportError:
-        return False
-
-
-def _refuse_unsafe(path: Path, *, code_trusted: bool) -> None:
-    """UntrustedArtifact naming the first unsafe thing found in the artifact, if any; then,
-    unless its code is trusted, CodeNotTrusted for an artifact that is code."""
-    found = packaging.find_unsafe(path)
-    if found:
-        raise UntrustedArtifact(f"refusing {packaging.describe_findings(found)}")
-    manifest = read_manifest(path)
-    if not code_trusted and packaging.runs_code(get_flavor(manifest.flavor)):
-        raise CodeNotTrusted(manifest.name, manifest.flavor)
+        """Deprecated: ``registry.keys.authenticate``; kept only until ``serving/auth.py``
+        calls that instead."""
+        return self._keys.authenticate(token)
 
 
 def _describe(exc: BaseException) -> str:

@@ -31,32 +31,32 @@ def test_create_authenticate_revoke_round_trip(
     registry: Registry, tiny_model: object, tiny_data: tuple[np.ndarray, np.ndarray]
 ) -> None:
     registry.register("churn", tiny_model, input_example=tiny_data[0][:2])
-    key, token = registry.create_key("ci", "predict", model="churn")
+    key, token = registry.keys.create_key("ci", "predict", model="churn")
     assert (key.name, key.scope, key.model, key.revoked_at) == ("ci", "predict", "churn", None)
     assert token == f"mp_{key.key_id}_{_secret(token)}"
     assert len(_secret(token)) == 64, "32 random bytes, hex"
-    assert registry.authenticate(token) == key
-    revoked = registry.revoke_key("ci")
+    assert registry.keys.authenticate(token) == key
+    revoked = registry.keys.revoke_key("ci")
     assert revoked.revoked_at is not None
     with pytest.raises(Unauthenticated, match="invalid or revoked API key"):
-        registry.authenticate(token)
+        registry.keys.authenticate(token)
 
 
 def test_tokens_are_unique_and_keys_are_independent(registry: Registry) -> None:
-    first, first_token = registry.create_key("a", "read")
-    second, second_token = registry.create_key("b", "admin")
+    first, first_token = registry.keys.create_key("a", "read")
+    second, second_token = registry.keys.create_key("b", "admin")
     assert first.key_id != second.key_id
     assert _secret(first_token) != _secret(second_token)
-    registry.revoke_key("a")
-    assert registry.authenticate(second_token).name == "b"
+    registry.keys.revoke_key("a")
+    assert registry.keys.authenticate(second_token).name == "b"
 
 
 def test_a_wrong_secret_with_a_right_key_id_is_refused(registry: Registry) -> None:
-    key, token = registry.create_key("ci", "admin")
+    key, token = registry.keys.create_key("ci", "admin")
     secret = _secret(token)
     flipped = ("0" if secret[0] != "0" else "1") + secret[1:]
     with pytest.raises(Unauthenticated, match="invalid or revoked API key") as info:
-        registry.authenticate(f"mp_{key.key_id}_{flipped}")
+        registry.keys.authenticate(f"mp_{key.key_id}_{flipped}")
     assert secret not in str(info.value)
     assert flipped not in str(info.value)
 
@@ -75,19 +75,19 @@ def test_a_wrong_secret_with_a_right_key_id_is_refused(registry: Registry) -> No
     ],
 )
 def test_malformed_tokens_are_refused(registry: Registry, token: str) -> None:
-    registry.create_key("ci", "admin")
+    registry.keys.create_key("ci", "admin")
     with pytest.raises(Unauthenticated, match="invalid or revoked API key"):
-        registry.authenticate(token)
+        registry.keys.authenticate(token)
 
 
 def test_an_unknown_key_id_is_refused(registry: Registry) -> None:
-    _, token = registry.create_key("ci", "admin")
+    _, token = registry.keys.create_key("ci", "admin")
     with pytest.raises(Unauthenticated, match="invalid or revoked API key"):
-        registry.authenticate(f"mp_{'f' * 16}_{_secret(token)}")
+        registry.keys.authenticate(f"mp_{'f' * 16}_{_secret(token)}")
 
 
 def test_the_database_row_holds_no_secret(registry: Registry, registry_uri: str) -> None:
-    key, token = registry.create_key("ci", "predict")
+    key, token = registry.keys.create_key("ci", "predict")
     secret = _secret(token)
     engine = create_engine(parse_url(registry_uri))
     try:
@@ -105,38 +105,38 @@ def test_the_database_row_holds_no_secret(registry: Registry, registry_uri: str)
 
 
 def test_duplicate_names_conflict(registry: Registry) -> None:
-    registry.create_key("ci", "read")
+    registry.keys.create_key("ci", "read")
     with pytest.raises(Conflict, match="an API key named 'ci' already exists"):
-        registry.create_key("ci", "admin")
+        registry.keys.create_key("ci", "admin")
 
 
 def test_revoking_an_unknown_key_is_not_found(registry: Registry) -> None:
     with pytest.raises(KeyNotFound, match="no API key named 'nope'"):
-        registry.revoke_key("nope")
+        registry.keys.revoke_key("nope")
 
 
 def test_revoking_twice_keeps_the_first_time(registry: Registry) -> None:
-    registry.create_key("ci", "read")
-    first = registry.revoke_key("ci")
-    assert registry.revoke_key("ci").revoked_at == first.revoked_at
+    registry.keys.create_key("ci", "read")
+    first = registry.keys.revoke_key("ci")
+    assert registry.keys.revoke_key("ci").revoked_at == first.revoked_at
 
 
 def test_bad_scope_and_names_are_refused(registry: Registry) -> None:
     with pytest.raises(InvalidInput, match="unknown API key scope 'write'"):
-        registry.create_key("ci", "write")
+        registry.keys.create_key("ci", "write")
     with pytest.raises(InvalidName, match=r"invalid key name '\.\./x'"):
-        registry.create_key("../x", "read")
+        registry.keys.create_key("../x", "read")
     with pytest.raises(InvalidName, match="invalid model name 'a/b'"):
-        registry.create_key("ci", "read", model="a/b")
+        registry.keys.create_key("ci", "read", model="a/b")
 
 
 def test_list_keys_pages_in_name_order_without_secrets(registry: Registry) -> None:
-    tokens = [registry.create_key(name, "read")[1] for name in ("c", "a", "b")]
-    registry.revoke_key("b")
-    first = registry.list_keys(max_results=2)
+    tokens = [registry.keys.create_key(name, "read")[1] for name in ("c", "a", "b")]
+    registry.keys.revoke_key("b")
+    first = registry.keys.list_keys(max_results=2)
     assert [k.name for k in first] == ["a", "b"]
     assert first.next_page_token is not None
-    rest = registry.list_keys(first.next_page_token, max_results=2)
+    rest = registry.keys.list_keys(first.next_page_token, max_results=2)
     assert [k.name for k in rest] == ["c"]
     assert rest.next_page_token is None
     assert [k.is_revoked for k in [*first, *rest]] == [False, True, False]

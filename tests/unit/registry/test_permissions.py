@@ -34,7 +34,7 @@ def test_home_database_and_artifacts_are_owner_only(
     home = tmp_path / "deep" / "home"
     with Registry(Settings(home=home)) as registry:
         registry.register("churn", tiny_model, input_example=tiny_data[0][:2])
-        registry.create_key("ci", "predict")
+        registry.keys.create_key("ci", "predict")
     assert _mode(tmp_path / "deep") == 0o700
     assert _mode(home) == 0o700
     assert _mode(home / "registry.db") == 0o600

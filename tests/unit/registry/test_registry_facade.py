@@ -65,7 +65,7 @@ def test_a_fault_before_commit_leaves_a_failed_version_and_no_files(
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("injected fault")
 
-    monkeypatch.setattr(registry.store, "mark_version_ready", crash)
+    monkeypatch.setattr(registry._store, "mark_version_ready", crash)
     with pytest.raises(RuntimeError, match="injected fault"):
         registry.register("churn", tiny_model, input_example=tiny_data[0][:2])
     monkeypatch.undo()
@@ -138,8 +138,8 @@ def test_a_key_for_an_unknown_model_is_refused_with_the_closest_name(
 ) -> None:
     registry.register("churn", tiny_model, input_example=tiny_data[0][:2])
     with pytest.raises(ModelNotFound, match="model 'chrun' not found; did you mean 'churn'"):
-        registry.create_key("ci", "predict", model="chrun")
-    assert registry.create_key("ci", "predict", model="churn")[0].model == "churn"
+        registry.keys.create_key("ci", "predict", model="chrun")
+    assert registry.keys.create_key("ci", "predict", model="churn")[0].model == "churn"
 
 
 def test_a_loaded_version_knows_its_number(
@@ -157,7 +157,7 @@ def test_cleanup_stale_fails_abandoned_registrations(
     registry: Registry, tiny_model: object, tiny_data: Data, tmp_path: Path
 ) -> None:
     ready = registry.register("churn", tiny_model, input_example=tiny_data[0][:2])
-    abandoned = registry.store.create_version("churn")
+    abandoned = registry._store.create_version("churn")
     partial = tmp_path / "partial"
     partial.mkdir()
     registry.artifacts.put_dir(abandoned.artifact_key, partial)
@@ -186,7 +186,7 @@ def test_cleanup_removes_interrupted_copies_but_not_recent_ones(
 
 
 def test_pending_versions_are_not_resolved(registry: Registry) -> None:
-    registry.store.create_version("churn")
+    registry._store.create_version("churn")
     with pytest.raises(VersionNotReady, match="is pending, not ready"):
         registry.resolve("churn/1")
     with pytest.raises(NotFound, match="has no ready version"):
@@ -207,7 +207,7 @@ def test_an_edited_manifest_is_caught_on_load(
 
 def test_settings_supply_the_default_locations(tmp_path: Path) -> None:
     with Registry(Settings(home=tmp_path / "home")) as embedded:
-        embedded.store.create_version("churn")
+        embedded._store.create_version("churn")
     assert (tmp_path / "home" / "registry.db").is_file()
     assert (tmp_path / "home" / "artifacts").is_dir()
 
