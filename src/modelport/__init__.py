@@ -10,16 +10,6 @@
 
 from __future__ import annotations
 
-import os
-
-# Arrow's allocator (mimalloc) commits whole arenas up front and keeps freed pages a while,
-# so streaming a Parquet file grew a batch job by ~120 MB whatever its chunk size; committing
-# pages as they are used and returning freed ones after 10 ms keeps it to ~75 MB for ~10% of
-# an I/O-bound job's rate (0 ms: ~65 MB, ~25% slower; benchmarks/batch.py). Arrow reads these
-# when it loads, which pandas triggers on import, hence here. The environment's values win.
-os.environ.setdefault("MIMALLOC_PURGE_DELAY", "10")
-os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-
 import importlib
 import typing
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
 import uuid
@@ -36,6 +37,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from modelport import _arrow_allocator
 from modelport.batch import formats
 from modelport.batch.job import (
     BatchResult,
@@ -162,8 +164,12 @@ def run_ray(
     passthrough, features = plan_columns(model, spec, source)
     owns = not ray.is_initialized()
     if owns:
+        # The workers' allocator settings (modelport._arrow_allocator); values this process
+        # has, whoever set them, win over modelport's. A Ray the caller started is theirs.
+        env_vars = _arrow_allocator.defaults(os.environ)
         ray.init(
             address=address,
+            runtime_env={"env_vars": env_vars},
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from modelport._arrow_allocator import set_defaults as set_allocator_defaults
 from modelport.cli import batch, keys, monitoring, registry, serving, signing
 from modelport.cli._shared import err, out, state
 from modelport.cli.monitoring import DRIFT_FOUND
@@ -117,6 +118,9 @@ app.add_typer(keys.keys_app, name="keys")
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning ModelportError into one line and an exit code."""
+    # The process is the command's own, so it may set Arrow's allocator up for batch jobs
+    # (and their Ray workers); nothing has imported pyarrow yet.
+    set_allocator_defaults()
     try:
         app(args=argv)
     except ModelportError as exc:
