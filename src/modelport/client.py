@@ -17,9 +17,16 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import numpy as np
 import orjson
+
+from modelport._extras import require
+
+try:
+    import httpx
+except ImportError:
+    require("client")  # names modelport[client]
+    raise
 
 from modelport.errors import Conflict, InvalidInput, ModelportError, NotFound, from_code
 from modelport.protocol import v2, v2_binary, v2_client

@@ -19,17 +19,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from modelport._extras import require
 from modelport._identity import current_user
-from modelport.batch import formats
-from modelport.batch.heartbeat import Heartbeat
-from modelport.batch.job import (
-    BatchResult,
-    JobSpec,
-    Progress,
-    class_columns,
-    new_run_id,
-    run_local,
-)
+
+try:
+    from modelport.batch import formats
+    from modelport.batch.heartbeat import Heartbeat
+    from modelport.batch.job import (
+        BatchResult,
+        JobSpec,
+        Progress,
+        class_columns,
+        new_run_id,
+        run_local,
+    )
+except ImportError:
+    require("batch")  # names the missing package and modelport[batch]
+    raise
 from modelport.config import Settings
 from modelport.errors import InvalidInput
 from modelport.ref import ModelRef

@@ -38,6 +38,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from modelport import _arrow_allocator
+from modelport._extras import require
 from modelport.batch import formats
 from modelport.batch.job import (
     BatchResult,
@@ -54,7 +55,6 @@ from modelport.batch.job import (
     write_part,
 )
 from modelport.batch.rows import score_chunk
-from modelport.errors import InvalidInput
 from modelport.packaging import LoadedModel, load_artifact
 
 
@@ -158,7 +158,8 @@ def run_ray(
         import ray
         import ray.data
     except ImportError:
-        raise InvalidInput("the Ray engine needs Ray: pip install 'modelport[ray]'") from None
+        require("ray")  # MissingDependency: names modelport[ray]
+        raise
     started = time.monotonic()
     prepare_sink(sink, spec, overwrite)
     passthrough, features = plan_columns(model, spec, source)

@@ -65,6 +65,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport._extras import require
 from modelport.artifact.profile import category_key, is_missing, summarize_numeric
 from modelport.artifact.signature import Signature
 
@@ -230,6 +231,7 @@ def _evaluate(cdf: _Cdf, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _ks(x: np.ndarray, cdf: _Cdf, n_ref: int) -> tuple[float, float]:
     """Two-sample KS of sorted live ``x`` against the reference CDF (see the module doc)."""
+    require("drift")
     from scipy import stats
 
     if x.size == 0 or cdf.values.size == 0:
@@ -337,6 +339,7 @@ def _chi2_verdict(
     live_counts: np.ndarray,
     thresholds: DriftThresholds,
 ) -> FeatureDrift:
+    require("drift")
     from scipy import stats
 
     ref_p, live_p = _proportions(ref_counts), _proportions(live_counts)

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport._extras import require
 from modelport.artifact.signature import STRING_DTYPE, Signature
 from modelport.errors import InvalidInput
 from modelport.monitoring.drift import (
@@ -381,6 +382,7 @@ def _scores(task: str, rows: Sequence[_Row]) -> dict[str, float | None]:
     if len(classes) == 2 and all(s is not None for s in scores):
         positive = np.array([t == classes[1] for t in labels])
         if 0 < positive.sum() < len(positive):
+            require("drift")  # AUC's ranks: scipy
             from scipy.stats import rankdata  # lazily: scipy.stats takes 0.7 s to import
 
             ranks = rankdata(np.array(scores, dtype=np.float64))

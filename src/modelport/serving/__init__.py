@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from modelport.serving.deployment import Deployment, ModelSpec, load_deployment
-from modelport.serving.server import serve
+from modelport._extras import require
+
+try:
+    from modelport.serving.deployment import Deployment, ModelSpec, load_deployment
+    from modelport.serving.server import serve
+except ImportError:
+    require("serve")  # names the missing package and modelport[serve]
+    raise
 
 if TYPE_CHECKING:
     from modelport.serving.app import create_app
