@@ -18,6 +18,8 @@ import pytest
 
 from modelport import _arrow_allocator
 
+pytestmark = pytest.mark.slow  # fresh interpreters
+
 SERVER_SIDE = (
     "starlette",
     "uvicorn",
@@ -73,15 +75,30 @@ def test_the_check_sees_a_server_import() -> None:
 
 
 def test_import_modelport_leaves_the_environment_alone() -> None:
+    """Nor the environment, nor prometheus_client's global registry and its settings: the
+    server's metrics are made per app (see test_metrics_per_app)."""
     code = """
         import json, os
-        before = dict(os.environ)
+        import prometheus_client
+        from prometheus_client import metrics
+
+        def state():
+            return {
+                "environ": dict(os.environ),
+                "collectors": sorted(prometheus_client.REGISTRY._names_to_collectors),
+                "created": metrics._use_created,
+            }
+
+        before = state()
         import modelport
         from modelport import Client, Registry, load, save
-        print(json.dumps([before, dict(os.environ)]))
+        import modelport.serving.app, modelport.monitoring.metrics, modelport.cli
+        print(json.dumps([before, state()]))
     """
     before, after = json.loads(_run(code).stdout.splitlines()[-1])
-    assert after == before
+    assert after["environ"] == before["environ"]
+    assert after["collectors"] == before["collectors"]
+    assert after["created"] is before["created"] is True
 
 
 MAIN = """
