@@ -1,7 +1,8 @@
 """The ASGI app: every protocol's routes over one DataPlane, one error mapping, one lifespan.
 
-Inference routes are answered by :class:`~modelport.serving.asgi.InferenceRoutes`, in front;
-the rest are Starlette routes behind it. Errors are mapped by
+Every route is declared once, in :mod:`modelport.serving.routes`; from that table come the
+fast path (:class:`~modelport.serving.asgi.InferenceRoutes`, in front, answering inference),
+the Starlette routes behind it, the auth check and ``/openapi.json``. Errors are mapped by
 :func:`~modelport.serving._http.error_reply` on both sides: any ModelportError becomes its
 status and the protocol's error body (``{"error": message}`` for V2 and TF-style routes,
 MLflow's shape on ``/invocations``); anything else is logged with its traceback and answered
@@ -26,12 +27,20 @@ from modelport.errors import ModelportError
 from modelport.monitoring.metrics import ServerMetrics
 from modelport.serving import docs, mlflow, monitor, observe, tfserving, v2
 from modelport.serving._http import ErrorBody, error_reply
-from modelport.serving.asgi import Endpoint, InferenceRoutes
+from modelport.serving.asgi import InferenceRoutes
 from modelport.serving.auth import Authenticator
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.deployment import ModelSpec
 from modelport.serving.manager import ModelManager
+from modelport.serving.routes import Protocol, RouteTable
 from modelport.serving.worker_board import WorkerBoard
+
+ERROR_BODIES: dict[Protocol, ErrorBody] = {
+    "v2": v2.error_body,
+    "tfserving": v2.error_body,  # TF-Serving's clients read ``{"error": message}`` too
+    "mlflow": mlflow.encode_error,
+}
+"""Each protocol's error body, for the routes the table says speak it."""
 
 
 def create_app(
@@ -68,14 +77,16 @@ def create_app(
         finally:
             await manager.stop()
 
+    table = RouteTable()
+    handlers = {
+        **v2.handlers(plane),
+        **tfserving.handlers(plane),
+        **mlflow.handlers(),
+        **docs.handlers(plane),
+        **monitor.handlers(watch),
+    }
     routes = Starlette(
-        routes=[
-            *v2.routes(plane),
-            *tfserving.routes(plane),
-            *mlflow.routes(),
-            *docs.routes(plane),
-            *monitor.routes(watch),
-        ],
+        routes=table.starlette_routes(handlers),
         lifespan=lifespan,
         # ModelportError is handled by the exception middleware; the Exception entry goes to
         # Starlette's outermost middleware, which answers and then re-raises for the log.
@@ -83,27 +94,27 @@ def create_app(
     )
     app: ASGIApp = InferenceRoutes(
         routes,
-        v2=Endpoint(partial(v2.infer, plane), v2.error_body, "v2"),
-        tfserving=Endpoint(partial(tfserving.predict, plane), v2.error_body, "tfserving"),
-        mlflow=Endpoint(partial(mlflow.invocations, plane), mlflow.encode_error, "mlflow"),
+        table=table,
+        handlers={
+            "infer": partial(v2.infer, plane),
+            "predict": partial(tfserving.predict, plane),
+            "invocations": partial(mlflow.invocations, plane),
+        },
+        error_bodies=ERROR_BODIES,
         max_body_bytes=settings.serving.max_body_bytes,
     )
     if settings.serving.auth:
         app = Authenticator(
             app,
             manager.registry,
+            table=table,
             default_model=lambda: next(iter(manager.models), None),
-            error_body=_error_body_for,
+            error_bodies=ERROR_BODIES,
             cache_seconds=settings.serving.auth_cache_s,
             model_of=manager.registry_name,
         )
     access_log = observe.AccessLog() if settings.serving.access_log else None
     return observe.RequestObserver(app, metrics=metrics, access_log=access_log)
-
-
-def _error_body_for(path: str) -> ErrorBody:
-    """MLflow's error shape on its scoring routes, the V2 one everywhere else."""
-    return mlflow.encode_error if path.endswith("/invocations") else v2.error_body
 
 
 async def _error(request: Request, exc: Exception) -> Response:

@@ -1,17 +1,19 @@
 """The server's outermost ASGI app: inference answered directly, every other route by Starlette.
 
+The routes the table marks ``fast`` (:mod:`modelport.serving.routes`:
 ``/v2/models/{name}[/versions/{v}]/infer``, ``/v1/models/{name}[/versions/{v}]:predict`` and
-``[/models/{name}]/invocations`` are matched on the path, read, dispatched to their protocol's
-``infer`` and answered here, without Starlette's router, middleware stack and request and
-response objects. With batching, one ``predict`` serves many requests, so on a one-core server
-that machinery, not the model, was most of the time per request (py-spy; the figures are in
-the README). Health, metadata, the repository extension and the docs stay Starlette routes.
+``[/models/{name}]/invocations``) are matched on the path by one regular expression, read,
+dispatched to their protocol's ``infer`` and answered here, without Starlette's router,
+middleware stack and request and response objects. With batching, one ``predict`` serves
+many requests, so on a one-core server that machinery, not the model, was most of the time
+per request (py-spy; the figures are in the README). Health, metadata, the repository
+extension and the docs stay Starlette routes.
 Both sides map errors through :func:`~modelport.serving._http.error_reply`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,6 +27,7 @@ from modelport.serving._http import (
     error_reply,
     int_or_none,
 )
+from modelport.serving.routes import Protocol, RouteTable, check_handlers
 
 Handler = Callable[[Call], Awaitable[Reply]]
 
@@ -40,21 +43,22 @@ class Endpoint:
 
 
 class InferenceRoutes:
-    """Answers the inference routes itself and hands everything else to ``app``."""
+    """Answers the table's fast routes itself and hands everything else to ``app``."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        v2: Endpoint,
-        tfserving: Endpoint,
-        mlflow: Endpoint,
+        table: RouteTable,
+        handlers: Mapping[str, Handler],
+        error_bodies: Mapping[Protocol, ErrorBody],
         max_body_bytes: int,
     ) -> None:
         self.app = app
-        self._v2 = v2
-        self._tfserving = tfserving
-        self._mlflow = mlflow
+        check_handlers([r for r in table.routes if r.fast], handlers)
+        self._match = table.fast_matcher(
+            lambda r: Endpoint(handlers[r.handler], error_bodies[r.protocol], r.protocol)
+        )
         self._limit = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,19 +68,6 @@ class InferenceRoutes:
                 await self._answer(scope, receive, send, *target)
                 return
         await self.app(scope, receive, send)
-
-    def _match(self, path: str) -> tuple[Endpoint, str | None, str | None] | None:
-        """The endpoint, model name and version text for an inference path, else None."""
-        if path.startswith("/v2/models/") and path.endswith("/infer"):
-            return _named(self._v2, path[len("/v2/models/") : -len("/infer")])
-        if path.startswith("/v1/models/") and path.endswith(":predict"):
-            return _named(self._tfserving, path[len("/v1/models/") : -len(":predict")])
-        if path == "/invocations":
-            return self._mlflow, None, None
-        if path.startswith("/models/") and path.endswith("/invocations"):
-            name = path[len("/models/") : -len("/invocations")]
-            return (self._mlflow, name, None) if name and "/" not in name else None
-        return None
 
     async def _answer(
         self,
@@ -105,13 +96,3 @@ class InferenceRoutes:
         raw.append((b"content-length", str(len(reply.body)).encode()))
         await send({"type": "http.response.start", "status": reply.status, "headers": raw})
         await send({"type": "http.response.body", "body": reply.body})
-
-
-def _named(endpoint: Endpoint, rest: str) -> tuple[Endpoint, str, str | None] | None:
-    """Split ``name`` or ``name/versions/v``; anything else is not an inference path."""
-    parts = rest.split("/")
-    if len(parts) == 1 and parts[0]:
-        return endpoint, parts[0], None
-    if len(parts) == 3 and parts[0] and parts[1] == "versions":
-        return endpoint, parts[0], parts[2]
-    return None

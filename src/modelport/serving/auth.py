@@ -1,17 +1,23 @@
 """Who may call what: API keys, checked once, in front of every route.
 
 Every HTTP request passes through :class:`Authenticator` before any route runs, inference and
-Starlette routes alike, so no route or method can be forgotten: the scope a request needs is
-decided here from its method and path, and anything not listed below needs ``read``.
+Starlette routes alike. The scope a request needs, and the model it is about, come from the
+route table (:mod:`modelport.serving.routes`) that also builds the routers, so no route can
+be forgotten here: each route declares its scope, and a request no route takes by its method
+and path needs ``read`` for GET and HEAD and ``admin`` otherwise. In the table:
 
 - open, no key: ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /ping``,
   ``GET /health`` (probes must work without secrets), and the dashboard's static files under
-  ``/ui/`` (they hold no data; the page asks for a key and sends it to ``/ui/api/``);
+  ``/ui/`` and ``/ui/api/config`` (they hold no data; the page asks for a key and sends it to
+  the dashboard's data route, ``/ui/api/models``);
 - ``predict``: ``POST .../infer``, ``POST ...:predict``, ``POST [/models/{name}]/invocations``,
   and ``POST /v2/models/{name}/feedback`` (whoever may ask may say what the answer was);
-- ``admin``: every other non-GET request (``POST /v2/repository/models/{name}/load|unload``);
-- ``read``: every other GET, and ``POST /v2/repository/index`` (the V2 spec lists models
-  with a POST): metadata, repository index, ``/openapi.json``, ``/docs``.
+- ``admin``: ``POST /v2/repository/models/{name}/load|unload``;
+- ``read``: every other route, including ``POST /v2/repository/index`` (the V2 spec lists
+  models with a POST): metadata, repository index, ``/openapi.json``, ``/docs``.
+
+The model a request is about is its route's ``{name}``, the first model served for
+``/invocations``, and none for server-wide routes such as ``/v2``.
 
 A key limited to one model sees only that model wherever a server-wide route lists models
 (the repository index, ``/metrics``, the dashboard's data): the accepted key is left in the
@@ -33,8 +39,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -42,10 +47,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from modelport.errors import Forbidden, ModelportError, RateLimited, Unauthenticated
 from modelport.registry import ApiKey, Registry
 from modelport.serving._http import ErrorBody, error_reply
-from modelport.serving.observe import inference_protocol, tag
+from modelport.serving.observe import tag
+from modelport.serving.routes import Protocol, Resolved, RouteTable
 
-Scope_ = Literal["predict", "read", "admin"]
-_OPEN = frozenset({"/v2/health/live", "/v2/health/ready", "/ping", "/health"})
 _CACHE_LIMIT = 10_000
 _KEY_STATE = "modelport_api_key"
 _MODEL_OF_STATE = "modelport_model_of"
@@ -68,37 +72,14 @@ def sees(request: Request, served: str) -> bool:
     return only == (model_of(served) if callable(model_of) else served)
 
 
-def required_scope(method: str, path: str) -> Scope_ | None:
-    """The scope a request needs, or None for the open health routes."""
-    if method in ("GET", "HEAD") and (path in _OPEN or _is_ui_file(path)):
+def model_named(resolved: Resolved | None, default_model: Callable[[], str | None]) -> str | None:
+    """The model a request is about (None for server-wide routes such as ``/v2``)."""
+    if resolved is None:
         return None
-    if method == "POST" and (
-        path.endswith("/infer")
-        or path.endswith(":predict")
-        or path.endswith("/invocations")
-        or (path.startswith("/v2/models/") and path.endswith("/feedback"))
-    ):
-        return "predict"
-    if method in ("GET", "HEAD") or path == "/v2/repository/index":  # the index is POST too
-        return "read"
-    return "admin"
-
-
-def _is_ui_file(path: str) -> bool:
-    if path == "/ui/api/config":  # says only whether a key is needed
-        return True
-    return (path == "/ui" or path.startswith("/ui/")) and not path.startswith("/ui/api/")
-
-
-def model_named(path: str, default_model: Callable[[], str | None]) -> str | None:
-    """The model a path is about (None for server-wide routes such as ``/v2``)."""
-    for prefix in ("/v2/models/", "/v1/models/", "/v2/repository/models/", "/models/"):
-        if path.startswith(prefix):
-            name = path[len(prefix) :].split("/", 1)[0]
-            return name.split(":", 1)[0] or None
-    if path == "/invocations":
-        return default_model()
-    return None
+    name = resolved.params.get("name")
+    if isinstance(name, str):
+        return name
+    return default_model() if resolved.route.default_model else None
 
 
 class Authenticator:
@@ -109,8 +90,9 @@ class Authenticator:
         app: ASGIApp,
         registry: Callable[[], Registry],
         *,
+        table: RouteTable,
         default_model: Callable[[], str | None],
-        error_body: Callable[[str], ErrorBody],
+        error_bodies: Mapping[Protocol, ErrorBody],
         cache_seconds: float = 5.0,
         model_of: Callable[[str], str] = str,
     ) -> None:
@@ -120,7 +102,8 @@ class Authenticator:
         # The registry name a served name stands for: a key's --model is a registry name,
         # and a model may be served under another one (deployment.yaml's ``name``).
         self._model_of = model_of
-        self._error_body = error_body
+        self._table = table
+        self._error_bodies = error_bodies
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[ApiKey | None, float]] = {}
         self._buckets: dict[str, _Bucket] = {}
@@ -130,23 +113,22 @@ class Authenticator:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        needed = required_scope(method, path)
+        needed, resolved = self._table.scope_for(method, path)
         if needed is not None:
             try:
                 key = await self._key(scope)
-                served = model_named(path, self._default_model)
+                served = model_named(resolved, self._default_model)
                 model = None if served is None else self._model_of(served)
                 if not key.allows(needed, model):
                     raise Forbidden(key.name, needed, model)
                 if key.rate_limit is not None:
                     self._spend(key, key.rate_limit)
             except ModelportError as exc:
-                protocol = inference_protocol(path) if method == "POST" else None
-                if protocol is not None:
+                if resolved is not None and resolved.route.fast and method == "POST":
                     # Counted like any inference request, under model "": a name from an
                     # unauthenticated path must not grow the metrics' label sets.
-                    tag(scope, protocol, "")
-                await self._refuse(scope, send, exc)
+                    tag(scope, resolved.route.protocol, "")
+                await self._refuse(scope, send, exc, resolved)
                 return
             state = scope.setdefault("state", {})
             state[_KEY_STATE], state[_MODEL_OF_STATE] = key, self._model_of
@@ -182,9 +164,12 @@ class Authenticator:
     def _authenticate(self, token: str) -> ApiKey:
         return self._registry().authenticate(token)
 
-    async def _refuse(self, scope: Scope, send: Send, exc: ModelportError) -> None:
+    async def _refuse(
+        self, scope: Scope, send: Send, exc: ModelportError, resolved: Resolved | None
+    ) -> None:
         path = scope["path"]
-        reply = error_reply(exc, self._error_body(path), scope["method"], path)
+        protocol = "v2" if resolved is None else resolved.route.protocol
+        reply = error_reply(exc, self._error_bodies[protocol], scope["method"], path)
         headers = [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()
         ]

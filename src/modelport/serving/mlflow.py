@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from modelport.errors import ModelNotFound, UnsupportedMediaType
 from modelport.protocol import mlflow as codec
 from modelport.serving._http import JSON, Call, Reply
 from modelport.serving.dataplane import DataPlane
+from modelport.serving.routes import RequestHandler
 
 ACCEPTED = ["application/json", "text/csv"]
 # MLflow's error codes by HTTP status, so its clients see the shape they expect.
@@ -32,16 +32,13 @@ def encode_error(message: str, status: int, code: str = "internal") -> bytes:
     return codec.encode_error(message, _CODES.get(status, "INTERNAL_ERROR"), code)
 
 
-def routes() -> list[Route]:
-    """The MLflow-style health routes (``/invocations`` is :func:`invocations`)."""
+def handlers() -> dict[str, RequestHandler]:
+    """The MLflow-style health check's handler (``/invocations`` is :func:`invocations`)."""
 
     async def ping(request: Request) -> Response:
         return Response(b"\n", media_type=JSON)
 
-    return [
-        Route("/ping", ping, methods=["GET"]),
-        Route("/health", ping, methods=["GET"]),
-    ]
+    return {"ping": ping}
 
 
 async def invocations(plane: DataPlane, call: Call) -> Reply:

@@ -36,7 +36,6 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from modelport.artifact.checksums import verify_files
@@ -206,8 +205,11 @@ class Monitor:
         return {"models": models, "interval_s": self.history.interval}
 
 
-def routes(monitor: Monitor) -> list[BaseRoute]:
-    """The monitoring routes, bound to ``monitor``."""
+def handlers(monitor: Monitor) -> dict[str, Callable[..., Any]]:
+    """The monitoring routes' handlers, by their key in the route table, bound to ``monitor``.
+
+    Any: a ``mount``'s handler is an ASGI app (the dashboard's files), the others endpoints.
+    """
 
     async def metrics_text(request: Request) -> Response:
         names = monitor.plane.manager.models
@@ -280,17 +282,16 @@ def routes(monitor: Monitor) -> list[BaseRoute]:
     async def ui_root(request: Request) -> Response:
         return RedirectResponse("/ui/")
 
-    model = "/v2/models/{name}"
-    return [
-        Route("/metrics", metrics_text, methods=["GET"]),
-        Route(f"{model}/drift", drift, methods=["GET"]),
-        Route(f"{model}/quality", quality, methods=["GET"]),
-        Route(f"{model}/feedback", feedback, methods=["POST"]),
-        Route("/ui/api/models", ui_models, methods=["GET"]),
-        Route("/ui/api/config", ui_config, methods=["GET"]),
-        Route("/ui", ui_root, methods=["GET"]),
-        Mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui"),
-    ]
+    return {
+        "metrics": metrics_text,
+        "drift": drift,
+        "quality": quality,
+        "feedback": feedback,
+        "ui_models": ui_models,
+        "ui_config": ui_config,
+        "ui_root": ui_root,
+        "ui_files": StaticFiles(directory=UI_DIR, html=True),
+    }
 
 
 def _lineup(

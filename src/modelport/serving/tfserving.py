@@ -7,33 +7,25 @@
 
 from __future__ import annotations
 
-import re
-
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from modelport.errors import NotFound
 from modelport.protocol import tfserving as codec
 from modelport.serving._http import JSON, Call, Reply, json_response
 from modelport.serving.dataplane import DataPlane
+from modelport.serving.routes import RequestHandler
 
-_PATH = re.compile(r"(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?")
 
-
-def routes(plane: DataPlane) -> list[Route]:
-    """The model status route, bound to ``plane``."""
+def handlers(plane: DataPlane) -> dict[str, RequestHandler]:
+    """The model status route's handler, bound to ``plane``."""
 
     async def model_status(request: Request) -> Response:
-        match = _PATH.fullmatch(request.path_params["rest"])
-        if match is None:
-            raise NotFound(f"no route {request.method} {request.url.path}")
-        version = int(match["version"]) if match["version"] else None
-        loaded = plane.model(match["name"], version)
+        params = request.path_params  # the version, when given, is an int (``{version:int}``)
+        loaded = plane.model(params["name"], params.get("version"))
         state = {"version": str(loaded.version or 0), "state": "AVAILABLE"}
         return json_response({"model_version_status": [{**state, "status": {}}]})
 
-    return [Route("/v1/models/{rest:path}", model_status, methods=["GET"])]
+    return {"model_status": model_status}
 
 
 async def predict(plane: DataPlane, call: Call) -> Reply:

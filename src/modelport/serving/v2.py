@@ -2,8 +2,8 @@
 
 Health, server and model metadata, readiness and the model repository extension (index, load,
 unload) are Starlette routes; :func:`infer` (JSON and the binary tensor data extension) is
-answered from :mod:`modelport.serving.asgi`. The wire format itself
-lives in :mod:`modelport.protocol.v2`.
+answered from :mod:`modelport.serving.asgi`. Every route is declared in
+:mod:`modelport.serving.routes`. The wire format itself lives in :mod:`modelport.protocol.v2`.
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ from typing import Any
 import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from modelport.protocol import v2 as codec
 from modelport.protocol import v2_binary
 from modelport.serving._http import Call, Reply, int_or_none, json_response
 from modelport.serving.auth import sees
 from modelport.serving.dataplane import DataPlane
+from modelport.serving.routes import RequestHandler
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 HEADER_LENGTH = b"inference-header-content-length"
 
 
-def routes(plane: DataPlane) -> list[Route]:
-    """Every V2 route, bound to ``plane``."""
+def handlers(plane: DataPlane) -> dict[str, RequestHandler]:
+    """The V2 routes' handlers, by their key in the route table, bound to ``plane``."""
 
     async def live(request: Request) -> Response:
         return json_response({"live": True})
@@ -76,20 +76,16 @@ def routes(plane: DataPlane) -> list[Route]:
         await plane.manager.unload(name)
         return json_response(_index_entry(plane, name))
 
-    model = "/v2/models/{name}"
-    versioned = "/v2/models/{name}/versions/{version}"
-    return [
-        Route("/v2/health/live", live, methods=["GET"]),
-        Route("/v2/health/ready", ready, methods=["GET"]),
-        Route("/v2", server_metadata, methods=["GET"]),
-        Route(model, model_metadata, methods=["GET"]),
-        Route(versioned, model_metadata, methods=["GET"]),
-        Route(f"{model}/ready", model_ready, methods=["GET"]),
-        Route(f"{versioned}/ready", model_ready, methods=["GET"]),
-        Route("/v2/repository/index", repository_index, methods=["GET", "POST"]),
-        Route("/v2/repository/models/{name}/load", repository_load, methods=["POST"]),
-        Route("/v2/repository/models/{name}/unload", repository_unload, methods=["POST"]),
-    ]
+    return {
+        "live": live,
+        "ready": ready,
+        "server_metadata": server_metadata,
+        "model_metadata": model_metadata,
+        "model_ready": model_ready,
+        "repository_index": repository_index,
+        "repository_load": repository_load,
+        "repository_unload": repository_unload,
+    }
 
 
 async def infer(plane: DataPlane, call: Call) -> Reply:
