@@ -38,6 +38,7 @@ except ImportError:
     raise
 from modelport.config import Settings
 from modelport.errors import InvalidInput
+from modelport.packaging import LoadedModel
 from modelport.ref import ModelRef
 from modelport.registry import BatchRun, Registry
 
@@ -123,40 +124,68 @@ def score(
             with Heartbeat(
                 registry.runs, lambda now: _record(result, engine, started, heartbeat=now)
             ):
-                if engine == "local":
-                    run_local(
-                        model,
-                        spec,
-                        src,
-                        out,
-                        result,
-                        overwrite=overwrite,
-                        max_reject_fraction=max_reject_fraction,
-                        on_progress=on_progress,
-                    )
-                elif engine == "ray":
-                    from modelport.batch.ray_engine import run_ray
-
-                    run_ray(
-                        model,
-                        spec,
-                        src,
-                        out,
-                        result,
-                        trust_unsafe=model.trusted_by is not None,  # as the driver decided
-                        address=address,
-                        overwrite=overwrite,
-                        max_reject_fraction=max_reject_fraction,
-                        on_progress=on_progress,
-                    )
-                else:
-                    raise InvalidInput(f"unknown engine {engine!r} (local, ray)")
+                _run(
+                    engine,
+                    model,
+                    spec,
+                    src,
+                    out,
+                    result,
+                    address=address,
+                    overwrite=overwrite,
+                    max_reject_fraction=max_reject_fraction,
+                    on_progress=on_progress,
+                )
         except BaseException as exc:
             result.status, result.error = "failed", str(exc) or type(exc).__name__
             registry.runs.record_run(_record(result, engine, started, datetime.now(UTC)))
             raise
         registry.runs.record_run(_record(result, engine, started, datetime.now(UTC)))
     return result
+
+
+def _run(
+    engine: Engine,
+    model: LoadedModel,
+    spec: JobSpec,
+    src: formats.Source,
+    out: Path,
+    result: BatchResult,
+    *,
+    address: str | None,
+    overwrite: bool,
+    max_reject_fraction: float,
+    on_progress: Callable[[Progress], None] | None,
+) -> None:
+    """Run the job on ``engine``: ``src`` into the folder ``out``, filling in ``result``."""
+    if engine == "local":
+        run_local(
+            model,
+            spec,
+            src,
+            out,
+            result,
+            overwrite=overwrite,
+            max_reject_fraction=max_reject_fraction,
+            on_progress=on_progress,
+        )
+    elif engine == "ray":
+        from modelport.batch.ray_engine import run_ray
+
+        run_ray(
+            model,
+            spec,
+            src,
+            out,
+            result,
+            trust_unsafe=model.trusted_by is not None,  # as the driver decided
+            address=address,
+            overwrite=overwrite,
+            max_reject_fraction=max_reject_fraction,
+            on_progress=on_progress,
+        )
+    else:
+        raise InvalidInput(f"unknown engine {engine!r} (local, ray)")
 
 
 def _record(
