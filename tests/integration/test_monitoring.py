@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -410,3 +411,30 @@ def test_prune_log_keeps_the_recent_window(home: Path, capsys: pytest.CaptureFix
     refused = cli(capsys, "prune-log", "--older-than", "soon")
     assert refused.code == 2
     assert "not a duration" in refused.err
+
+
+def test_feedback_bodies_are_read_with_the_inference_limits(home: Path) -> None:
+    """The feedback route reads its body as the inference routes do: a declared or streamed
+    body over 16 MiB is refused (413) before it is held, a compressed one too (415)."""
+    frame, _ = churn_frame(1, seed=8)
+    with (
+        serving(home, "churn", "--log-sample-rate", "1", "--no-access-log") as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        url = "/v2/models/churn/feedback"
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:  # says 17 MiB
+            head = f"POST {url} HTTP/1.1\r\nHost: x\r\nContent-Length: {17 << 20}\r\n\r\n"
+            sock.sendall(head.encode() + b"{}")
+            assert sock.recv(64).startswith(b"HTTP/1.1 413 "), "refused before the body came"
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(17):
+                yield b" " * (1 << 20)
+
+        streamed = client.post(url, content=chunks())
+        assert streamed.status_code == 413
+        zipped = client.post(url, content=b"\x1f\x8b", headers={"Content-Encoding": "gzip"})
+        assert zipped.status_code == 415
+        assert "gzip" in zipped.json()["error"]
+        assert client.post("/v2/models/churn/infer", json=v2_body(frame)).status_code == 200

@@ -60,7 +60,7 @@ from modelport.registry import _trust
 from modelport.registry._backends import open_artifact_store, open_metadata_store
 from modelport.registry._names import closest_name
 from modelport.registry.artifact_store import ArtifactStore
-from modelport.registry.entities import AliasChange, ApiKey, ModelInfo, ModelVersion, Page
+from modelport.registry.entities import AliasChange, ModelInfo, ModelVersion, Page
 from modelport.registry.keys import ApiKeys
 from modelport.registry.loading import checked_manifest, load_version
 
@@ -100,12 +100,6 @@ class Registry:
             registry_uri or settings.resolved_registry_uri()
         )
         self._keys = ApiKeys(self._store, self._store)
-
-    @property
-    def store(self) -> MetadataStore:
-        """The whole metadata store. Deprecated: use ``keys``, ``predictions`` or ``runs``;
-        kept only until ``serving/monitor.py`` stops calling it."""
-        return self._store
 
     @property
     def keys(self) -> ApiKeys:
@@ -459,11 +453,6 @@ class Registry:
         return model
 
     # -- API keys (moving to ``keys``) ---------------------------------------------------
-
-    def authenticate(self, token: str) -> ApiKey:
-        """Deprecated: ``registry.keys.authenticate``; kept only until ``serving/auth.py``
-        calls that instead."""
-        return self._keys.authenticate(token)
 
 
 def _describe(exc: BaseException) -> str:

@@ -162,7 +162,7 @@ class Authenticator:
             raise RateLimited(key.name, per_second, max(1, math.ceil(wait)))
 
     def _authenticate(self, token: str) -> ApiKey:
-        return self._registry().authenticate(token)
+        return self._registry().keys.authenticate(token)
 
     async def _refuse(
         self, scope: Scope, send: Send, exc: ModelportError, resolved: Resolved | None

@@ -40,14 +40,14 @@ from starlette.staticfiles import StaticFiles
 
 from modelport.artifact.checksums import verify_files
 from modelport.artifact.manifest import MANIFEST_FILE, parse_manifest, read_manifest_bytes
-from modelport.errors import ArtifactCorrupted, InvalidInput, ModelportError, PayloadTooLarge
+from modelport.errors import ArtifactCorrupted, InvalidInput, ModelportError
 from modelport.monitoring import labels, live
 from modelport.monitoring.drift import DriftThresholds
 from modelport.monitoring.history import MetricsHistory
 from modelport.monitoring.metrics import CONTENT_TYPE, ServerMetrics
 from modelport.monitoring.prediction_log import PredictionLogger
 from modelport.registry import ArtifactStore, ModelVersion
-from modelport.serving._http import json_response
+from modelport.serving._http import Call, json_response
 from modelport.serving.auth import sees, visible_model
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.manager import ModelManager, ServedModel, client_reason
@@ -84,9 +84,9 @@ class Monitor:
         """Start the prediction log writer and the periodic task; stop them after."""
         manager = self.plane.manager
         if any(rate > 0 for rate in self.plane.sample_rates.values()):
-            store = await manager.run_in_thread(lambda: manager.registry().store)
+            predictions = await manager.run_in_thread(lambda: manager.registry().predictions)
             self.plane.prediction_log = PredictionLogger(
-                store, max_queue=self.plane.settings.log_queue, metrics=self.metrics
+                predictions, max_queue=self.plane.settings.log_queue, metrics=self.metrics
             )
         task = asyncio.get_running_loop().create_task(self._periodic())
         try:
@@ -135,7 +135,7 @@ class Monitor:
         body = dict(
             await manager.run_in_thread(
                 lambda: live.drift_summary(
-                    manager.registry().store,
+                    manager.registry().predictions,
                     name,
                     loaded.version,
                     loaded.model.signature,
@@ -159,7 +159,9 @@ class Monitor:
         manager = self.plane.manager
         body = dict(
             await manager.run_in_thread(
-                lambda: live.quality_summary(manager.registry().store, name, window, buckets, most)
+                lambda: live.quality_summary(
+                    manager.registry().predictions, name, window, buckets, most
+                )
             )
         )
         for version, scores in body["versions"].items():
@@ -242,7 +244,8 @@ def handlers(monitor: Monitor) -> dict[str, Callable[..., Any]]:
     async def feedback(request: Request) -> Response:
         name = request.path_params["name"]
         served = monitor.plane.manager.served(name)  # 404 before reading the body
-        body = await _bounded_body(request)
+        # The one body reader the inference routes use: the same limits and refusals.
+        body = await Call(request.scope, request.receive, name, None, _MAX_FEEDBACK_BYTES).body()
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -257,12 +260,12 @@ def handlers(monitor: Monitor) -> dict[str, Callable[..., Any]]:
         def store() -> list[str]:
             if log is not None:  # entries queued before this label: written first
                 log.flush(_FEEDBACK_FLUSH_S)
-            store = manager.registry().store
-            rows = store.count_logged_rows(name, [rid for rid, _ in pairs])
+            predictions = manager.registry().predictions
+            rows = predictions.count_logged_rows(name, [rid for rid, _ in pairs])
             for rid, label in pairs:  # all or nothing, as for a label of the wrong kind
                 if rid in rows and (problem := labels.count_problem(rid, label, rows[rid])):
                     raise InvalidInput(problem)
-            return store.add_feedback(name, pairs)
+            return predictions.add_feedback(name, pairs)
 
         unknown = await manager.run_in_thread(store)
         return json_response(
@@ -434,15 +437,3 @@ def _number(text: str | None, what: str, default: float, low: float, high: float
     if not low <= value <= high:
         raise InvalidInput(f"{what} must be between {low:g} and {high:g}")
     return value
-
-
-async def _bounded_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > _MAX_FEEDBACK_BYTES:
-        raise PayloadTooLarge(_MAX_FEEDBACK_BYTES)
-    chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > _MAX_FEEDBACK_BYTES:
-            raise PayloadTooLarge(_MAX_FEEDBACK_BYTES)
-    return bytes(chunks)

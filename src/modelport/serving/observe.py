@@ -93,17 +93,6 @@ def adopt_request_id(scope: Scope, body_id: str | None) -> None:
         scope[REQUEST_ID] = body_id
 
 
-def inference_protocol(path: str) -> str | None:
-    """The protocol of an inference route's path (None for any other route)."""
-    if path.endswith("/infer"):
-        return "v2"
-    if path.endswith(":predict"):
-        return "tfserving"
-    if path.endswith("/invocations"):
-        return "mlflow"
-    return None
-
-
 def tag(scope: Scope, protocol: str, model: str | None = None, version: int | None = None) -> None:
     """Record what the request was about, for the access line and the metrics."""
     scope[_PROTOCOL] = protocol

@@ -131,11 +131,12 @@ def test_the_fast_path_answers_another_method_with_405() -> None:
 
 
 class Keys:
-    """A registry whose only key is ``key``, with the given scope."""
+    """A registry whose only key is ``key``, with the given scope (its ``keys`` is itself)."""
 
     def __init__(self, scope: str) -> None:
         now = datetime.now(UTC)
         self.key = ApiKey("k", "id", scope, None, now)  # type: ignore[arg-type]
+        self.keys = self
 
     def authenticate(self, token: str) -> ApiKey:
         if token != "good":
