@@ -19,7 +19,8 @@ from modelport.config import ServingSettings
 from modelport.errors import ModelportError, PredictionFailed, RequestTimeout
 from modelport.monitoring.metrics import ServerMetrics
 from modelport.monitoring.prediction_log import PredictionLogger
-from modelport.serving.manager import LoadedVersion, ModelManager
+from modelport.serving.manager import ModelManager
+from modelport.serving.served import LoadedVersion
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from modelport.protocol import v2_client
 from modelport.serving._http import json_response
 from modelport.serving.auth import sees
 from modelport.serving.dataplane import DataPlane
-from modelport.serving.manager import LoadedVersion
 from modelport.serving.routes import TABLE, Route
+from modelport.serving.served import LoadedVersion
 
 _ERROR = {
     "description": "Error",

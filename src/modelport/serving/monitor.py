@@ -50,7 +50,8 @@ from modelport.registry import ArtifactStore, ModelVersion
 from modelport.serving._http import Call, json_response
 from modelport.serving.auth import sees, visible_model
 from modelport.serving.dataplane import DataPlane
-from modelport.serving.manager import ModelManager, ServedModel, client_reason
+from modelport.serving.manager import ModelManager
+from modelport.serving.served import ServedModel, client_reason
 
 logger = logging.getLogger(__name__)
 
