@@ -102,7 +102,7 @@ def _monitor(
     model = SimpleNamespace(signature=signature, reference_profile=lambda: profile)
     manager = SimpleNamespace(
         run_in_thread=run_in_thread,
-        registry=lambda: SimpleNamespace(store=store),
+        registry=lambda: SimpleNamespace(predictions=store),
         served=lambda name: None,
     )
     plane = SimpleNamespace(
