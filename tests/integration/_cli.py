@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from modelport.cli import main
+from modelport.cli import _shared, main
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,11 @@ class CliResult:
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
     """``modelport ARGS``: its exit code, stdout and stderr (MODELPORT_* from the test's env)."""
     capsys.readouterr()
+    # A console takes its width from COLUMNS when it is made, once per process; a fresh
+    # process per command would read the test's COLUMNS, so each call here does too.
+    columns = os.environ.get("COLUMNS", "")
+    for console in (_shared.out, _shared.err):
+        console.width = int(columns) if columns.isdigit() else 80
     try:
         main(list(args))
         code = 0

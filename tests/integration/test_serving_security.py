@@ -268,15 +268,16 @@ def test_require_signed_serves_only_signed_models(home: Path, tmp_path: Path) ->
 
 def test_every_other_method_needs_a_key_too(server: Server, keys: dict[str, str]) -> None:
     paths = {path for _, path in routes(server, keys["admin"])} | {"/nowhere", "/v2/models/x/y/z"}
-    for path in sorted(paths):
-        for method in ("PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "POST", "GET"):
-            if (method, path) in OPEN:
-                continue
-            r = httpx.request(method, f"{server.url}{path}", timeout=30)
-            assert r.status_code == 401, (method, path, r.status_code, r.text)
-            r = httpx.request(method, f"{server.url}{path}", headers=bearer(keys["predict-other"]))
-            assert r.status_code in (401, 403, 404, 405), (method, path, r.status_code)
-            assert r.status_code != 200
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for path in sorted(paths):
+            for method in ("PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "POST", "GET"):
+                if (method, path) in OPEN:
+                    continue
+                r = client.request(method, path)
+                assert r.status_code == 401, (method, path, r.status_code, r.text)
+                r = client.request(method, path, headers=bearer(keys["predict-other"]))
+                assert r.status_code in (401, 403, 404, 405), (method, path, r.status_code)
+                assert r.status_code != 200
 
 
 def test_a_key_rate_limit_answers_429_with_retry_after(home: Path, server: Server) -> None:
