@@ -25,11 +25,11 @@ browser:
 		($(APT) update -qq && $(APT) install -y -qq chromium chromium-driver >/dev/null)
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q -p no:cacheprovider --cov --cov-report=term
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --cov --cov-report=term
 
 # The edit loop: unit and in-process tests, none that starts a process of its own.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 -m "not slow"
 
 # The serving benchmark needs wrk, a C load generator from Debian.
 bench: $(STAMP)

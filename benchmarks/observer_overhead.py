@@ -13,6 +13,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelport.monitoring.metrics import ServerMetrics
 from modelport.serving.observe import AccessLog, RequestObserver, tag
 
 N = 100_000
@@ -34,8 +35,10 @@ async def main() -> None:
 
     cases: dict[str, ASGIApp] = {
         "bare app": answer,
-        "observer, no access log": RequestObserver(answer),
-        "observer + access log": RequestObserver(answer, access_log=AccessLog(io.BytesIO())),
+        "observer, no access log": RequestObserver(answer, metrics=ServerMetrics()),
+        "observer + access log": RequestObserver(
+            answer, metrics=ServerMetrics(), access_log=AccessLog(io.BytesIO())
+        ),
     }
     for label, app in cases.items():
         start = time.perf_counter()
