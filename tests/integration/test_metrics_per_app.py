@@ -4,52 +4,23 @@ one leaves prometheus_client's default registry, and its ``*_created`` series, a
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
-from typing import Any
 
-import httpx
 import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.types import ASGIApp
 
 import modelport
 from modelport.serving.app import create_app
 from modelport.serving.deployment import ModelSpec
 
+from ._asgi import started
 from ._churn import churn_frame, churn_home, v2_body
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return churn_home(tmp_path)
-
-
-@contextlib.asynccontextmanager
-async def _started(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
-    """``app`` started and stopped through the ASGI lifespan, with a client calling it in
-    this process."""
-    inbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
-    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-
-    async def serve() -> None:
-        await app(scope, inbox.get, outbox.put)
-
-    task = asyncio.create_task(serve())
-    await inbox.put({"type": "lifespan.startup"})
-    started = await outbox.get()
-    assert started["type"] == "lifespan.startup.complete", started
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-    finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await outbox.get()
-        await task
 
 
 def _requests(text: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -69,7 +40,7 @@ def test_two_apps_in_one_process_count_apart(home: Path) -> None:
     frame, _ = churn_frame(2, seed=3)
 
     async def run() -> tuple[str, str]:
-        async with _started(busy) as one, _started(idle) as other:
+        async with started(busy) as one, started(idle) as other:
             for _ in range(3):
                 r = await one.post("/v2/models/churn/infer", json=v2_body(frame))
                 assert r.status_code == 200, r.text

@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
-from starlette.types import ASGIApp
 
 import modelport
 from modelport.monitoring import prediction_log
 from modelport.serving.app import create_app
 from modelport.serving.deployment import ModelSpec
 
+from ._asgi import started
 from ._churn import NUMERIC, churn_frame, churn_home, sample, scrape, v2_body, wait_for, written
 from ._cli import cli
 from ._server import running_server, serving
@@ -132,31 +130,6 @@ def test_request_ids_are_honoured_generated_and_logged(home: Path) -> None:
     assert by_id[generated.headers["x-request-id"]]["path"] == "/v2/models/churn/infer"
 
 
-@contextlib.asynccontextmanager
-async def _started(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
-    """``app`` started and stopped through the ASGI lifespan, as a server does, with a
-    client that calls it in this process."""
-    inbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
-    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-
-    async def serve() -> None:
-        await app(scope, inbox.get, outbox.put)
-
-    task = asyncio.create_task(serve())
-    await inbox.put({"type": "lifespan.startup"})
-    started = await outbox.get()
-    assert started["type"] == "lifespan.startup.complete", started
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-    finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await outbox.get()
-        await task
-
-
 def test_feedback_right_after_its_prediction_finds_it(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -167,7 +140,7 @@ def test_feedback_right_after_its_prediction_finds_it(
     app = create_app(modelport.Settings(home=home), [ModelSpec(ref="churn", log_sample_rate=1.0)])
 
     async def predict_then_label() -> httpx.Response:
-        async with _started(app) as client:
+        async with started(app) as client:
             r = await client.post(
                 "/v2/models/churn/infer", json=v2_body(frame), headers={"X-Request-ID": "now-1"}
             )
