@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
@@ -29,6 +30,14 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def _waiting(browser: WebDriver) -> WebDriverWait[WebDriver]:
+    """Up to 30 s for a condition; an element the page re-rendered while it was read (stale)
+    is read again at the next poll rather than failing the wait."""
+    return WebDriverWait(
+        browser, 30, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]
+    )
 
 
 @pytest.fixture
@@ -103,7 +112,7 @@ def test_dashboard_shows_models_charts_drift_and_quality(
             )
 
         browser.get(f"{server.url}/ui/")
-        wait = WebDriverWait(browser, 30, poll_frequency=0.2)
+        wait = _waiting(browser)
         section = wait.until(
             lambda d: d.find_element(By.CSS_SELECTOR, 'section[data-model="churn"]')
         )
@@ -213,7 +222,7 @@ def test_a_model_of_many_plain_features_shows_the_drifting_one_and_folds_the_res
         wait_for(lambda: written(server.url, "wide") == 8)
 
         browser.get(f"{server.url}/ui/")
-        wait = WebDriverWait(browser, 30, poll_frequency=0.2)
+        wait = _waiting(browser)
         section = wait.until(
             lambda d: d.find_element(By.CSS_SELECTOR, 'section[data-model="wide"] .drift .legend')
         ).find_element(By.XPATH, "ancestor::section")
@@ -261,7 +270,7 @@ def test_a_version_whose_files_were_changed_is_listed_as_corrupted(
         fh.write(b"\0")
     with serving(home, "churn@production") as server:
         browser.get(f"{server.url}/ui/")
-        wait = WebDriverWait(browser, 30, poll_frequency=0.2)
+        wait = _waiting(browser)
 
         def status(version: int) -> str:
             found = browser.find_elements(
@@ -301,7 +310,7 @@ def test_dashboard_asks_for_a_key_when_auth_is_on(
     with serving(home, "churn", "--auth") as server:
         assert httpx.get(f"{server.url}/ui/api/models").status_code == 401
         browser.get(f"{server.url}/ui/")
-        wait = WebDriverWait(browser, 30, poll_frequency=0.2)
+        wait = _waiting(browser)
         form = wait.until(lambda d: d.find_element(By.ID, "login"))
         wait.until(lambda d: form.is_displayed())
         assert browser.find_elements(By.CSS_SELECTOR, "section.model") == []
@@ -332,7 +341,7 @@ def test_the_docs_page_renders_and_shows_how_to_call_each_model(
         ]  # fmt: skip
         assert httpx.post(f"{server.url}/v2/models/churn/infer", json=example).status_code == 200
         browser.get(f"{server.url}/docs")
-        wait = WebDriverWait(browser, 30, poll_frequency=0.2)
+        wait = _waiting(browser)
         block = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".opblock-tag-section"))
         page = browser.find_element(By.TAG_NAME, "body").text
         assert "does not specify a valid version field" not in page
