@@ -152,9 +152,9 @@ def serving(
     """``modelport serve ARGS`` in this process, on a real port, until the block ends.
 
     The command runs as a user runs it (flags, settings from the environment, start-up
-    checks, the app, uvicorn) in a thread, so a test pays no interpreter start. Only two
-    process-wide acts are left out: uvicorn listens on a socket bound here first (no race
-    for a free port), and no SIGTERM handler is installed (a thread cannot). Whatever needs
+    checks, the app, uvicorn) in a thread, so a test pays no interpreter start. uvicorn
+    listens on a socket bound here first (no race for a free port), and, as in any thread
+    but the main one, no SIGTERM handler is installed. Whatever needs
     a process of its own (signals, ``--workers``, exit codes) uses :func:`running_server`.
     """
     host = args[args.index("--host") + 1] if "--host" in args else "127.0.0.1"
@@ -190,11 +190,7 @@ def serving(
     verify: bool | ssl.SSLContext = True if ca is None else ssl.create_default_context(cafile=ca)
     thread = threading.Thread(target=command, name=f"modelport serve :{port}", daemon=True)
     try:
-        with (
-            mock.patch.object(server_module, "uvicorn", SimpleNamespace(run=run)),
-            mock.patch.object(server_module, "signal", SimpleNamespace(
-                signal=lambda *_: None, SIGTERM=signal.SIGTERM)),
-        ):  # fmt: skip
+        with mock.patch.object(server_module, "uvicorn", SimpleNamespace(run=run)):
             for logger in loggers:
                 logger.addHandler(handler)
             thread.start()

@@ -382,8 +382,11 @@ def _scores(task: str, rows: Sequence[_Row]) -> dict[str, float | None]:
     if len(classes) == 2 and all(s is not None for s in scores):
         positive = np.array([t == classes[1] for t in labels])
         if 0 < positive.sum() < len(positive):
-            require("drift")  # AUC's ranks: scipy
-            from scipy.stats import rankdata  # lazily: scipy.stats takes 0.7 s to import
+            try:  # lazily: scipy.stats takes 0.7 s to import
+                from scipy.stats import rankdata
+            except ImportError:
+                require("drift")  # AUC's ranks: names modelport[drift]
+                raise
 
             ranks = rankdata(np.array(scores, dtype=np.float64))
             n_pos = int(positive.sum())

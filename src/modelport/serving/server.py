@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ def serve(settings: Settings, specs: list[ModelSpec], *, insecure_no_auth: bool 
         options.update(ssl_certfile=str(cfg.tls_cert), ssl_keyfile=str(cfg.tls_key))
     # uvicorn drains on SIGTERM, restores the previous handler and re-raises the signal;
     # with this no-op handler in place the re-raise is harmless and a drained stop exits 0.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    # Only the main thread may set it; uvicorn, too, leaves signals alone in any other.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
     if cfg.workers > 1:
         metrics.enable_multiprocess()  # before any worker imports prometheus_client
         folder = Path(tempfile.mkdtemp(prefix="modelport-workers-"))
