@@ -87,6 +87,7 @@ class AdaptiveBatcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_batch_requests = 1
+        self.closed = False
         metrics = metrics if metrics is not None else ServerMetrics()
         self._rows_metric = metrics.batch_size.labels(name)
         self._depth_metric = metrics.queue_depth.labels(name)
@@ -122,7 +123,12 @@ class AdaptiveBatcher:
             expiry.cancel()
 
     async def close(self) -> None:
-        """Stop the loop; anything still queued is failed rather than left waiting."""
+        """Stop the loop; anything still queued is failed rather than left waiting.
+
+        ``closed`` is set before the first await, so a caller that checks it before
+        :meth:`submit` never queues behind a closing loop (see ``LoadedVersion.predict``).
+        """
+        self.closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -42,11 +42,15 @@ class LoadedVersion:
     ) -> Arrays:
         """Run through the batcher when there is one, else straight through the runner.
 
+        A request that took this version just before a swap let it go (its batcher is
+        closed) is still answered by it, straight through the runner: the swap never fails
+        a request that was already routed.
+
         Raises :class:`RequestTimeout` when no answer comes within ``timeout`` seconds.
         """
         self.inflight += 1
         try:
-            if self.batcher is not None:
+            if self.batcher is not None and not self.batcher.closed:
                 return await self.batcher.submit(inputs, outputs, timeout)
             try:
                 async with asyncio.timeout(timeout):

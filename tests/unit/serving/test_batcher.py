@@ -6,13 +6,16 @@ import asyncio
 import threading
 from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import numpy as np
 import pytest
 
 from modelport.errors import FlavorError, Overloaded, RequestTimeout
+from modelport.packaging import LoadedModel
 from modelport.serving.batcher import AdaptiveBatcher
 from modelport.serving.runner import PredictFn, PredictRunner
+from modelport.serving.served import LoadedVersion
 
 Arrays = dict[str, np.ndarray]
 TIMEOUT = 30.0
@@ -230,3 +233,27 @@ def test_a_request_that_times_out_fails_alone_and_leaves_the_queue(
         await batcher.close()
 
     asyncio.run(main())
+
+
+def test_a_request_routed_before_a_swap_is_answered_while_its_batcher_closes(
+    executor: ThreadPoolExecutor,
+) -> None:
+    """The swap race a 2-worker CI run hit: the manager let the old version go (its batcher
+    closing) while a request that had already taken that version was reading its body; the
+    request then queued behind the closing loop and failed with "was unloaded" (a 422)."""
+
+    async def main() -> Arrays:
+        batcher = make(executor)
+        loaded = LoadedVersion(
+            "m", 1, cast(LoadedModel, None), threaded(double, executor), batcher, 0.0
+        )
+        await loaded.predict({"x": np.ones((1, 2))}, None, TIMEOUT)  # the loop is running
+        closing = asyncio.ensure_future(batcher.close())
+        await asyncio.sleep(0)  # close() now waits for the cancelled loop to end
+        assert batcher.closed
+        assert not closing.done()
+        answer = await loaded.predict({"x": np.full((1, 2), 3.0)}, None, TIMEOUT)
+        await closing
+        return answer
+
+    np.testing.assert_array_equal(asyncio.run(main())["y"], [[6.0, 6.0]])
