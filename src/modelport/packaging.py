@@ -394,6 +394,11 @@ def _signature_for(
     if example is not None:
         own = _model_signature(flavor, model)
         signature = infer_signature(example)
+        if own is not None and declares_inputs(flavor) and _fits_declared(signature, own):
+            # The model says what it takes (an ONNX graph, an exported program, a Keras
+            # input layer): that is the signature, and the example must fit it.
+            what = "input_example (checked against the inputs the model declares)"
+            return own, _coerce(own, example, what)
         if isinstance(example, TextTable):  # text (a CSV file): read with the model's types
             signature = _text_signature(signature, own, example)
         elif not isinstance(example, Mapping):  # a bare array maps onto a single input
@@ -405,6 +410,18 @@ def _signature_for(
             f"cannot tell what a {type(model).__name__} takes as input; pass input_example="
         )
     return inferred, None
+
+
+def declares_inputs(flavor: Flavor) -> bool:
+    """True for a flavor whose model files declare their inputs (``DECLARES_INPUTS``): its
+    ``infer_signature`` reads a declaration, not a guess such as scikit-learn's feature count."""
+    return bool(getattr(flavor, "DECLARES_INPUTS", False))
+
+
+def _fits_declared(example: Signature, declared: Signature) -> bool:
+    """Whether the example is tensors for tensor inputs; a table example (a DataFrame) for a
+    graph of one-column inputs keeps the table's signature, whose columns feed those inputs."""
+    return example.kind == "tensors" and declared.kind == "tensors"
 
 
 def _model_signature(flavor: Flavor, model: object) -> Signature | None:

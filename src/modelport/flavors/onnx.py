@@ -20,6 +20,7 @@ from modelport.flavors._framework import from_package, import_framework
 
 NAME = "onnx"
 FILE_SUFFIXES = (".onnx",)
+DECLARES_INPUTS = True  # the graph's inputs are the signature; an example must fit them
 
 _FILE = "model.onnx"
 

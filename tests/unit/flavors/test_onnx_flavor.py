@@ -148,3 +148,31 @@ def test_a_bare_array_example_feeds_the_single_graph_input(
     assert manifest.signature.input_names == ["X"]
     loaded = modelport.load(str(tmp_path / "m"))
     np.testing.assert_array_equal(loaded.predict(x[:3]), logistic.predict(x[:3]))
+
+
+def test_the_graph_declaration_is_the_signature_and_the_example_must_fit_it(
+    logistic: LogisticRegression, arrays: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    """The model's own signature: a float64 example of a float32 graph is read as the graph
+    declares it, and an example of the wrong width is refused at save, naming the input."""
+    import modelport
+    from modelport.errors import InvalidInput
+
+    x64 = arrays["x_train"]  # float64, as numpy users pass by default
+    manifest = modelport.save(_convert(logistic), tmp_path / "m", input_example=x64[:5])
+    assert manifest.signature.inputs == (TensorSpec("X", "float32", (-1, 4)),)
+    with pytest.raises(InvalidInput, match=r"inputs the model declares.*expected shape \[-1, 4\]"):
+        modelport.save(_convert(logistic), tmp_path / "narrow", input_example=x64[:5, :3])
+    assert not (tmp_path / "narrow").exists()
+
+
+def test_a_graph_saved_without_an_example_gets_its_declared_signature(
+    logistic: LogisticRegression, arrays: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    import modelport
+
+    manifest = modelport.save(_convert(logistic), tmp_path / "m")
+    assert manifest.signature.inputs == (TensorSpec("X", "float32", (-1, 4)),)
+    loaded = modelport.load(str(tmp_path / "m"))
+    x = arrays["x_test"]
+    np.testing.assert_array_equal(loaded.predict(x), logistic.predict(x.astype(np.float32)))
