@@ -17,6 +17,7 @@ def load(
     settings: Settings | None = None,
     require_signed: str | Path | None = None,
     trust_unsafe: bool = False,
+    device: str = "cpu",
 ) -> LoadedModel:
     """Load ``churn@production``, ``churn/3``, ``churn`` (latest ready), a folder or a bundle.
 
@@ -29,7 +30,8 @@ def load(
     trust for code). A folder or bundle that is code (a pyfunc model) loads only when trusted:
     signed by ``require_signed`` or one of ``settings.trusted_keys``, or with
     ``trust_unsafe=True``, which also loads its pickles without the allow-list. A registered
-    version follows the trust its record carries.
+    version follows the trust its record carries. ``device`` (``cpu``, ``cuda``, ``cuda:N``)
+    is where a torch or ONNX model runs; other flavors run on the CPU only.
 
     >>> model = modelport.load("churn@production", require_signed="signing.pub")
     >>> model.predict(rows)
@@ -38,10 +40,14 @@ def load(
     config = settings or Settings()
     if parsed.path is not None:
         return load_local(
-            parsed.path, config, require_signed=require_signed, trust_unsafe=trust_unsafe
+            parsed.path,
+            config,
+            require_signed=require_signed,
+            trust_unsafe=trust_unsafe,
+            device=device,
         )
     with Registry(config) as registry:
-        return registry.load(parsed, require_signed=require_signed)
+        return registry.load(parsed, require_signed=require_signed, device=device)
 
 
 def registered_artifact(registry: Registry, ref: str | Path | ModelRef) -> tuple[Path, str | None]:

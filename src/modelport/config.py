@@ -27,6 +27,14 @@ def settings_error(exc: ValidationError, group: str = "") -> InvalidInput:
     return InvalidInput(f"setting {path}{shown}: {rule} ({env})")
 
 
+DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?)$"
+"""A device a model may be loaded on: ``cpu``, ``cuda`` (the current GPU) or ``cuda:N``."""
+
+GPU_BATCH_DELAY_MS = 2.0
+"""The batching wait for a model on a GPU when none is set: a GPU call costs about the same
+for 1 row as for 64, so waiting a little for a fuller batch pays (see benchmarks/gpu.py)."""
+
+
 def _default_home() -> Path:
     return Path("~/.modelport").expanduser()
 
@@ -75,6 +83,10 @@ class ServingSettings(BaseModel):
 
     batching: bool = True
     """Adaptive batching for models whose signature has a batch axis."""
+
+    device: str = Field(default="cpu", pattern=DEVICE_PATTERN)
+    """Where models run: ``cpu``, ``cuda`` or ``cuda:N`` (torch and ONNX models; a flavor
+    that runs on the CPU only refuses a GPU device). Per model in ``deployment.yaml``."""
 
     auth: bool = False
     """Require API keys (``Authorization: Bearer``). Always on for a non-loopback ``host``

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import platform
+import re
 import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ from modelport.artifact.signature import (
 )
 from modelport.artifact.signing import VerifiedArtifact, trusted_signature, verify_artifact
 from modelport.artifact.staging import staging_dir
-from modelport.config import BundleLimits
+from modelport.config import DEVICE_PATTERN, BundleLimits
 from modelport.errors import (
     ArtifactCorrupted,
     ArtifactNotFound,
@@ -90,6 +91,12 @@ class LoadedModel:
     @property
     def signature(self) -> Signature:
         return self.manifest.signature
+
+    @property
+    def predictor(self) -> Predictor:
+        """The flavor's predictor, whose native model (``.model``, LightGBM's ``.booster``) a
+        converter reads; predicting through it skips the signature checks."""
+        return self._predictor
 
     def predict(self, data: object) -> np.ndarray:
         """Predict and return the primary (first) output only, computing nothing else."""
@@ -235,6 +242,7 @@ def load_artifact(
     trusted_by: str | None = None,
     trusted_keys: Sequence[Path] = (),
     version: int | None = None,
+    device: str = "cpu",
 ) -> LoadedModel:
     """Verify and load the artifact folder at ``path``: every load path comes through here.
 
@@ -251,7 +259,13 @@ def load_artifact(
     (``ModelVersion.trusts_unsafe``) or on a person's explicit request (``--trust-unsafe``),
     never because a file says so; ``trusted_by`` says who, for the record. ``version`` is
     the registered version the folder holds, if it is one.
+
+    ``device`` (``cpu``, ``cuda``, ``cuda:N``) is where the model runs: a flavor whose
+    ``load`` takes a ``device`` keyword gets it; any other runs on the CPU only and refuses
+    a GPU device (FlavorError) rather than silently running elsewhere.
     """
+    if re.fullmatch(DEVICE_PATTERN, device) is None:
+        raise InvalidInput(f"unknown device {device!r}; use cpu, cuda or cuda:N")
     root = Path(path)
     signer = None
     verified: VerifiedArtifact | None
@@ -278,7 +292,11 @@ def load_artifact(
         scan = getattr(flavor, "find_unsafe", None)
         found = [] if scan is None else scan(root, manifest.flavor_options)
         raise CodeNotTrusted(manifest.name, manifest.flavor, describe_findings(found))
-    kwargs = _hook_kwargs(flavor.load, trusted is not None, manifest.files)
+    kwargs = _hook_kwargs(flavor.load, trusted is not None, manifest.files, device)
+    if device != "cpu" and "device" not in kwargs:
+        raise FlavorError(
+            f"the {manifest.flavor} flavor runs on the CPU only; it cannot load on {device!r}"
+        )
     predictor = flavor.load(root, manifest.flavor_options, manifest.signature, **kwargs)
     return LoadedModel(manifest, predictor, root, trusted, version, manifest_sha256)
 
@@ -320,13 +338,20 @@ def _trusting(hook: Callable[..., object], trust_unsafe: bool) -> dict[str, bool
 
 
 def _hook_kwargs(
-    hook: Callable[..., object], trust_unsafe: bool, checksums: Mapping[str, str]
+    hook: Callable[..., object],
+    trust_unsafe: bool,
+    checksums: Mapping[str, str],
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """The optional keywords a flavor's ``load`` declares: trust, and the verified checksums
-    (for a flavor that reads files again itself, such as pyfunc's source importer)."""
+    """The optional keywords a flavor's ``load`` declares: trust, the verified checksums
+    (for a flavor that reads files again itself, such as pyfunc's source importer), and
+    the device, for a flavor that can run on a GPU."""
     kwargs: dict[str, Any] = dict(_trusting(hook, trust_unsafe))
-    if "checksums" in inspect.signature(hook).parameters:
+    parameters = inspect.signature(hook).parameters
+    if "checksums" in parameters:
         kwargs["checksums"] = dict(checksums)
+    if "device" in parameters:
+        kwargs["device"] = device
     return kwargs
 
 

@@ -158,6 +158,7 @@ def serving(
     a process of its own (signals, ``--workers``, exit codes) uses :func:`running_server`.
     """
     host = args[args.index("--host") + 1] if "--host" in args else "127.0.0.1"
+    home.mkdir(parents=True, exist_ok=True)  # the log goes there, as `modelport serve` would
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the start-up check binds
     sock.bind((host, 0))

@@ -51,6 +51,13 @@ def serve(
         float | None, typer.Option(help="Longest wait for a batch to fill.")
     ] = None,
     batching: Annotated[bool | None, typer.Option(help="Adaptive batching on/off.")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Where torch and ONNX models run: cpu, cuda or cuda:N \\[default: cpu]. "
+            "On a GPU the batching wait defaults to 2 ms."
+        ),
+    ] = None,
     auth: Annotated[
         bool | None,
         typer.Option(
@@ -109,6 +116,7 @@ def serve(
         "max_batch_size": max_batch_size,
         "max_batch_delay_ms": max_batch_delay_ms,
         "batching": batching,
+        "device": device,
         "auth": auth,
         "tls_cert": tls_cert,
         "tls_key": tls_key,
@@ -122,7 +130,10 @@ def serve(
         **{k: v for k, v in flags.items() if v is not None},
     }
     try:
-        merged = ServingSettings.model_validate({**state.settings.serving.model_dump(), **serving})
+        # exclude_unset: a setting nobody gave keeps its default *as a default* (a GPU model's
+        # batching wait depends on whether one was chosen)
+        given = state.settings.serving.model_dump(exclude_unset=True)
+        merged = ServingSettings.model_validate({**given, **serving})
     except ValidationError as exc:
         raise settings_error(exc, "serving") from None
     settings = state.settings.model_copy(update={"serving": merged})

@@ -95,18 +95,36 @@ def save(model: object, path: Path, options: Options) -> SavedFlavor:
     )
 
 
-def load(path: Path, options: Options, signature: Signature) -> Predictor:
-    """Open an onnxruntime session on CPU for the saved graph."""
+def load(path: Path, options: Options, signature: Signature, device: str = "cpu") -> Predictor:
+    """Open an onnxruntime session for the saved graph: on the CPU, or on a GPU through the
+    CUDA execution provider (``onnxruntime-gpu``) for ``cuda``/``cuda:N``."""
     ort = import_framework("onnxruntime", "onnxruntime", "onnx")
     file = path / str(options.get("file", _FILE))
     if file.parent != path:
         raise FlavorError(f"invalid onnx flavor options: {dict(options)!r}")
-    return OnnxPredictor(_session(file, ort))
+    return OnnxPredictor(_session(file, ort, _providers(device, ort)))
 
 
-def _session(file: Path, ort: Any) -> Any:  # Any: onnxruntime.InferenceSession
+def _providers(device: str, ort: Any) -> list[Any]:  # Any: a provider name or (name, options)
+    """onnxruntime's execution providers for ``device``; a GPU device with no CUDA provider
+    is refused rather than run on the CPU behind the user's back."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    available = list(ort.get_available_providers())
+    if "CUDAExecutionProvider" not in available:
+        raise FlavorError(
+            f"device {device!r} needs onnxruntime-gpu (CUDAExecutionProvider); this "
+            f"onnxruntime {ort.__version__} has: {', '.join(available)}"
+        )
+    _, _, index = device.partition(":")
+    return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+
+
+def _session(
+    file: Path, ort: Any, providers: list[Any] | None = None
+) -> Any:  # Any: onnxruntime.InferenceSession
     try:
-        return ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(file), providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise FlavorError(
             f"onnxruntime {ort.__version__} cannot load {file.name!r}: {exc}"

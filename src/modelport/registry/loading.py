@@ -30,6 +30,7 @@ def load_version(
     *,
     require_signed: str | Path | None = None,
     trusted_keys: Sequence[Path] = (),
+    device: str = "cpu",
 ) -> LoadedModel:
     """Load a resolved, ready version from the artifact store, checked against its record."""
     return packaging.load_artifact(
@@ -40,6 +41,7 @@ def load_version(
         trusted_by=f"registry: {version.trusted_unsafe_by}",
         trusted_keys=trusted_keys,
         version=version.version,
+        device=device,
     )
 
 
@@ -59,6 +61,7 @@ def load_local(
     require_signed: str | Path | None = None,
     trust_unsafe: bool = False,
     trusted_by: str | None = None,
+    device: str = "cpu",
 ) -> LoadedModel:
     """Verify and load an artifact folder or bundle (unpacked once into the cache), without
     opening a registry: :meth:`Registry.load` for a path.
@@ -76,4 +79,5 @@ def load_local(
         trust_unsafe=trust_unsafe,
         trusted_by=trusted_by if trust_unsafe else None,
         trusted_keys=settings.trusted_keys,
+        device=device,
     )

@@ -362,6 +362,7 @@ class Registry:
         require_signed: str | Path | None = None,
         trust_unsafe: bool = False,
         trusted_by: str | None = None,
+        device: str = "cpu",
     ) -> LoadedModel:
         """Resolve a ref once, verify and load the model it names: every load goes through
         here (or, for a path without a registry, :func:`load_local`).
@@ -375,7 +376,8 @@ class Registry:
 
         ``require_signed`` (a PEM Ed25519 public key file) refuses, before anything is
         deserialized, an artifact not signed by that key or changed since it was signed.
-        ``trust_unsafe`` applies to a path only (see :func:`load_local`).
+        ``trust_unsafe`` applies to a path only (see :func:`load_local`). ``device``
+        (``cpu``, ``cuda``, ``cuda:N``) is where a torch or ONNX model runs.
 
         >>> model = registry.load("churn@production", require_signed="signing.pub")
         >>> model.version, model.predict(rows)
@@ -391,6 +393,7 @@ class Registry:
                     require_signed=require_signed,
                     trust_unsafe=trust_unsafe,
                     trusted_by=trusted_by,
+                    device=device,
                 )
             version = self.resolve(parsed)
         return load_version(
@@ -398,6 +401,7 @@ class Registry:
             version,
             require_signed=require_signed,
             trusted_keys=self._trusted_keys,
+            device=device,
         )
 
     def manifest(self, ref: str | Path | ModelRef) -> Manifest:

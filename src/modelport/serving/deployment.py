@@ -12,6 +12,7 @@
         max_queue: 256
         batching: true
         log_sample_rate: 0.1      # log 10% of requests for drift and live accuracy
+        device: cuda:0            # cpu (default), cuda or cuda:N: torch and ONNX models
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modelport.config import ServingSettings, settings_error
+from modelport.config import DEVICE_PATTERN, ServingSettings, settings_error
 from modelport.errors import InvalidInput
 from modelport.ref import ModelRef, validate_name
 
@@ -39,6 +40,7 @@ class ModelSpec(BaseModel):
     max_queue: int | None = Field(default=None, ge=1)
     batching: bool | None = None
     log_sample_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    device: str | None = Field(default=None, pattern=DEVICE_PATTERN)
 
     @property
     def served_name(self) -> str:

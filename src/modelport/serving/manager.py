@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from modelport._identity import current_user
-from modelport.config import ServingSettings, Settings
+from modelport.config import GPU_BATCH_DELAY_MS, ServingSettings, Settings
 from modelport.errors import (
     ModelNotFound,
     ModelNotReady,
@@ -299,6 +299,7 @@ class ModelManager:
         """The model, warmed up with its input example, and one timed call's seconds."""
         started = time.perf_counter()
         serving = self.settings.serving
+        device = served.spec.device or serving.device
         if served.ref.path is not None:
             model = load_local(
                 served.ref.path,
@@ -306,11 +307,14 @@ class ModelManager:
                 require_signed=serving.require_signed,
                 trust_unsafe=serving.trust_unsafe,
                 trusted_by=f"--trust-unsafe by {current_user()}",
+                device=device,
             )
         else:
             assert target is not None
             # the version _resolve found, loaded as it is: no second lookup of the ref
-            model = self.registry().load(target, require_signed=serving.require_signed)
+            model = self.registry().load(
+                target, require_signed=serving.require_signed, device=device
+            )
         loaded_at = time.perf_counter()
         label = (served.name, "" if target is None else str(target.version))
         self.metrics.load_seconds.labels(*label).set(loaded_at - started)
@@ -332,11 +336,7 @@ class ModelManager:
         enabled = spec.batching if spec.batching is not None else base.batching
         if not enabled or not model.signature.has_batch_axis:
             return None
-        delay = (
-            spec.max_batch_delay_ms
-            if spec.max_batch_delay_ms is not None
-            else base.max_batch_delay_ms
-        )
+        delay = batch_delay_ms(spec, base)
         return AdaptiveBatcher(
             served.name,
             runner,
@@ -422,3 +422,14 @@ class ModelManager:
         if served.error:
             info["error"] = client_reason(served.error)
         return info
+
+
+def batch_delay_ms(spec: ModelSpec, base: ServingSettings) -> float:
+    """The batching wait for a model: its own, else the server's when set, else a small one
+    on a GPU (where a fuller batch costs almost nothing more) and none on the CPU."""
+    if spec.max_batch_delay_ms is not None:
+        return spec.max_batch_delay_ms
+    device = spec.device or base.device
+    if "max_batch_delay_ms" not in base.model_fields_set and device.startswith("cuda"):
+        return GPU_BATCH_DELAY_MS
+    return base.max_batch_delay_ms
