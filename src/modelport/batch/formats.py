@@ -1,10 +1,12 @@
-"""Reading inputs in fixed-size chunks and writing part files, for CSV, Parquet and JSON Lines.
+"""Reading inputs in fixed-size chunks and writing part files, for CSV, Parquet, JSON Lines
+and Avro.
 
-Readers stream with pyarrow (``ParquetFile.iter_batches``, ``pyarrow.csv.open_csv``,
-``pyarrow.json.open_json``), so memory holds a chunk or two, never the file. Whatever sizes
-the format yields, rows are regrouped into chunks of exactly ``chunk_rows`` (the last one
-shorter): chunk ``i`` is always rows ``[i * chunk_rows, (i + 1) * chunk_rows)``, which is what
-lets an interrupted job find where it stopped. A source is one file or a folder of part files
+Readers stream (``ParquetFile.iter_batches``, ``pyarrow.csv.open_csv``, JSON Lines line by
+line, Avro with fastavro: :mod:`modelport.batch.avro`), so memory holds a chunk or two, never
+the file. Whatever sizes the format yields, rows are regrouped into chunks of exactly
+``chunk_rows`` (the last one shorter): chunk ``i`` is always rows
+``[i * chunk_rows, (i + 1) * chunk_rows)``, which is what lets an interrupted job find where
+it stopped. A source is one file or a folder of part files
 (read in name order, files starting with ``_`` or ``.`` skipped, as Spark and pyarrow do).
 
 A part file is written under a temporary name beside its final one and renamed into place,
@@ -24,9 +26,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from modelport.batch import avro
 from modelport.errors import InvalidInput
 
-Format = Literal["csv", "parquet", "jsonl"]
+Format = Literal["csv", "parquet", "jsonl", "avro"]
 _SUFFIXES: dict[str, Format] = {
     ".csv": "csv",
     ".parquet": "parquet",
@@ -34,6 +37,7 @@ _SUFFIXES: dict[str, Format] = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "jsonl",
+    ".avro": "avro",
 }
 _BLOCK = 8 << 20  # bytes per CSV / JSON read block
 
@@ -41,8 +45,8 @@ _BLOCK = 8 << 20  # bytes per CSV / JSON read block
 def format_of(path: Path, given: str | None = None) -> Format:
     """The format named by ``given``, else by the path's suffix (a folder: its files')."""
     if given is not None:
-        if given not in ("csv", "parquet", "jsonl"):
-            raise InvalidInput(f"unknown format {given!r} (csv, parquet, jsonl)")
+        if given not in ("csv", "parquet", "jsonl", "avro"):
+            raise InvalidInput(f"unknown format {given!r} (csv, parquet, jsonl, avro)")
         return given  # type: ignore[return-value]
     suffix = path.suffix.lower()
     if suffix in _SUFFIXES:
@@ -53,7 +57,7 @@ def format_of(path: Path, given: str | None = None) -> Format:
         if len(kinds) == 1:
             return kinds.pop()  # type: ignore[return-value]
     raise InvalidInput(
-        f"cannot tell the format of {str(path)!r}: name it .csv, .parquet or .jsonl, "
+        f"cannot tell the format of {str(path)!r}: name it .csv, .parquet, .jsonl or .avro, "
         "or pass --input-format / --output-format"
     )
 
@@ -78,14 +82,26 @@ class Source:
         files = tuple(data_files(path)) if path.is_dir() else (path,)
         if not files:
             raise InvalidInput(f"folder {str(path)!r} holds no data files")
-        return cls(path, format_of(path, given), files)
+        fmt = format_of(path, given)
+        if fmt == "avro":  # each header and block, so a file that is not Avro, or is cut
+            for file in files:  # short, fails before any work (seeks: nothing is decoded)
+                avro.count_rows(file)
+        return cls(path, fmt, files)
 
     @property
     def total_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.files)
 
+    @property
+    def random_access(self) -> bool:
+        """Whether a read can start at a later chunk without decoding the rows before it
+        (Parquet's footers and Avro's block counts say where rows are)."""
+        return self.format in ("parquet", "avro")
+
     def total_rows(self) -> int | None:
-        """Known for Parquet (from the footers), not for text formats."""
+        """Known for Parquet (from the footers) and Avro (the block counts), not for text."""
+        if self.format == "avro":
+            return sum(avro.count_rows(f) for f in self.files)
         if self.format != "parquet":
             return None
         return int(sum(pq.ParquetFile(f).metadata.num_rows for f in self.files))
@@ -105,18 +121,21 @@ class Source:
 
         ``text_columns`` are read as text from CSV, so one bad value in a number column
         rejects its row instead of failing the read (the row checks parse the numbers).
-        ``first`` starts at that chunk (Parquet only: the footers say where its rows are, so
-        the row groups before it are not read).
+        ``first`` starts at that chunk (Parquet and Avro only: the footers or block counts
+        say where its rows are, so the row groups or blocks before it are not read).
         """
         pending: list[pa.RecordBatch] = []
         broken: dict[int, str] = {}
         held = 0
         start = first * chunk_rows
         schema: pa.Schema | None = None
-        if first:
-            if self.format != "parquet":
-                raise ValueError("only a Parquet source can start at a later chunk")
-            schema = pq.ParquetFile(self.files[0]).schema_arrow  # as a read from the top
+        if first:  # the first file's schema, as a read from the top
+            if self.format == "avro":
+                schema = avro.arrow_schema(self.files[0])
+            elif self.format == "parquet":
+                schema = pq.ParquetFile(self.files[0]).schema_arrow
+            else:
+                raise ValueError("only a Parquet source or an Avro one can start at a later chunk")
         rows = min(chunk_rows, 65_536)
         for batch, bad in self._batches(text_columns, counter, rows, start):
             if schema is None:
@@ -146,6 +165,11 @@ class Source:
             try:
                 if self.format == "jsonl":
                     yield from _jsonl_batches(file, counter)
+                elif self.format == "avro":
+                    for batch in avro.read_batches(file, rows, skip, counter):
+                        yield batch, {}
+                    if skip:
+                        skip = max(0, skip - avro.count_rows(file))
                 else:
                     for batch in self._arrow_batches(file, text_columns, counter, rows, skip):
                         yield batch, {}
@@ -348,6 +372,8 @@ def write_part(table: pa.Table, path: Path, fmt: Format) -> None:
         pq.write_table(table, tmp, compression="snappy", use_dictionary=text or False)
     elif fmt == "csv":
         pacsv.write_csv(table, tmp)
+    elif fmt == "avro":
+        avro.write(table, tmp, path.name)
     else:
         with open(tmp, "wb") as out:
             for row in table.to_pylist():

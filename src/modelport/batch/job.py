@@ -132,7 +132,7 @@ def run_local(
     counter = formats.ByteCounter(source.total_bytes)
     total_rows = source.total_rows()
     first = 0
-    if source.format == "parquet":  # parts a killed run finished: not even read again
+    if source.random_access:  # parts a killed run finished: not even read again
         while (stats := done_part(sink, first, fmt)) is not None:
             count_part(result, stats)
             result.resumed_parts += 1

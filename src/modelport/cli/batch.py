@@ -19,7 +19,9 @@ class _Engine(StrEnum):
 
 def batch(
     ref: Annotated[str, typer.Argument(help="NAME, NAME/3, NAME@ALIAS or a path.")],
-    source: Annotated[Path, typer.Argument(help="Input: .csv, .parquet, .jsonl, or a folder.")],
+    source: Annotated[
+        Path, typer.Argument(help="Input: .csv, .parquet, .jsonl, .avro, or a folder.")
+    ],
     sink: Annotated[Path, typer.Argument(help="Output folder of part files, e.g. scores.parquet.")],
     id_column: Annotated[
         list[str] | None, typer.Option(help="Column copied to the output (repeatable).")
@@ -35,10 +37,10 @@ def batch(
         float, typer.Option(min=0.0, max=1.0, help="Fail when more rows than this are rejected.")
     ] = 0.01,
     input_format: Annotated[
-        str | None, typer.Option(help="csv, parquet or jsonl \\[default: from the name].")
+        str | None, typer.Option(help="csv, parquet, jsonl or avro \\[default: from the name].")
     ] = None,
     output_format: Annotated[
-        str | None, typer.Option(help="csv, parquet or jsonl \\[default: from the name].")
+        str | None, typer.Option(help="csv, parquet, jsonl or avro \\[default: from the name].")
     ] = None,
     engine: Annotated[_Engine, typer.Option(help="local, or ray (Ray Data).")] = _Engine.local,
     address: Annotated[

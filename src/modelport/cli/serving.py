@@ -17,7 +17,9 @@ from modelport.records import outputs_to_json, read_input_file
 
 def predict(
     ref: Annotated[str, typer.Argument(help="NAME, NAME/3, NAME@ALIAS or a path.")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="Rows as .json, .jsonl or .csv.")],
+    input: Annotated[
+        Path, typer.Option("--input", "-i", help="Rows as .json, .jsonl, .csv or .avro.")
+    ],
     trust_unsafe: Annotated[
         bool,
         typer.Option(
@@ -27,11 +29,19 @@ def predict(
     ] = False,
 ) -> None:
     """Load REF in this process, predict on the rows in --input, print the outputs as JSON."""
-    data = read_input_file(input)
+    data = _read_avro(input) if input.suffix.lower() == ".avro" else read_input_file(input)
     model = load_model(ref, settings=state.settings, trust_unsafe=trust_unsafe)
     out.print(
         json.dumps(outputs_to_json(model.predict_outputs(data))), markup=False, highlight=False
     )
+
+
+def _read_avro(path: Path) -> object:
+    """An Avro file's rows as a DataFrame, typed as batch scoring reads them (needs the
+    ``batch`` and ``avro`` extras)."""
+    from modelport.batch.avro import read_table
+
+    return read_table(path).to_pandas()
 
 
 def serve(
