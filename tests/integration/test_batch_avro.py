@@ -231,3 +231,22 @@ def test_avro_named_by_flags_rather_than_suffixes(
     assert [p.name for p in sink.glob("part-*")] == ["part-00000.avro"]
     features = frame.drop(columns=["customer_id", "signed_up"]).astype({"monthly_spend": float})
     assert [r["predictions"] for r in read_scores(sink)] == model.predict(features).tolist()
+
+
+@pytest.mark.parametrize("direction", ["input", "output"])
+def test_the_ray_engine_refuses_avro_and_names_the_local_engine(
+    model: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str], direction: str
+) -> None:
+    """Ray Data has no Avro reader or writer here: refused before Ray starts or a file is
+    written, instead of reading Avro as JSON or writing JSON into an .avro folder."""
+    if direction == "input":
+        events(tmp_path / "events.avro", 50, seed=3)
+        source, sink = tmp_path / "events.avro", tmp_path / "scores.parquet"
+    else:
+        frame, _ = churn_frame(50, seed=3)
+        frame.to_parquet(tmp_path / "events.parquet")
+        source, sink = tmp_path / "events.parquet", tmp_path / "scores.avro"
+    done = cli(capsys, "batch", "churn@production", str(source), str(sink), "--engine", "ray")
+    assert done.code == 2, done.out
+    assert "score Avro files with the local engine (--engine local)" in done.err
+    assert not sink.exists()

@@ -55,6 +55,7 @@ from modelport.batch.job import (
     write_part,
 )
 from modelport.batch.rows import score_chunk
+from modelport.errors import InvalidInput
 from modelport.packaging import LoadedModel, load_artifact
 
 
@@ -154,6 +155,11 @@ def run_ray(
 
     ``on_progress`` hears of every finished chunk of a Parquet source; Ray Data's own
     writers (CSV and JSON Lines) report nothing until the end."""
+    if "avro" in (source.format, spec.output_format):
+        raise InvalidInput(
+            "the ray engine reads and writes Parquet, CSV and JSON Lines; "
+            "score Avro files with the local engine (--engine local)"
+        )
     try:
         import ray
         import ray.data
