@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from modelport._arrow_allocator import set_defaults as set_allocator_defaults
-from modelport.cli import batch, keys, monitoring, registry, serving, signing
+from modelport.cli import batch, convert, keys, monitoring, registry, serving, signing
 from modelport.cli._shared import err, out, state
 from modelport.cli.monitoring import DRIFT_FOUND
 from modelport.config import Settings
@@ -98,6 +98,8 @@ _COMMANDS: tuple[Callable[..., None], ...] = (
     registry.edit,
     registry.pack,
     registry.unpack,
+    convert.convert,
+    convert.export,
     signing.keygen,
     signing.sign,
     signing.verify,
