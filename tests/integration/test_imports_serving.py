@@ -1,5 +1,6 @@
 """A server imports what its model's flavor needs: serving a scikit-learn model (skops) imports
-neither the other frameworks nor the rest of scikit-learn, nor PyTorch when it is installed.
+neither the other frameworks nor the rest of scikit-learn, nor PyTorch when it is installed;
+serving an XGBoost model imports no deep-learning framework either.
 
 The server is ``modelport serve`` run through the CLI's ``main`` in a fresh interpreter, which
 answers one prediction, stops itself with SIGTERM and writes the names in ``sys.modules`` on
@@ -40,6 +41,8 @@ WALKED = (
 # scikit-learn's array-API wrapper of PyTorch (the walk imports it, and it imports torch; with
 # the stand-in torch its import fails, so the control sees torch's marker file instead).
 TORCH = ("torch", "sklearn.externals.array_api_compat.torch")
+# Frameworks that no tabular model needs (torch has its stand-in, above).
+DEEP_LEARNING = ("keras", "tensorflow", "catboost")
 OTHER_FLAVORS = (
     "xgboost",
     "lightgbm",
@@ -51,6 +54,11 @@ OTHER_FLAVORS = (
     "modelport.flavors.lightgbm",
     "modelport.flavors.onnx",
     "modelport.flavors.pyfunc",
+    *DEEP_LEARNING,
+    "modelport.flavors.torch",
+    "modelport.flavors.keras",
+    "modelport.flavors.tensorflow",
+    "modelport.flavors.catboost",
 )
 
 STAND_IN_TORCH = """
@@ -66,6 +74,7 @@ import httpx
 from modelport.cli import main
 
 out, port, model = sys.argv[1], sys.argv[2], sys.argv[3]
+name = os.path.basename(model)
 answer = {}
 atexit.register(
     lambda: open(out, "w").write(json.dumps({"modules": sorted(sys.modules), "answer": answer}))
@@ -76,7 +85,7 @@ def ask() -> None:
     # does, and a server that fails to start ends the process (this thread is a daemon).
     body = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64",
                         "data": [0.0, 0.0, 0.0, 0.0]}]}
-    url = f"http://127.0.0.1:{port}/v2/models/lr/infer"
+    url = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
     while True:
         try:
             response = httpx.post(url, json=body, timeout=60)
@@ -137,6 +146,33 @@ def test_serving_a_skops_model_imports_only_its_flavor(tmp_path: Path) -> None:
     modules = set(seen["modules"])
     assert {"sklearn.linear_model", "skops.io", "modelport.flavors.sklearn"} <= modules
     assert sorted(modules & {*WALKED, *TORCH, *OTHER_FLAVORS}) == []
+    assert not torch_imports.exists(), "the server imported torch"
+
+
+def test_serving_an_xgboost_model_imports_no_deep_learning_framework(tmp_path: Path) -> None:
+    import xgboost
+
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    model = xgboost.XGBClassifier(n_estimators=3, max_depth=2, n_jobs=1)
+    model_dir = tmp_path / "xgb"
+    modelport.save(model.fit(x, x[:, 0] > 0), model_dir, input_example=x[:2])
+    env, torch_imports = _environment(tmp_path)
+    out = tmp_path / "server.json"
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SERVER), str(out), str(free_port()), str(model_dir)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.is_file(), result.stderr
+    seen = json.loads(out.read_text())
+    assert seen["answer"]["status"] == 200, (seen["answer"], result.stderr)
+    modules = set(seen["modules"])
+    assert {"xgboost", "modelport.flavors.xgboost"} <= modules
+    others = {*TORCH, *DEEP_LEARNING, "modelport.flavors.torch", "modelport.flavors.keras"}
+    assert sorted(modules & others) == []
     assert not torch_imports.exists(), "the server imported torch"
 
 

@@ -1,0 +1,620 @@
+"""The PyTorch flavor: ``torch.export`` programs by default, TorchScript as an option.
+
+Files written: ``model.pt2`` (default: a ``torch.export`` program saved with
+``torch.export.save``, its batch axis, dim 0 of every input, exported as dynamic) or
+``model.pt`` (``{"format": "torchscript"}``: ``torch.jit.script``, else ``torch.jit.trace``
+on the input example). The options record the format and ``inputs``: the signature's input
+names in the order ``forward`` takes them, with the dtype the program was exported with (a
+float64 column feeds a float32 module cast to float32, as the ONNX flavor casts).
+
+Outputs: one tensor is ``predictions``; a dict keeps its keys; a tuple or list becomes
+``output_0``, ``output_1``, ... A bare ``state_dict`` is refused: it is weights without the
+code that uses them (save the module, or wrap it in a pyfunc model, see docs/pyfunc.md).
+
+What loads without running code (read from torch's own loaders, torch 2.13):
+
+- ``.pt2``: ``torch.export.load`` is not safe on its own. It unpickles with
+  ``weights_only=False`` every weight or constant that the archive's config marks
+  ``use_pickle`` and every "opaque" constant (``pickle.loads``); it retries the sample
+  inputs with ``weights_only=False`` when the safe unpickler refuses them; it evaluates the
+  graph's shape expressions with ``sympy.sympify`` (``eval``); ``.module()`` ``exec``\\ s the
+  program's ``guards_code``; a graph node may name any callable reachable from the
+  ``torch`` module (``torch.os.system``), called at predict time; and an archive with
+  AOTInductor files loads compiled native code. So before torch reads it, this flavor checks
+  the archive without running anything (:func:`find_unsafe`): the expected layout only, no
+  pickled payload, sample inputs that load with ``weights_only=True``, only
+  ``torch.ops``/``operator``/``math`` node targets, shape expressions and guards of plain
+  arithmetic. ``torch.export.save`` of an ordinary module passes; what does not pass loads
+  only with ``trust_unsafe``.
+- ``.pt`` (TorchScript): ``torch.jit.load`` runs no Python pickle code (its C++ unpickler
+  builds TorchScript types only), but the archive is a program in the TorchScript language,
+  run when loaded (``__setstate__``) and on every call, and PyTorch's security policy says
+  to treat it as code. It is saved and loaded only with ``trust_unsafe`` (and torch 2.13
+  deprecates ``torch.jit``: each call warns).
+- ``.pt`` from ``torch.save`` (a state_dict or a pickled module): only inspected with
+  ``torch.load(weights_only=True)`` to say what it is, then refused.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import io
+import json
+import re
+import zipfile
+from collections.abc import Collection, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.artifact.signature import DTYPES, Signature, TensorSpec
+from modelport.errors import FlavorError, UnsafeArtifact, UnsupportedModel, summarize
+from modelport.flavors import Options, SavedFlavor
+from modelport.flavors._framework import from_package, import_framework
+
+NAME = "torch"
+FILE_SUFFIXES = (".pt2", ".pt")
+DECLARES_INPUTS = True  # an ExportedProgram does; a plain module says nothing (None)
+
+_FILES = {"pt2": "model.pt2", "torchscript": "model.pt"}
+_STATE_DICT = (
+    "a PyTorch state_dict (weights without the code that uses them): save the nn.Module "
+    "itself, or wrap building and calling it in a pyfunc model (see docs/pyfunc.md)"
+)
+_TRUST_HINT = "trust_unsafe=True (--trust-unsafe) loads it if you trust where it came from"
+
+
+def handles(model: object) -> bool:
+    """True for torch modules and exported programs, decided from the class hierarchy's module
+    names (a user's ``nn.Module`` subclass lives in the user's module) without importing torch;
+    and for a state_dict, so that saving one gets this flavor's explanation."""
+    return any(
+        c.__module__ == "torch" or c.__module__.startswith("torch.") for c in type(model).__mro__
+    ) or _is_state_dict(model)
+
+
+def _is_state_dict(model: object) -> bool:
+    """A non-empty mapping whose values are all torch tensors (by class module, no import)."""
+    return (
+        isinstance(model, Mapping)
+        and len(model) > 0
+        and all(from_package(value, "torch") for value in model.values())
+    )
+
+
+def _torch() -> Any:  # Any: the torch module, imported lazily
+    return import_framework("torch", "torch", "torch")
+
+
+def save(
+    model: object,
+    path: Path,
+    options: Options,
+    *,
+    input_example: Mapping[str, np.ndarray] | None = None,
+    trust_unsafe: bool = False,
+) -> SavedFlavor:
+    """Export ``model`` (or save an ExportedProgram as it is) to ``model.pt2``, or script it
+    to ``model.pt`` with ``{"format": "torchscript"}`` (TorchScript is code: trust_unsafe)."""
+    if _is_state_dict(model):
+        raise UnsupportedModel(_STATE_DICT)
+    torch = _torch()
+    scripted = isinstance(model, torch.jit.ScriptModule)
+    fmt = str(options.get("format", "torchscript" if scripted else "pt2"))
+    if fmt not in _FILES:
+        raise FlavorError(f"unknown torch format {fmt!r}; use one of: {', '.join(_FILES)}")
+    file = path / _FILES[fmt]
+    if fmt == "pt2":
+        program = _program(model, input_example, torch)
+        torch.export.save(program, str(file))
+        inputs = _named_as_fed(_program_inputs(program), model, input_example)
+        if not trust_unsafe:
+            _check_saved(_scan_program(file))
+    else:
+        if not trust_unsafe:
+            raise FlavorError(f"TorchScript is a program that runs when loaded; {_TRUST_HINT}")
+        script = _script(model, input_example, torch)
+        torch.jit.save(script, str(file))
+        inputs = _example_inputs(model, input_example)
+    version = str(torch.__version__)
+    return SavedFlavor(
+        framework="torch",
+        framework_version=version,  # the exact build, e.g. 2.13.0+cpu
+        options={"file": file.name, "format": fmt, "inputs": inputs},
+        # PEP 440: ==2.13.0 matches a local build (2.13.0+cpu, +cu128) of the same release.
+        requirements=[f"torch=={version.partition('+')[0]}"],
+    )
+
+
+def _named_as_fed(
+    inputs: list[dict[str, Any]], model: object, example: Mapping[str, np.ndarray] | None
+) -> list[dict[str, Any]]:
+    """The program's inputs under the names the signature gives them: a module exported on
+    an example takes the example's names (in ``forward``'s order), positionally."""
+    if example is None or {i["name"] for i in inputs} == set(example):
+        return inputs
+    names = _forward_order(model, list(example))
+    if len(names) != len(inputs):
+        raise FlavorError(f"the program takes {len(inputs)} inputs; the example has {len(names)}")
+    return [{**spec, "name": name} for spec, name in zip(inputs, names, strict=True)]
+
+
+def _check_saved(found: list[str]) -> None:
+    """Fail at save time, not when the model is served, if the safe load would refuse it."""
+    if found:
+        raise FlavorError(
+            f"this program cannot be loaded safely: {found[0]}; trust_unsafe=True skips "
+            "this check for a model you trust (see docs/security.md)"
+        )
+
+
+def _program(model: object, example: Mapping[str, np.ndarray] | None, torch: Any) -> Any:
+    """The ExportedProgram to save: the model itself, or ``model`` exported on the example
+    with a dynamic batch axis. Any: torch.export.ExportedProgram."""
+    if isinstance(model, torch.export.ExportedProgram):
+        return model
+    if isinstance(model, torch.jit.ScriptModule):
+        raise FlavorError('a TorchScript module saves only as {"format": "torchscript"}')
+    if not isinstance(model, torch.nn.Module):
+        raise FlavorError(f"the torch flavor cannot save a {type(model).__qualname__}")
+    if example is None:
+        raise FlavorError(
+            "exporting a torch module needs an example of its input: pass input_example= "
+            "(or save a torch.export.ExportedProgram)"
+        )
+    names = _forward_order(model, list(example))
+    args = tuple(_example_tensor(example[n], model, torch) for n in names)
+    batch = torch.export.Dim("batch")
+    dynamic = tuple({0: batch} if a.ndim else None for a in args)
+    was_training = model.training
+    model.eval()  # export what is served: dropout off, batch norm on running statistics
+    try:
+        return torch.export.export(model, args, dynamic_shapes=dynamic)
+    except Exception as exc:  # torch's export errors are many, and paragraphs long
+        raise FlavorError(
+            f"torch.export cannot export this module: {type(exc).__name__}: {summarize(exc)}; "
+            'flavor_options={"format": "torchscript"} saves it as TorchScript instead'
+        ) from None
+    finally:
+        model.train(was_training)
+
+
+def _example_tensor(arr: np.ndarray, model: Any, torch: Any) -> Any:  # Any: torch types
+    """The example as a tensor of the module's float dtype (float64 data, float32 weights),
+    two rows at least: a batch of one would be specialized to the constant 1."""
+    tensor = torch.from_numpy(np.ascontiguousarray(arr))
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and tensor.is_floating_point():
+        tensor = tensor.to(dtype)
+    if tensor.ndim and tensor.shape[0] == 1:
+        tensor = torch.cat([tensor, tensor])
+    return tensor
+
+
+def _forward_order(model: object, names: list[str]) -> list[str]:
+    """The example's names in ``forward``'s parameter order when they are its parameters'
+    names, else as given (fed positionally)."""
+    try:
+        params = list(inspect.signature(model.forward).parameters)  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        return names
+    return [p for p in params if p in names] if set(names) <= set(params) else names
+
+
+def _example_inputs(
+    model: object, example: Mapping[str, np.ndarray] | None
+) -> list[dict[str, str | None]]:
+    """The ``inputs`` option for a TorchScript module: forward's order, the example's dtype."""
+    if example is None:
+        return []
+    names = _forward_order(model, list(example))
+    return [{"name": n, "dtype": str(np.asarray(example[n]).dtype)} for n in names]
+
+
+def _script(model: object, example: Mapping[str, np.ndarray] | None, torch: Any) -> Any:
+    """``model`` as a ScriptModule: as it is, scripted, or traced on the example."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return model
+    if not isinstance(model, torch.nn.Module):
+        raise FlavorError(f"cannot save a {type(model).__qualname__} as TorchScript")
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.jit.script(model)
+    except Exception as exc:  # TorchScript's compiler errors: try tracing instead
+        if example is None:
+            raise FlavorError(
+                f"torch.jit.script failed ({summarize(exc)}); pass input_example= to trace it"
+            ) from None
+        args = tuple(
+            _example_tensor(example[n], model, torch) for n in _forward_order(model, list(example))
+        )
+        try:
+            return torch.jit.trace(model, args)
+        except Exception as trace_exc:  # torch's tracer errors
+            raise FlavorError(
+                f"cannot save this module as TorchScript: {summarize(trace_exc)}"
+            ) from None
+    finally:
+        model.train(was_training)
+
+
+def load(
+    path: Path,
+    options: Options,
+    signature: Signature,
+    *,
+    device: str = "cpu",
+    trust_unsafe: bool = False,
+) -> TorchPredictor:
+    """Load the program (checked first, see the module docstring) or TorchScript module
+    onto ``device`` ("cpu", "cuda", "cuda:N")."""
+    torch = _torch()
+    fmt = str(options.get("format", "pt2"))
+    file = path / str(options.get("file", _FILES.get(fmt, "")))
+    if fmt not in _FILES or file.parent != path:
+        raise FlavorError(f"invalid torch flavor options: {dict(options)!r}")
+    target = _device(device, torch)
+    program = None
+    if fmt == "pt2":
+        program = _read_program(file, torch, trust_unsafe)
+        module = program.module().to(target)
+    else:
+        if not trust_unsafe:
+            raise UnsafeArtifact(file.name, f"TorchScript is a program; {_TRUST_HINT}")
+        module = torch.jit.load(str(file), map_location=target).eval()
+    inputs = options.get("inputs") or []
+    return TorchPredictor(module, program, signature, inputs, target)
+
+
+def _device(device: str, torch: Any) -> Any:  # Any: torch.device
+    """``device`` as a torch.device; CUDA only where this torch has a GPU to use."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise FlavorError(f"unknown torch device {device!r}; use cpu, cuda or cuda:N")
+    target = torch.device(device)
+    if target.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FlavorError(
+                f"device {device!r} is not available: torch {torch.__version__} sees no CUDA GPU"
+            )
+        if target.index is not None and target.index >= torch.cuda.device_count():
+            raise FlavorError(
+                f"device {device!r} is not available: {torch.cuda.device_count()} GPU(s)"
+            )
+    return target
+
+
+def read_file(path: Path, *, trust_unsafe: bool = False) -> object:
+    """Read a ``.pt2`` program, or a ``.pt`` TorchScript module (trusted only); a ``.pt``
+    from ``torch.save`` (a state_dict, a pickled module) is refused, unpickled only by
+    ``torch.load(weights_only=True)`` to say which it is."""
+    torch = _torch()
+    if path.suffix.lower() == ".pt2":
+        return _read_program(path, torch, trust_unsafe)
+    if _is_torchscript(path):
+        if not trust_unsafe:
+            raise UnsafeArtifact(path.name, f"TorchScript is a program; {_TRUST_HINT}")
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:  # torch's C++ reader errors
+            raise FlavorError(f"cannot read TorchScript {path.name!r}: {summarize(exc)}") from None
+    try:
+        content = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:  # refused by the safe unpickler: a pickled module or other object
+        raise UnsupportedModel(
+            f"{path.name!r}, a pickle from torch.save that loads only by running its code "
+            "(a whole module?): save the module with torch.export.save (.pt2), or wrap it "
+            "in a pyfunc model (see docs/pyfunc.md)"
+        ) from None
+    if _is_state_dict(content):
+        raise UnsupportedModel(f"{path.name!r}, {_STATE_DICT}")
+    raise UnsupportedModel(f"{path.name!r}: torch.save of a {type(content).__qualname__}")
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive has compiled code (``code/``) and ``constants.pkl``; a
+    ``torch.save`` archive has neither."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+
+
+def _read_program(file: Path, torch: Any, trust_unsafe: bool) -> Any:  # Any: ExportedProgram
+    if not trust_unsafe:
+        found = _scan_program(file)
+        if found:
+            raise UnsafeArtifact(file.name, f"{found[0]}; {_TRUST_HINT}")
+    try:
+        program = torch.export.load(str(file))
+    except Exception as exc:  # torch's deserializer errors
+        raise FlavorError(f"cannot read torch program {file.name!r}: {summarize(exc)}") from None
+    if not trust_unsafe:
+        for target in _call_targets(program, torch):
+            raise UnsafeArtifact(file.name, f"the graph calls {target!r}; {_TRUST_HINT}")
+    return program
+
+
+def infer_signature(model: object) -> Signature | None:
+    """An ExportedProgram's user inputs: names, dtypes, shapes (dynamic dims are ``-1``);
+    None for a module, which says nothing until it is exported on an example. A state_dict
+    is refused here too: asking for an example would send its owner the wrong way."""
+    if _is_state_dict(model):
+        raise UnsupportedModel(_STATE_DICT)
+    if not from_package(model, "torch"):
+        return None
+    torch = _torch()
+    if not isinstance(model, torch.export.ExportedProgram):
+        return None
+    specs = []
+    for spec in _program_inputs(model):
+        if spec["dtype"] not in DTYPES or spec["shape"] is None:
+            return None
+        specs.append(TensorSpec(spec["name"], spec["dtype"], tuple(spec["shape"])))
+    return Signature("tensors", tuple(specs)) if specs else None
+
+
+def _program_inputs(program: Any) -> list[dict[str, Any]]:  # Any: torch.export.ExportedProgram
+    """The user inputs of ``program`` in call order: name, dtype, shape (-1: dynamic)."""
+    torch = _torch()
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    inputs: list[dict[str, Any]] = []
+    for name in program.graph_signature.user_inputs:
+        value = placeholders[name].meta.get("val") if name in placeholders else None
+        if not isinstance(value, torch.Tensor):
+            inputs.append({"name": str(name), "dtype": None, "shape": None})
+            continue
+        shape = [d if isinstance(d, int) else -1 for d in value.shape]
+        dtype = str(value.dtype).removeprefix("torch.")
+        inputs.append({"name": str(name), "dtype": dtype, "shape": shape})
+    return inputs
+
+
+class TorchPredictor:
+    """Feeds named arrays to the module as positional tensors, in inference mode."""
+
+    def __init__(
+        self,
+        model: Any,  # Any: torch.nn.Module, a GraphModule or a ScriptModule
+        program: Any,  # Any: torch.export.ExportedProgram, or None for TorchScript
+        signature: Signature,
+        inputs: Collection[Mapping[str, Any]],
+        device: Any,  # Any: torch.device
+    ) -> None:
+        self.model = model
+        """The native module (a converter to ONNX reads it)."""
+        self.program = program
+        """The ExportedProgram it came from, or None for TorchScript."""
+        self.device = device
+        recorded = [(str(i["name"]), i.get("dtype")) for i in inputs]
+        if {name for name, _ in recorded} == set(signature.input_names):
+            self.inputs = recorded
+        else:  # names the module does not know: fed in signature order
+            self.inputs = [(name, None) for name in signature.input_names]
+
+    def predict(
+        self, inputs: Mapping[str, np.ndarray], outputs: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Every output (they come from one call): ``predictions``, dict keys or
+        ``output_<i>``."""
+        torch = _torch()
+        with torch.inference_mode():
+            args = [self._tensor(inputs[name], dtype, torch) for name, dtype in self.inputs]
+            result = self.model(*args)
+        if isinstance(result, Mapping):
+            return {str(k): _to_numpy(v) for k, v in result.items()}
+        if isinstance(result, tuple | list):
+            return {f"output_{i}": _to_numpy(v) for i, v in enumerate(result)}
+        return {"predictions": _to_numpy(result)}
+
+    def _tensor(self, arr: np.ndarray, dtype: str | None, torch: Any) -> Any:
+        data = np.asarray(arr)
+        if data.dtype == object:
+            raise FlavorError("a torch model takes numeric tensors, not strings")
+        if dtype is not None and dtype in DTYPES and data.dtype != np.dtype(dtype):
+            data = data.astype(dtype)
+        return torch.from_numpy(np.ascontiguousarray(data)).to(self.device)
+
+
+def _to_numpy(value: object) -> np.ndarray:
+    detach = getattr(value, "detach", None)
+    if detach is not None:
+        return np.asarray(detach().cpu().numpy())
+    return np.asarray(value)
+
+
+# --- Checking a .pt2 archive before torch reads it -------------------------------------------
+
+_LAYOUT = re.compile(
+    r"(archive_format|archive_version|byteorder|\.data/[\w.]+|models/\w+\.json"
+    r"|data/weights/[\w.]+|data/constants/[\w.]+|data/sample_inputs/\w+\.pt|extra/[\w.\-]+)"
+)
+_TARGET = re.compile(
+    r"torch\.ops\.(?!_)\w+\.(?!__)\w+(\.(?!__)\w+)?|_operator\.(?!_)\w+|math\.(?!_)\w+"
+)
+_SYMBOL = re.compile(r"[a-z]+\d+")
+_SYMPY_CLASS = re.compile(r"[A-Z][A-Za-z]+")  # Symbol, Integer, Eq, Max, FloorDiv, ...
+_STRING_READERS = {"S", "Poly", "sympify", "parse_expr"}  # they would eval a string argument
+
+
+def find_unsafe(path: Path, options: Options) -> list[tuple[str, str]]:
+    """``(file, reason)`` for a program file the safe load refuses, or TorchScript (code);
+    read as zip entries and JSON, nothing unpickled but by ``weights_only=True``."""
+    fmt = str(options.get("format", "pt2"))
+    file = path / str(options.get("file", _FILES.get(fmt, "")))
+    if fmt not in _FILES or file.parent != path:
+        raise FlavorError(f"invalid torch flavor options: {dict(options)!r}")
+    if fmt == "torchscript":
+        return [(file.name, "TorchScript is a program that runs when loaded")]
+    return [(file.name, reason) for reason in _scan_program(file)]
+
+
+def _scan_program(file: Path) -> list[str]:
+    """Why torch.export.load could run code from ``file`` (empty: it would not). The entries
+    are read with torch's own zip reader, so what is checked is what torch would load."""
+    torch = _torch()
+    try:
+        with zipfile.ZipFile(file) as archive:  # the reader of torch's fallback, old format
+            names = archive.namelist()
+        found = _scan_layout(names)
+        if found:
+            return found
+        reader = torch._C.PyTorchFileReader(str(file))
+        records = sorted(reader.get_all_records())
+        if set(records) != {n.partition("/")[2] for n in names}:
+            return ["torch and Python's zipfile read different files from the archive"]
+        for name in records:
+            found.extend(_scan_entry(name, reader.get_record(name)))
+        return list(dict.fromkeys(found))
+    except Exception as exc:  # any malformed archive (zip, JSON, config shape) is refused
+        return [f"not a readable torch.export archive ({type(exc).__name__}: {summarize(exc)})"]
+
+
+def _scan_layout(names: list[str]) -> list[str]:
+    if not names:
+        return ["an empty archive"]
+    if len(names) != len(set(names)):
+        return ["the archive holds two files of one name"]
+    roots = {n.partition("/")[0] for n in names}
+    if len(roots) != 1 or any("/" not in n for n in names):
+        return ["the archive is not one torch.export folder (an old format, or more)"]
+    odd = [n for n in names if not _LAYOUT.fullmatch(n.partition("/")[2])]
+    return [f"unexpected file {odd[0]!r} (compiled code or an old format)"] if odd else []
+
+
+def _scan_entry(name: str, data: bytes) -> list[str]:
+    if name.endswith("_config.json") and name.startswith(("data/weights/", "data/constants/")):
+        config = json.loads(data).get("config", {})
+        return [
+            f"{fqn!r} in {name} is pickled"
+            for fqn, meta in config.items()
+            if meta.get("use_pickle")
+            or not str(meta.get("path_name", "")).startswith(("weight_", "tensor_"))
+        ]
+    if name.startswith("data/sample_inputs/"):
+        torch = _torch()
+        try:
+            torch.load(io.BytesIO(data), weights_only=True)
+        except Exception:  # refused by the safe unpickler: torch would retry the unsafe one
+            return [f"{name} holds more than tensors"]
+        return []
+    if name.startswith("models/"):
+        return _scan_graph(name, json.loads(data))
+    return []
+
+
+def _scan_graph(name: str, program: object) -> list[str]:
+    found = []
+    for key, value in _strings(program):
+        if key == "target" and not _TARGET.fullmatch(value):
+            found.append(f"{name} calls {value!r}")
+        elif key == "expr_str" and not _plain_expression(value):
+            found.append(f"{name} has the shape expression {value[:80]!r}")
+    if isinstance(program, Mapping):
+        for guard in program.get("guards_code") or []:
+            if not _plain_guard(str(guard)):
+                found.append(f"{name} has the guard {str(guard)[:80]!r}")
+        for symbol in program.get("range_constraints") or {}:
+            if not _SYMBOL.fullmatch(str(symbol)):
+                found.append(f"{name} constrains {str(symbol)[:80]!r}")
+    return found
+
+
+def _strings(value: object, key: str = "") -> Iterator[tuple[str, str]]:
+    """Every (key, string) pair in a JSON document, at any depth."""
+    if isinstance(value, str):
+        yield key, value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _strings(v, str(k))
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v, key)
+
+
+def _plain_expression(text: str) -> bool:
+    """A shape expression sympify may eval: symbols, numbers, arithmetic, comparisons and
+    sympy/torch classes (``Symbol('s0', integer=True)``); a string only as a Symbol's name,
+    since many sympy classes would eval a string argument."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return False
+    names = {
+        id(node.args[0])
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Symbol"
+        and node.args
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name):
+                return False
+        elif isinstance(node, ast.Name):
+            if node.id in _STRING_READERS or not (
+                _SYMBOL.fullmatch(node.id) or _SYMPY_CLASS.fullmatch(node.id)
+            ):
+                return False
+        elif isinstance(node, ast.Constant):
+            if isinstance(node.value, str | bytes) and id(node) not in names:
+                return False
+        elif isinstance(node, ast.Pow) or not isinstance(node, _EXPRESSION_NODES):
+            return False  # ``**``: 10**10**10 would hang the loader (torch writes PowByNatural)
+    return True
+
+
+_EXPRESSION_NODES = (
+    ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.Load, ast.keyword,
+    ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+)  # fmt: skip
+
+
+def _plain_guard(text: str) -> bool:
+    """A guard ``.module()`` would exec: comparisons of input sizes (``L['x'].size()[1]``)
+    with numbers, nothing else."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            if not (isinstance(node.func, ast.Attribute) and node.func.attr in ("size", "stride")):
+                return False
+            if node.args or node.keywords:
+                return False
+        elif isinstance(node, ast.Attribute):
+            if node.attr not in ("size", "stride"):
+                return False
+        elif isinstance(node, ast.Name):
+            if node.id != "L":
+                return False
+        elif isinstance(node, ast.Constant):
+            if not isinstance(node.value, int | str):
+                return False
+        elif not isinstance(node, (*_EXPRESSION_NODES, ast.Subscript)):
+            return False
+    return True
+
+
+def _call_targets(program: Any, torch: Any) -> list[str]:  # Any: torch types
+    """The loaded graph's call targets that are neither torch operators nor ``operator`` or
+    ``math`` functions (what a crafted archive could name): a second check after the scan."""
+    import math
+    import operator
+
+    plain = {id(f) for f in (*vars(operator).values(), *vars(math).values()) if callable(f)}
+    operators = (torch._ops.OpOverload, torch._ops.HigherOrderOperator)
+    return [
+        str(node.target)
+        for module in program.graph_module.modules()
+        for node in getattr(getattr(module, "graph", None), "nodes", [])
+        if node.op == "call_function"
+        and not isinstance(node.target, operators)
+        and id(node.target) not in plain
+    ]
