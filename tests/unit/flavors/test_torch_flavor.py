@@ -9,6 +9,8 @@ import json
 import pathlib
 import pickle
 import re
+import subprocess
+import sys
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
@@ -223,6 +225,32 @@ def test_torchscript_round_trip_is_trusted_only(tmp_path: Path) -> None:
     ]
 
 
+class Listed(nn.Module):
+    """Layers in a plain list: torch.jit.script refuses it, torch.jit.trace records it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = nn.Linear(6, 4), nn.Linear(4, 2)
+        self.chain = [self.first, self.second]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.chain:
+            x = layer(x)
+        return x
+
+
+def test_torchscript_traces_what_it_cannot_script(tmp_path: Path) -> None:
+    torch.manual_seed(4)
+    module = Listed().eval()
+    with pytest.raises(FlavorError, match=r"torch\.jit\.script failed .*pass input_example="):
+        flavor.save(module, tmp_path, {"format": "torchscript"}, trust_unsafe=True)
+    example = {"input": _rows(3)}
+    predictor = _round_trip(module, tmp_path, example, {"format": "torchscript"}, trust_unsafe=True)
+    rows = _rows(8, seed=8)
+    got = predictor.predict({"input": rows})["predictions"]
+    torch.testing.assert_close(torch.from_numpy(got), _own(module, rows))
+
+
 def test_a_module_without_an_example_cannot_be_exported(tmp_path: Path) -> None:
     with pytest.raises(FlavorError, match="pass input_example="):
         modelport.save(_mlp(), tmp_path / "m")
@@ -305,6 +333,39 @@ def test_cuda_is_refused_clearly_without_a_gpu(tmp_path: Path) -> None:
             flavor.load(tmp_path, saved.options, signature, device=device)
     with pytest.raises(FlavorError, match="unknown torch device 'tpu'; use cpu, cuda or cuda:N"):
         flavor.load(tmp_path, saved.options, signature, device="tpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_program_runs_on_the_gpu(tmp_path: Path) -> None:
+    module = _mlp()
+    modelport.save(module, tmp_path / "m", input_example=_rows(3))
+    loaded = modelport.load(tmp_path / "m", device="cuda")
+    rows = _rows(33, seed=6)
+    got = loaded.predict(rows)
+    assert isinstance(got, np.ndarray)
+    torch.testing.assert_close(torch.from_numpy(got), _own(module, rows), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_through_modelport_load_names_the_device(tmp_path: Path) -> None:
+    modelport.save(_mlp(), tmp_path / "m", input_example=_rows(3))
+    with pytest.raises(FlavorError, match="device 'cuda:0' is not available"):
+        modelport.load(tmp_path / "m", device="cuda:0")
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_detecting_flavors_imports_no_torch() -> None:
+    code = (
+        "import sys\n"
+        "from modelport.flavors import torch as flavor\n"
+        "assert not flavor.handles(object()) and not flavor.handles({'w': [1.0]})\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 def test_wrong_shape_or_dtype_gets_the_signature_message(tmp_path: Path) -> None:
