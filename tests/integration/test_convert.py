@@ -28,6 +28,7 @@ RNG = np.random.default_rng(7)
 X = RNG.normal(size=(300, 4)).astype(np.float32)
 Y = (X[:, 0] - X[:, 2] > 0).astype(np.int64)
 FRAME = pd.DataFrame(X.astype(np.float64), columns=["tenure", "spend", "visits", "age"])
+FRAME["visits"] = np.rint(FRAME["visits"] * 3).astype(np.int64)  # an int column is cast too
 
 
 @pytest.fixture
@@ -96,6 +97,7 @@ def test_conversion_is_equivalent_and_registered_with_lineage(
     assert done.max_abs_diff <= 1e-4
     original, converted = registry.load("m/1"), registry.load("m/2")
     # Clients need not change: same input names, dtypes and shapes, same output names.
+    assert converted.signature.kind == original.signature.kind
     assert converted.signature.inputs == original.signature.inputs
     assert [o.name for o in converted.signature.outputs] == [
         o.name for o in original.signature.outputs

@@ -132,10 +132,11 @@ def convert(
             description=description,
             lineage=lineage,
         )
-        if manifest.signature.inputs != loaded.signature.inputs:
+        new, old = manifest.signature, loaded.signature
+        if (new.kind, new.inputs) != (old.kind, old.inputs):
             raise FlavorError(
-                f"the converted graph's inputs {manifest.signature.to_dict()['inputs']} are "
-                f"not the original's {loaded.signature.to_dict()['inputs']}"
+                f"the converted graph takes {new.kind} {new.to_dict()['inputs']}, not the "
+                f"original's {old.kind} {old.to_dict()['inputs']}"
             )
         version = registry.register(loaded.name, folder, tags=tags, description=description)
     return Conversion(
