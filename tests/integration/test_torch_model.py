@@ -162,3 +162,28 @@ def test_registering_a_state_dict_file_from_the_command_line_points_at_pyfunc(
     assert done.code != 0
     assert "a PyTorch state_dict" in done.err
     assert "docs/pyfunc.md" in done.err
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # torch 2.13's, on purpose
+def test_a_torchscript_file_registers_only_when_trusted(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = _module()
+    file = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(module), file)
+    example = tmp_path / "example.json"
+    example.write_text(json.dumps(_rows(3, seed=6).astype(np.float64).tolist()))
+    refused = cli(capsys, "register", str(file), "--name", "ts", "--example", str(example))
+    assert refused.code != 0
+    assert "'scripted.pt': TorchScript is a program that runs when loaded" in refused.err
+    assert refused.err.count("trust_unsafe=True") == 1, refused.err
+    done = cli(capsys, "register", str(file), "--name", "ts", "--example", str(example),
+               "--trust-unsafe")  # fmt: skip
+    assert done.code == 0, done.err
+    assert "flavor=torch (trusted by " in done.out  # ts/2: the refused try left ts/1 failed
+    loaded = modelport.load("ts", settings=modelport.Settings(home=home))
+    assert loaded.trusted_by is not None
+    rows = _rows(4, seed=7).astype(np.float64)  # the example's dtype; the module's is float32
+    np.testing.assert_allclose(
+        loaded.predict(rows), _own(module, rows.astype(np.float32)), rtol=1e-6
+    )

@@ -63,7 +63,8 @@ _STATE_DICT = (
     "a PyTorch state_dict (weights without the code that uses them): save the nn.Module "
     "itself, or wrap building and calling it in a pyfunc model (see docs/pyfunc.md)"
 )
-_TRUST_HINT = "trust_unsafe=True (--trust-unsafe) loads it if you trust where it came from"
+_TRUST_HINT = "trust_unsafe=True (--trust-unsafe) saves it if you trust where it came from"
+_SCRIPT = "TorchScript is a program that runs when loaded"
 
 
 def handles(model: object) -> bool:
@@ -114,7 +115,7 @@ def save(
             _check_saved(_scan_program(file))
     else:
         if not trust_unsafe:
-            raise FlavorError(f"TorchScript is a program that runs when loaded; {_TRUST_HINT}")
+            raise FlavorError(f"{_SCRIPT}; {_TRUST_HINT}")
         script = _script(model, input_example, torch)
         torch.jit.save(script, str(file))
         inputs = _example_inputs(model, input_example)
@@ -206,11 +207,19 @@ def _forward_order(model: object, names: list[str]) -> list[str]:
 def _example_inputs(
     model: object, example: Mapping[str, np.ndarray] | None
 ) -> list[dict[str, str | None]]:
-    """The ``inputs`` option for a TorchScript module: forward's order, the example's dtype."""
+    """The ``inputs`` option for a TorchScript module: forward's order, and the dtype it is
+    fed (the module's float dtype for float data, as when exporting)."""
     if example is None:
         return []
+    torch = _torch()
     names = _forward_order(model, list(example))
-    return [{"name": n, "dtype": str(np.asarray(example[n]).dtype)} for n in names]
+    return [
+        {
+            "name": n,
+            "dtype": str(_example_tensor(example[n], model, torch).dtype).removeprefix("torch."),
+        }
+        for n in names
+    ]
 
 
 def _script(model: object, example: Mapping[str, np.ndarray] | None, torch: Any) -> Any:
@@ -263,7 +272,7 @@ def load(
         module = program.module().to(target)
     else:
         if not trust_unsafe:
-            raise UnsafeArtifact(file.name, f"TorchScript is a program; {_TRUST_HINT}")
+            raise UnsafeArtifact(file.name, _SCRIPT)
         module = torch.jit.load(str(file), map_location=target).eval()
     inputs = options.get("inputs") or []
     return TorchPredictor(module, program, signature, inputs, target)
@@ -295,7 +304,7 @@ def read_file(path: Path, *, trust_unsafe: bool = False) -> object:
         return _read_program(path, torch, trust_unsafe)
     if _is_torchscript(path):
         if not trust_unsafe:
-            raise UnsafeArtifact(path.name, f"TorchScript is a program; {_TRUST_HINT}")
+            raise UnsafeArtifact(path.name, _SCRIPT)
         try:
             return torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # torch's C++ reader errors
@@ -328,14 +337,14 @@ def _read_program(file: Path, torch: Any, trust_unsafe: bool) -> Any:  # Any: Ex
     if not trust_unsafe:
         found = _scan_program(file)
         if found:
-            raise UnsafeArtifact(file.name, f"{found[0]}; {_TRUST_HINT}")
+            raise UnsafeArtifact(file.name, found[0])
     try:
         program = torch.export.load(str(file))
     except Exception as exc:  # torch's deserializer errors
         raise FlavorError(f"cannot read torch program {file.name!r}: {summarize(exc)}") from None
     if not trust_unsafe:
         for target in _call_targets(program, torch):
-            raise UnsafeArtifact(file.name, f"the graph calls {target!r}; {_TRUST_HINT}")
+            raise UnsafeArtifact(file.name, f"the graph calls {target!r}")
     return program
 
 
@@ -449,7 +458,7 @@ def find_unsafe(path: Path, options: Options) -> list[tuple[str, str]]:
     if fmt not in _FILES or file.parent != path:
         raise FlavorError(f"invalid torch flavor options: {dict(options)!r}")
     if fmt == "torchscript":
-        return [(file.name, "TorchScript is a program that runs when loaded")]
+        return [(file.name, _SCRIPT)]
     return [(file.name, reason) for reason in _scan_program(file)]
 
 
