@@ -97,7 +97,7 @@ def convert(
         raise InvalidRef(str(ref), "convert takes a registered version (NAME, NAME/3, NAME@ALIAS)")
     parent = f"{loaded.name}/{loaded.version}"
     rows = check_rows(loaded, data, synthetic_rows, seed)
-    converted = to_onnx(loaded, _first_row(rows.inputs, 2))
+    converted = to_onnx(loaded, _head(rows.inputs, 2))
     expected = _original_outputs(loaded, rows)
     with tempfile.TemporaryDirectory(prefix="modelport-convert-") as tmp:
         graph = _interface(converted, loaded.signature, expected, rows, Path(tmp))
@@ -105,7 +105,7 @@ def convert(
             _graph.round_weights(graph, weights)
         got = _run(graph, loaded.signature, rows.inputs, Path(tmp) / "final")
         diffs = compare(expected, got, rtol, atol)
-        _run(graph, loaded.signature, _first_row(rows.inputs), Path(tmp) / "one")
+        _run(graph, loaded.signature, _head(rows.inputs), Path(tmp) / "one")
         lineage: dict[str, Any] = {
             "parent": parent,
             "conversion": "onnx",
@@ -183,8 +183,9 @@ def _interface(
             f"the converted graph returns {len(raw_names)} outputs ({', '.join(raw_names)}); "
             f"the original returns {', '.join(names)}"
         )
-    trial = _run(graph, signature, _first_row(rows.inputs, 2), tmp / "trial")
+    trial = _run(graph, signature, _head(rows.inputs, 2), tmp / "trial")
     plans = []
+    # Graph outputs map onto the original's by position; extra ones (scores) are dropped.
     for name, source in zip(names, raw_names, strict=False):
         want, have = expected[name], trial[source]
         final = _graph.elem_type_of(want.dtype)
@@ -220,14 +221,15 @@ def _run(
         raise FlavorError(f"the converted graph does not run: {exc}".splitlines()[0]) from None
 
 
-def _first_row(inputs: Mapping[str, np.ndarray], n: int = 1) -> dict[str, np.ndarray]:
+def _head(inputs: Mapping[str, np.ndarray], n: int = 1) -> dict[str, np.ndarray]:
+    """The first ``n`` rows of canonical inputs."""
     return {name: arr[:n] for name, arr in inputs.items()}
 
 
 def _example(loaded: LoadedModel, rows: CheckRows) -> object:
     """The original's example (or the first check rows), in the form that gives the new
     version the original's signature: a table for columns, named arrays for tensors."""
-    example = loaded.input_example() or _first_row(rows.inputs, EXAMPLE_ROWS)
+    example = loaded.input_example() or _head(rows.inputs, EXAMPLE_ROWS)
     if loaded.signature.kind == "columns":
         import pandas as pd
 
