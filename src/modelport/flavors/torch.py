@@ -17,12 +17,13 @@ What loads without running code (read from torch's own loaders, torch 2.13):
   ``weights_only=False`` every weight or constant that the archive's config marks
   ``use_pickle`` and every "opaque" constant (``pickle.loads``); it retries the sample
   inputs with ``weights_only=False`` when the safe unpickler refuses them; it evaluates the
-  graph's shape expressions with ``sympy.sympify`` (``eval``); ``.module()`` ``exec``\\ s the
-  program's ``guards_code``; a graph node may name any callable reachable from the
-  ``torch`` module (``torch.os.system``), called at predict time; and an archive with
-  AOTInductor files loads compiled native code. So before torch reads it, this flavor checks
-  the archive without running anything (:func:`find_unsafe`): the expected layout only, no
-  pickled payload, sample inputs that load with ``weights_only=True``, only
+  graph's shape expressions with ``sympy.sympify`` (``eval``); ``.module()`` compiles the
+  program's ``guards_code`` into Python run on every call; and an archive with AOTInductor
+  files holds compiled native code. (A graph node's target is looked up as any attribute
+  reachable from the ``torch`` module, ``torch.os.system`` say; torch's verifier then
+  refuses what is not an operator.) So before torch reads a file, this flavor checks it
+  without running anything (:func:`find_unsafe`): the expected layout only, no pickled
+  payload, sample inputs that load with ``weights_only=True``, only
   ``torch.ops``/``operator``/``math`` node targets, shape expressions and guards of plain
   arithmetic. ``torch.export.save`` of an ordinary module passes; what does not pass loads
   only with ``trust_unsafe``.

@@ -460,8 +460,11 @@ def _call_os(program: dict[str, Any]) -> None:
     program["graph_module"]["graph"]["nodes"][0]["target"] = "torch.os.system"
 
 
-def _guard(program: dict[str, Any]) -> None:
-    program["guards_code"] = ["__import__('os').getpid() > 0"]
+def _guard(marker: Path) -> Callable[[str, bytes], bytes]:
+    def change(program: dict[str, Any]) -> None:
+        program["guards_code"] = [f"__import__('pathlib').Path({str(marker)!r}).touch() is None"]
+
+    return _graph_edit(change)
 
 
 @pytest.mark.parametrize(
@@ -484,7 +487,7 @@ def test_a_crafted_program_is_refused_before_torch_reads_it(
         "pickled_weight": _pickled_weight(marker),
         "expression": _evaluated_expression(marker),
         "call": _graph_edit(_call_os),
-        "guard": _graph_edit(_guard),
+        "guard": _guard(marker),
     }
     crafted = tmp_path / "crafted" / "model.pt2"
     _rewrite(_program_file(tmp_path), crafted, edits[edit])
@@ -499,15 +502,19 @@ def test_a_crafted_program_is_refused_before_torch_reads_it(
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("edit", ["pickled_weight", "expression"])
+@pytest.mark.parametrize("edit", ["pickled_weight", "expression", "guard"])
 def test_control_trusted_crafted_programs_do_run_their_code(edit: str, tmp_path: Path) -> None:
-    """What the check stops is real: torch's own loader runs the payload."""
+    """What the check stops is real: torch runs the payload, loading (a pickled weight, a
+    shape expression) or predicting (a guard)."""
     marker = tmp_path / "ran"
     crafted = tmp_path / "crafted" / "model.pt2"
-    make = _pickled_weight if edit == "pickled_weight" else _evaluated_expression
-    _rewrite(_program_file(tmp_path), crafted, make(marker))
+    make = {"pickled_weight": _pickled_weight, "expression": _evaluated_expression}
+    _rewrite(_program_file(tmp_path), crafted, make.get(edit, _guard)(marker))
+    options = {"format": "pt2", "file": "model.pt2"}
+    signature = Signature("tensors", (TensorSpec("x", "float32", (-1, 6)),))
     with contextlib.suppress(FlavorError):  # the payload ran; what is left is no program
-        flavor.read_file(crafted, trust_unsafe=True)
+        predictor = flavor.load(crafted.parent, options, signature, trust_unsafe=True)
+        predictor.predict({"x": _rows(2)})
     assert marker.exists()
 
 
