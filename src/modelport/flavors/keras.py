@@ -14,10 +14,12 @@ Safety: weights and a plain config load without running code. Some layers carry 
 their config: a ``Lambda`` layer (its function, as marshalled bytecode or by name), any
 serialized Python lambda (``__lambda__``, e.g. an activation), a ``TorchModuleWrapper`` (a
 pickled torch module) and a ``TFSMLayer`` (an external SavedModel). Keras's ``safe_mode``
-refuses most of these, but Keras releases before 3.9 ignored it for ``.h5`` files, so
+refuses these when building the model, but Keras documents it for the ``.keras`` format only
+and earlier Keras 3 releases ignored it for ``.h5`` files (3.15 honours it there too). So
 :func:`find_unsafe` reads the config itself (from the zip, or through h5py), without building
-the model, and every load without trust refuses what it finds, naming the layer. Trusted
-models (``trust_unsafe=True``) load with ``safe_mode=False``.
+the model, and every load without trust refuses what it finds, naming the layer; Keras's own
+safe mode stays on behind it. Trusted models (``trust_unsafe=True``) load with
+``safe_mode=False``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,15 @@ _BACKENDS = {
     "tensorflow": ("tensorflow", "tensorflow", "tensorflow"),
     "jax": ("jax", "jax", "keras"),
 }
+# Packages whose modules a config may name; ``builtins`` is how Keras writes a registered
+# custom function (resolved by name through its registry, never imported).
+_KERAS_PACKAGES = frozenset({"keras", "keras_hub", "keras_cv", "keras_nlp", "builtins"})
+# Keras APIs that build no model: a config calling them is not a model (Keras 3.11+ refuses
+# them too).
+_NON_MODELING = (
+    "keras.config", "keras.utils", "keras.saving", "keras.export", "keras.src.utils",
+    "keras.src.saving", "keras.src.export", "keras.src.backend.config",
+)  # fmt: skip
 # A .keras file's config.json is a few kB to a few MB; more is not a model config.
 _MAX_CONFIG_BYTES = 64 * 2**20
 # Keras's torch backend reads weights with ``np.array(tensor)``, which numpy 2 warns about
@@ -208,7 +219,8 @@ def read_config(file: Path) -> Any:  # Any: the JSON model config
         h5py = import_framework("h5py", "h5py", "keras")
         with h5py.File(file, "r") as handle:
             raw = handle.attrs.get("model_config")
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:  # JSON errors too
+    # ValueError covers JSON errors; RecursionError, JSON nested too deep to be a config.
+    except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile) as exc:
         raise FlavorError(f"cannot read the Keras model config in {file.name!r}: {exc}") from None
     if raw is None:
         raise FlavorError(
@@ -216,33 +228,61 @@ def read_config(file: Path) -> Any:  # Any: the JSON model config
         )
     try:
         return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise FlavorError(f"cannot read the Keras model config in {file.name!r}: {exc}") from None
 
 
 def code_in_config(config: object) -> list[str]:
     """Why each layer in ``config`` (nested models and wrappers included) would run Python
-    code when loaded, one line per layer."""
+    code when loaded, one line per finding."""
     found: dict[str, None] = {}  # ordered and without repeats
-    for name, class_name, layer in _layers(config):
-        reason = _code_in_layer(name, class_name, layer)
-        if reason:
-            found[reason] = None
+    try:
+        for (name, class_name), node in _objects(config, ("model", "Model")):
+            inner = node.get("config")
+            reasons = [
+                _code_in_layer(name, class_name, inner) if isinstance(inner, dict) else None,
+                _module_reference(name, class_name, node),
+            ]
+            found.update(dict.fromkeys(r for r in reasons if r))
+    except RecursionError:  # fail closed: what cannot be checked is not called safe
+        found["the model config is nested too deeply to check"] = None
     return list(found)
 
 
-def _layers(node: object) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """Every serialized object with a name in the config: (name, class name, its config)."""
+def _objects(
+    node: object, layer: tuple[str, str]
+) -> Iterator[tuple[tuple[str, str], dict[str, Any]]]:
+    """Every serialized object in the config, with the (name, class name) of the nearest
+    named object around it (itself, for a layer)."""
     if isinstance(node, dict):
         inner = node.get("config")
         class_name = node.get("class_name")
         if isinstance(class_name, str) and isinstance(inner, dict):
-            yield str(inner.get("name", class_name)), class_name, inner
+            layer = (str(inner.get("name", class_name)), class_name)
+        yield layer, node
         for value in node.values():
-            yield from _layers(value)
+            yield from _objects(value, layer)
     elif isinstance(node, list):
         for value in node:
-            yield from _layers(value)
+            yield from _objects(value, layer)
+
+
+def _module_reference(name: str, class_name: str, node: dict[str, Any]) -> str | None:
+    """A ``module`` outside Keras's packages (Keras before 3.9 imported any module a config
+    named, CVE-2025-1550), or a function from Keras's non-modeling APIs (which can turn safe
+    mode off or fetch files). A registered custom object (``registered_name`` of the form
+    ``package>Name``, a custom function as ``builtins``) resolves through Keras's registry
+    to code already in the process, so it passes; Keras 3.9+ imports nothing else."""
+    module = node.get("module")
+    if not isinstance(module, str) or "class_name" not in node:  # a layer setting, say
+        return None
+    registered = ">" in str(node.get("registered_name") or "")  # "package>Name"
+    if module.partition(".")[0] not in _KERAS_PACKAGES and not registered:
+        return f"layer {name!r} ({class_name}) names the Python module {module!r}"
+    if node.get("class_name") == "function" and module.startswith(_NON_MODELING):
+        function = f"{module}.{node.get('config')}"
+        return f"layer {name!r} ({class_name}) calls {function}, which is not a modeling function"
+    return None
 
 
 def _code_in_layer(name: str, class_name: str, config: dict[str, Any]) -> str | None:
@@ -274,25 +314,34 @@ def _has_bytecode(config: dict[str, Any]) -> bool:
 def _function_name(function: object) -> str:
     if isinstance(function, dict) and isinstance(function.get("config"), str):
         module = function.get("module")
-        return f"{module}.{function['config']}" if module else str(function["config"])
+        registered = not module or module == "builtins"  # a custom function, by its name
+        return str(function["config"]) if registered else f"{module}.{function['config']}"
     return f"function {function!r}"[:100]
 
 
 def infer_signature(model: object) -> Signature | None:
     """Named tensors from the model's declared inputs (``keras.Input``): their names, dtypes
-    and shapes, an unknown dimension as ``-1``; None when the model declares none yet."""
+    and shapes, an unknown dimension as ``-1``; None when the model declares none yet.
+
+    The first axis is always the batch axis (``-1``): a Sequential model built by a call
+    records that call's batch size, which is no limit on what it predicts. An input Keras
+    named itself (``keras_tensor_3``, numbered per process) is called ``input``.
+    """
     try:
-        tensors = list(model.inputs)  # type: ignore[attr-defined]
+        tensors = list(getattr(model, "inputs", None) or [])
     except (AttributeError, ValueError):  # a subclassed or unbuilt model declares none
         return None
     specs = []
     for tensor in tensors:
-        dtype = str(tensor.dtype)
+        dtype = str(getattr(tensor, "dtype", ""))
         dtype = "str" if dtype == "string" else dtype
-        shape = tuple(-1 if d is None else int(d) for d in tensor.shape)
+        shape = tuple(-1 if d is None else int(d) for d in getattr(tensor, "shape", ()))
         if dtype not in DTYPES or not shape:
             return None
-        specs.append(TensorSpec(str(tensor.name), dtype, shape))
+        name = str(tensor.name)
+        if name.startswith("keras_tensor") and len(tensors) == 1:
+            name = "input"
+        specs.append(TensorSpec(name, dtype, (-1, *shape[1:])))
     return Signature("tensors", tuple(specs)) if specs else None
 
 

@@ -137,6 +137,18 @@ def test_signature_comes_from_the_model_when_saved_without_example(
     np.testing.assert_allclose(modelport.load(tmp_path / "m").predict(x), _own(regressor, x))
 
 
+def test_a_sequential_model_built_by_a_call_takes_any_batch_size(tmp_path: Path) -> None:
+    """Keras records the first call's batch size (here 2) and names the input itself
+    (``keras_tensor_N``, numbered per process): the signature has a batch axis and ``input``."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Dense(3, activation="relu"), keras.layers.Dense(1)])
+    model(np.ones((2, 4), dtype=np.float32))
+    manifest = modelport.save(model, tmp_path / "m")
+    assert manifest.signature.inputs == (TensorSpec("input", "float32", (-1, 4)),)
+    x, _ = _data(5)
+    np.testing.assert_allclose(modelport.load(tmp_path / "m").predict(x), _own(model, x))
+
+
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
 def test_multi_input_model_keeps_input_and_output_names(
     fmt: str, two_inputs: keras.Model, tmp_path: Path
@@ -206,10 +218,11 @@ def test_a_pickled_torch_module_is_found(tmp_path: Path) -> None:
         flavor.load(tmp_path, {"file": "model.keras"}, Signature("tensors", ()))
 
 
-def test_keras_2_lambda_configs_are_recognised() -> None:
+def test_code_in_crafted_and_old_configs_is_recognised() -> None:
     """Keras 2 wrote a Lambda's function as base64 bytecode with ``function_type``, Keras 3
-    any other lambda as ``__lambda__``; the scan reads configs as data, so an old file is
-    caught even where this Keras cannot load it."""
+    any other lambda as ``__lambda__``; crafted configs name other modules or Keras's own
+    non-modeling functions. The scan reads configs as data, so such a file is caught even
+    where this Keras cannot load it."""
     legacy = {
         "class_name": "Sequential",
         "config": {
@@ -228,6 +241,19 @@ def test_keras_2_lambda_configs_are_recognised() -> None:
                     "class_name": "Scaler",
                     "config": {"name": "s", "fn": {"class_name": "__lambda__", "config": {}}},
                 },
+                {"module": "os", "class_name": "system", "config": {"name": "shell"}},
+                {
+                    "module": "keras.layers",
+                    "class_name": "Activation",
+                    "config": {
+                        "name": "off",
+                        "activation": {
+                            "module": "keras.config",
+                            "class_name": "function",
+                            "config": "enable_unsafe_deserialization",
+                        },
+                    },
+                },
             ],
         },
     }
@@ -236,6 +262,35 @@ def test_keras_2_lambda_configs_are_recognised() -> None:
         "Lambda layer 'old' holds Python bytecode, which runs when it is loaded",
         "layer 'c' (Custom) holds Python bytecode, which runs when it is loaded",
         "layer 's' (Scaler) holds Python bytecode, which runs when it is loaded",
+        "layer 'shell' (system) names the Python module 'os'",
+        "layer 'off' (Activation) calls keras.config.enable_unsafe_deserialization, which is "
+        "not a modeling function",
+    ]
+    deep: dict[str, Any] = {}
+    for _ in range(5000):
+        deep = {"class_name": "Wrapper", "config": {"name": "w", "layer": deep}}
+    assert flavor.code_in_config(deep) == ["the model config is nested too deeply to check"]
+
+
+def test_registered_custom_objects_are_not_code_in_the_file(tmp_path: Path) -> None:
+    """A registered custom activation and layer come from this process's code, by name:
+    only the Lambda layer (which runs a function by name) is reported."""
+
+    @keras.saving.register_keras_serializable(package="mp_test")  # type: ignore[untyped-decorator]
+    def twice(t: Any) -> Any:
+        return t * 2.0
+
+    @keras.saving.register_keras_serializable(package="mp_test")
+    class Boost(keras.layers.Layer):  # type: ignore[misc]
+        def call(self, x: Any) -> Any:
+            return x + 1.0
+
+    inputs = keras.Input((3,), name="x")
+    hidden = keras.layers.Dense(2, activation=twice, name="dense")(inputs)
+    hidden = keras.layers.Lambda(twice, name="doubled")(hidden)
+    flavor.save(keras.Model(inputs, Boost(name="boost")(hidden)), tmp_path, {}, trust_unsafe=True)
+    assert flavor.find_unsafe(tmp_path, {"file": "model.keras"}) == [
+        ("model.keras", "Lambda layer 'doubled' runs Python code (mp_test>twice)")
     ]
 
 
