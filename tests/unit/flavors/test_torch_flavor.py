@@ -436,6 +436,17 @@ def _pickled_weight(marker: Path) -> Callable[[str, bytes], bytes]:
     return edit
 
 
+def _pickled_sample_inputs(marker: Path) -> Callable[[str, bytes], bytes]:
+    def edit(name: str, data: bytes) -> bytes:
+        if "/data/sample_inputs/" not in name:
+            return data
+        buffer = io.BytesIO()
+        torch.save(((_Marker(marker),), {}), buffer)
+        return buffer.getvalue()
+
+    return edit
+
+
 def _evaluated_expression(marker: Path) -> Callable[[str, bytes], bytes]:
     code = f"__import__('pathlib').Path({str(marker)!r}).touch() or Symbol('s"
 
@@ -474,6 +485,7 @@ def _guard(marker: Path) -> Callable[[str, bytes], bytes]:
             "pickled_weight",
             r"'hidden\.weight' in data/weights/model_weights_config\.json is pickled",
         ),
+        ("sample_inputs", r"data/sample_inputs/model\.pt holds more than tensors"),
         ("expression", r"models/model\.json has the shape expression \"__import__"),
         ("call", r"models/model\.json calls 'torch\.os\.system'"),
         ("guard", r"models/model\.json has the guard \"__import__"),
@@ -485,6 +497,7 @@ def test_a_crafted_program_is_refused_before_torch_reads_it(
     marker = tmp_path / "ran"
     edits = {
         "pickled_weight": _pickled_weight(marker),
+        "sample_inputs": _pickled_sample_inputs(marker),
         "expression": _evaluated_expression(marker),
         "call": _graph_edit(_call_os),
         "guard": _guard(marker),
@@ -502,13 +515,17 @@ def test_a_crafted_program_is_refused_before_torch_reads_it(
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("edit", ["pickled_weight", "expression", "guard"])
+@pytest.mark.parametrize("edit", ["pickled_weight", "sample_inputs", "expression", "guard"])
 def test_control_trusted_crafted_programs_do_run_their_code(edit: str, tmp_path: Path) -> None:
     """What the check stops is real: torch runs the payload, loading (a pickled weight, a
     shape expression) or predicting (a guard)."""
     marker = tmp_path / "ran"
     crafted = tmp_path / "crafted" / "model.pt2"
-    make = {"pickled_weight": _pickled_weight, "expression": _evaluated_expression}
+    make = {
+        "pickled_weight": _pickled_weight,
+        "sample_inputs": _pickled_sample_inputs,
+        "expression": _evaluated_expression,
+    }
     _rewrite(_program_file(tmp_path), crafted, make.get(edit, _guard)(marker))
     options = {"format": "pt2", "file": "model.pt2"}
     signature = Signature("tensors", (TensorSpec("x", "float32", (-1, 6)),))
