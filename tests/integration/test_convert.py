@@ -110,6 +110,7 @@ def test_conversion_is_equivalent_and_registered_with_lineage(
     assert lineage["max_abs_diff"] == done.max_abs_diff
     assert converted.manifest.tags["converted_from"] == "m/1"
     assert registry.get_version("m", 2).tags["converted_from"] == "m/1"
+    assert registry.get_version("m", 2).source == "modelport convert m/1 --to onnx"
     # A free batch axis: one row and a hundred rows.
     _assert_same(original, converted, example[:1])
     _assert_same(original, converted, data[:100])

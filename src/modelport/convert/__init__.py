@@ -138,7 +138,13 @@ def convert(
                 f"the converted graph takes {new.kind} {new.to_dict()['inputs']}, not the "
                 f"original's {old.kind} {old.to_dict()['inputs']}"
             )
-        version = registry.register(loaded.name, folder, tags=tags, description=description)
+        version = registry.register(
+            loaded.name,
+            folder,
+            tags=tags,
+            description=description,
+            source=f"modelport convert {parent} --to onnx",
+        )
     return Conversion(
         version=version,
         parent=parent,

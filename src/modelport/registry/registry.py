@@ -153,6 +153,7 @@ class Registry:
         trust_unsafe: bool = False,
         trusted_by: str | None = None,
         trusted_keys: Sequence[Path] = (),
+        source: str | None = None,
     ) -> ModelVersion:
         """Store a model object, or the artifact/bundle/model file at a path, as a new version.
 
@@ -168,6 +169,9 @@ class Registry:
         version loads as it is. Trust only models whose origin you know: loading them can run
         any code. A ``PythonModel`` object is code already running in this process: it is
         recorded as trusted by ``trusted_by`` (default the OS user).
+
+        ``source`` is where the version's record says it came from (default: the path, or
+        the model's class), e.g. ``modelport convert churn/3`` for a conversion.
         """
         validate_name(name)
         is_path = isinstance(model_or_path, str | Path)
@@ -175,7 +179,8 @@ class Registry:
         if trusted_by is not None and not (trust_unsafe or code_object):
             raise InvalidInput("trusted_by is recorded only with trust_unsafe=True")
         kind = type(model_or_path)
-        source = str(model_or_path) if is_path else f"{kind.__module__}.{kind.__qualname__}"
+        if source is None:
+            source = str(model_or_path) if is_path else f"{kind.__module__}.{kind.__qualname__}"
         with tempfile.TemporaryDirectory(prefix="modelport-register-") as tmp:
             origin, signer = (
                 _trust.signed_source(
