@@ -98,7 +98,9 @@ def catboost_classifier() -> Case:
 
     train, test = table(64), table(6)
     y = ((train["spend"] > 0) ^ (train["plan"] == "pro")).astype(np.int64)
-    model = cb.CatBoostClassifier(iterations=10, depth=3, thread_count=1, verbose=False)
+    model = cb.CatBoostClassifier(
+        iterations=10, depth=3, thread_count=1, verbose=False, allow_writing_files=False
+    )
     model.fit(train, y, cat_features=["plan"])
     v2 = [
         {"name": "spend", "shape": [6], "datatype": "FP64", "data": test["spend"].tolist()},

@@ -18,7 +18,14 @@ from modelport.flavors import catboost as flavor
 
 from ._helpers import canonical, round_trip
 
-PARAMS: dict[str, Any] = {"iterations": 10, "depth": 3, "thread_count": 1, "verbose": False}
+# allow_writing_files=False: no catboost_info folder of training logs in the working directory.
+PARAMS: dict[str, Any] = {
+    "iterations": 10,
+    "depth": 3,
+    "thread_count": 1,
+    "verbose": False,
+    "allow_writing_files": False,
+}
 
 
 @pytest.fixture
