@@ -343,9 +343,9 @@ def _read_program(file: Path, torch: Any, trust_unsafe: bool) -> Any:  # Any: Ex
         program = torch.export.load(str(file))
     except Exception as exc:  # torch's deserializer errors
         raise FlavorError(f"cannot read torch program {file.name!r}: {summarize(exc)}") from None
-    if not trust_unsafe:
-        for target in _call_targets(program, torch):
-            raise UnsafeArtifact(file.name, f"the graph calls {target!r}")
+    odd = [] if trust_unsafe else _call_targets(program, torch)
+    if odd:  # the scan read the same graph, so this is a second line of defence only
+        raise UnsafeArtifact(file.name, f"the graph calls {odd[0]!r}")
     return program
 
 
@@ -422,19 +422,27 @@ class TorchPredictor:
         return {"predictions": _to_numpy(result)}
 
     def _tensor(self, arr: np.ndarray, dtype: str | None, torch: Any) -> Any:
+        """``arr`` on the device, cast to the dtype the module was exported with (bfloat16
+        included, which numpy lacks)."""
         data = np.asarray(arr)
         if data.dtype == object:
             raise FlavorError("a torch model takes numeric tensors, not strings")
-        if dtype is not None and dtype in DTYPES and data.dtype != np.dtype(dtype):
-            data = data.astype(dtype)
-        return torch.from_numpy(np.ascontiguousarray(data)).to(self.device)
+        tensor = torch.from_numpy(np.ascontiguousarray(data))
+        wanted = getattr(torch, dtype, None) if dtype and dtype.isalnum() else None
+        if isinstance(wanted, torch.dtype) and tensor.dtype != wanted:
+            tensor = tensor.to(wanted)
+        return tensor.to(self.device)
 
 
 def _to_numpy(value: object) -> np.ndarray:
+    """A tensor as a numpy array on the host (bfloat16, which numpy lacks, as float32)."""
     detach = getattr(value, "detach", None)
-    if detach is not None:
-        return np.asarray(detach().cpu().numpy())
-    return np.asarray(value)
+    if detach is None:
+        return np.asarray(value)
+    tensor = detach().cpu()
+    if str(tensor.dtype) == "torch.bfloat16":
+        tensor = tensor.float()
+    return np.asarray(tensor.numpy())
 
 
 # --- Checking a .pt2 archive before torch reads it -------------------------------------------

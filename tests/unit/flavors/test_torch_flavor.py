@@ -185,6 +185,17 @@ def test_a_float64_example_feeds_a_float32_module(tmp_path: Path) -> None:
     torch.testing.assert_close(torch.from_numpy(got), _own(module, rows.astype(np.float32)))
 
 
+def test_a_bfloat16_module_takes_float32_and_answers_float32(tmp_path: Path) -> None:
+    module = _mlp().to(torch.bfloat16)
+    modelport.save(module, tmp_path / "m", input_example=_rows(3))
+    loaded = modelport.load(tmp_path / "m")
+    assert loaded.signature.outputs[0].dtype == "float32"
+    rows = _rows(6, seed=7)
+    with torch.no_grad():
+        own = module(torch.from_numpy(rows).to(torch.bfloat16)).float()
+    torch.testing.assert_close(torch.from_numpy(loaded.predict(rows)), own)
+
+
 @pytest.mark.parametrize(
     ("kind", "names"), [("dict", ["logits", "probs"]), ("tuple", ["output_0", "output_1"])]
 )
