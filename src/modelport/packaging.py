@@ -198,7 +198,7 @@ def save(
     signature, example = _signature_for(chosen, model, input_example)
     with staging_dir(target) as tmp:
         options = dict(flavor_options or {})
-        saved = chosen.save(model, tmp, options, **_trusting(chosen.save, trust_unsafe))
+        saved = chosen.save(model, tmp, options, **_save_kwargs(chosen.save, trust_unsafe, example))
         example_file = profile_file = None
         if example is not None:
             example_file = _write_json(tmp / EXAMPLE_FILE, example_to_json(signature, example))
@@ -335,6 +335,17 @@ def _trusting(hook: Callable[..., object], trust_unsafe: bool) -> dict[str, bool
     if trust_unsafe and "trust_unsafe" in inspect.signature(hook).parameters:
         return {"trust_unsafe": True}
     return {}
+
+
+def _save_kwargs(
+    hook: Callable[..., object], trust_unsafe: bool, example: Mapping[str, np.ndarray] | None
+) -> dict[str, Any]:
+    """The optional keywords a flavor's ``save`` declares: trust, and the input example in
+    canonical form (for a flavor that needs one to export the model, such as torch)."""
+    kwargs: dict[str, Any] = dict(_trusting(hook, trust_unsafe))
+    if example is not None and "input_example" in inspect.signature(hook).parameters:
+        kwargs["input_example"] = example
+    return kwargs
 
 
 def _hook_kwargs(
