@@ -44,6 +44,7 @@ from modelport.flavors._framework import import_framework
 
 NAME = "keras"
 FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
+DECLARES_INPUTS = True  # a model's input layers are its signature; an example must fit
 
 _FORMATS = {"keras": "model.keras", "h5": "model.h5"}
 DEFAULT_BACKEND = "torch"
