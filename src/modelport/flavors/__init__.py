@@ -16,6 +16,13 @@ A flavor is a module (or any object) with:
 - ``read_file(path) -> object`` - read a plain model file a user already has (``.onnx``, ...)
   into an in-memory model that ``save`` accepts. ``FILE_SUFFIXES`` lists the suffixes it takes.
 
+Optional, for flavors whose model files declare their inputs (ONNX, torch.export, Keras,
+SavedModel):
+
+- ``DECLARES_INPUTS = True`` - ``infer_signature`` reads that declaration. It is then the
+  signature even when an input example is given, and the example must fit it (a bare array
+  maps onto a single declared input); a model registered without an example still gets it.
+
 Optional, for flavors whose files can run code when loaded (sklearn pickles, pyfunc code):
 
 - ``RUNS_CODE = True`` - the artifact *is* code (pyfunc): every loader refuses it unless it
@@ -26,6 +33,11 @@ Optional, for flavors whose files can run code when loaded (sklearn pickles, pyf
 - a keyword ``trust_unsafe: bool = False`` on ``save``, ``load`` and ``read_file``: True skips
   the flavor's safety checks. It is passed only when True and only to hooks that declare it,
   so a flavor whose formats run no code needs neither.
+- a keyword ``input_example: Mapping[str, np.ndarray] | None`` on ``save``: the example in
+  canonical form, named by the signature, passed only to a ``save`` that declares it (torch
+  exports the module with it).
+- a keyword ``device: str`` on ``load`` (``cpu``, ``cuda``, ``cuda:N``) for a flavor that can
+  run on a GPU; any other refuses a GPU device (see :func:`modelport.packaging.load_artifact`).
 - a keyword ``checksums: Mapping[str, str] | None`` on ``load``: the manifest's verified
   SHA-256 of every file, for a flavor that reads files again itself (pyfunc compiles its
   sources from bytes it checks against these).
@@ -92,10 +104,14 @@ class Flavor(Protocol):
     def read_file(self, path: Path) -> object: ...
 
 
-# Detection order matters: xgboost/lightgbm estimators also look like scikit-learn ones.
+# Detection order matters: xgboost/lightgbm/catboost estimators also look like scikit-learn
+# ones, and a Keras model on the torch backend is also a torch module.
 _BUILTIN: dict[str, str] = {
     "xgboost": "modelport.flavors.xgboost",
     "lightgbm": "modelport.flavors.lightgbm",
+    "catboost": "modelport.flavors.catboost",
+    "keras": "modelport.flavors.keras",
+    "torch": "modelport.flavors.torch",
     "onnx": "modelport.flavors.onnx",
     "sklearn": "modelport.flavors.sklearn",
     "pyfunc": "modelport.flavors.pyfunc",
