@@ -35,6 +35,17 @@ def test_help_shows_defaults_and_no_stray_markup(
     assert "[env: MODELPORT_HOME]" in top
 
 
+def test_help_paragraphs_wrap_at_the_terminal_not_at_the_docstring(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A docstring's own line breaks cut sentences mid-line at any other width."""
+    monkeypatch.setenv("COLUMNS", "200")
+    text = cli(capsys, "serve", "--help").out
+    assert "a new version is loaded and warmed beside the old one, then traffic" in text
+    listed = cli(capsys, "convert", "--help").out
+    assert "on rows drawn from its reference profile" in listed
+
+
 def test_every_command_summary_is_one_line() -> None:
     """The first paragraph of a command's help is its line in ``modelport --help``."""
     group = get_command(app)

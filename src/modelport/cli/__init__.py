@@ -9,6 +9,7 @@ can tell drift from a misspelled model.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from collections.abc import Callable
@@ -116,6 +117,26 @@ for _command in _COMMANDS:
     app.command()(_command)
 app.add_typer(registry.alias_app, name="alias")
 app.add_typer(keys.keys_app, name="keys")
+
+
+def _reflowed(doc: str) -> str:
+    """A docstring as ``--help`` text: each paragraph's lines joined, so the terminal wraps
+    them (rich keeps a docstring's own line breaks, which broke sentences mid-line); a
+    paragraph that is a list or an example keeps its lines."""
+    paragraphs = []
+    for paragraph in inspect.cleandoc(doc).split("\n\n"):
+        lines = paragraph.splitlines()
+        if any(line.startswith((" ", "-", "*", ">>>", "$")) for line in lines):
+            paragraphs.append(paragraph)
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+for _app in (app, registry.alias_app, keys.keys_app):
+    for _info in _app.registered_commands:
+        if _info.help is None and _info.callback is not None and _info.callback.__doc__:
+            _info.help = _reflowed(_info.callback.__doc__)
 
 
 def main(argv: list[str] | None = None) -> None:

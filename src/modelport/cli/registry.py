@@ -20,8 +20,9 @@ def register(
     path: Annotated[
         Path,
         typer.Argument(
-            help="Artifact folder, .tar bundle, or model file "
-            "(.pkl/.joblib, .onnx, XGBoost .json/.ubj, LightGBM .txt)"
+            help="Artifact folder, .tar bundle, TensorFlow SavedModel folder, or model file "
+            "(.pkl/.joblib, .onnx, XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, "
+            "Keras .keras/.h5, torch.export .pt2, TorchScript .pt)"
         ),
     ],
     name: Annotated[str, typer.Option(help="Model name to register under.")],
