@@ -123,13 +123,9 @@ def _environment(tmp_path: Path) -> tuple[dict[str, str], Path]:
     return env, marker
 
 
-def test_serving_a_skops_model_imports_only_its_flavor(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(60, 4))
-    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
-    model_dir = tmp_path / "lr"
-    modelport.save(model, model_dir, input_example=x[:2])
-    assert (model_dir / "model.skops").is_file()
+def _served_modules(tmp_path: Path, model_dir: Path) -> tuple[set[str], bool]:
+    """The modules a real server process holds after answering one request for the model
+    at ``model_dir``, and whether it imported (the stand-in) torch."""
     env, torch_imports = _environment(tmp_path)
     out = tmp_path / "server.json"
     result = subprocess.run(
@@ -143,10 +139,20 @@ def test_serving_a_skops_model_imports_only_its_flavor(tmp_path: Path) -> None:
     assert out.is_file(), result.stderr
     seen = json.loads(out.read_text())
     assert seen["answer"]["status"] == 200, (seen["answer"], result.stderr)
-    modules = set(seen["modules"])
+    return set(seen["modules"]), torch_imports.exists()
+
+
+def test_serving_a_skops_model_imports_only_its_flavor(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4))
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    model_dir = tmp_path / "lr"
+    modelport.save(model, model_dir, input_example=x[:2])
+    assert (model_dir / "model.skops").is_file()
+    modules, torch_imported = _served_modules(tmp_path, model_dir)
     assert {"sklearn.linear_model", "skops.io", "modelport.flavors.sklearn"} <= modules
     assert sorted(modules & {*WALKED, *TORCH, *OTHER_FLAVORS}) == []
-    assert not torch_imports.exists(), "the server imported torch"
+    assert not torch_imported, "the server imported torch"
 
 
 def test_serving_an_xgboost_model_imports_no_deep_learning_framework(tmp_path: Path) -> None:
@@ -156,24 +162,11 @@ def test_serving_an_xgboost_model_imports_no_deep_learning_framework(tmp_path: P
     model = xgboost.XGBClassifier(n_estimators=3, max_depth=2, n_jobs=1)
     model_dir = tmp_path / "xgb"
     modelport.save(model.fit(x, x[:, 0] > 0), model_dir, input_example=x[:2])
-    env, torch_imports = _environment(tmp_path)
-    out = tmp_path / "server.json"
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SERVER), str(out), str(free_port()), str(model_dir)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.is_file(), result.stderr
-    seen = json.loads(out.read_text())
-    assert seen["answer"]["status"] == 200, (seen["answer"], result.stderr)
-    modules = set(seen["modules"])
+    modules, torch_imported = _served_modules(tmp_path, model_dir)
     assert {"xgboost", "modelport.flavors.xgboost"} <= modules
     others = {*TORCH, *DEEP_LEARNING, "modelport.flavors.torch", "modelport.flavors.keras"}
     assert sorted(modules & others) == []
-    assert not torch_imports.exists(), "the server imported torch"
+    assert not torch_imported, "the server imported torch"
 
 
 def test_the_supervisor_of_workers_imports_no_model_and_no_app(tmp_path: Path) -> None:
