@@ -381,21 +381,25 @@ def import_artifact(
 ) -> Manifest:
     """Make a verified artifact folder at ``path`` from what a user has at ``source``.
 
-    ``source`` may be an artifact folder, a ``.tar`` bundle, or a plain model file
-    (``.pkl``/``.joblib``, ``.onnx``, XGBoost ``.json``/``.ubj``, LightGBM ``.txt``).
+    ``source`` may be an artifact folder, a ``.tar`` bundle, a plain model file
+    (``.pkl``/``.joblib``, ``.onnx``, XGBoost ``.json``/``.ubj``, LightGBM ``.txt``) or a
+    TensorFlow SavedModel folder (``saved_model.pb`` inside, and no manifest).
     A plain pickle file is read through the allow-list unless ``trust_unsafe``; an artifact
     folder or bundle is copied as it is (see :func:`find_unsafe`).
     """
     src = Path(source)
-    if src.is_dir():
+    if src.is_dir() and (src / "saved_model.pb").is_file() and not (src / MANIFEST_FILE).exists():
+        chosen, kind = get_flavor("tensorflow"), "SavedModel folder"
+    elif src.is_dir():
         return copy_artifact(src, Path(path), name, metrics, tags, description)
-    if not src.is_file():
+    elif not src.is_file():
         raise ArtifactNotFound(str(src))
-    if src.suffix.lower() in BUNDLE_SUFFIXES:
+    elif src.suffix.lower() in BUNDLE_SUFFIXES:
         with tempfile.TemporaryDirectory(prefix="modelport-unpack-") as tmp:
             unpacked = unpack(src, Path(tmp) / "artifact", limits)
             return copy_artifact(unpacked, Path(path), name, metrics, tags, description)
-    chosen = flavor_for_file(src)
+    else:
+        chosen, kind = flavor_for_file(src), f"{src.suffix.lower()} file"
     model = chosen.read_file(src, **_trusting(chosen.read_file, trust_unsafe))
     _require_model(chosen, model, src.name)
     return save(
@@ -408,7 +412,7 @@ def import_artifact(
         tags=tags,
         description=description,
         flavor=chosen.NAME,
-        lineage={"source": src.name, "conversion": f"{src.suffix.lower()} file -> {chosen.NAME}"},
+        lineage={"source": src.name, "conversion": f"{kind} -> {chosen.NAME}"},
         trust_unsafe=trust_unsafe,
     )
 
