@@ -112,6 +112,7 @@ _BUILTIN: dict[str, str] = {
     "catboost": "modelport.flavors.catboost",
     "keras": "modelport.flavors.keras",
     "torch": "modelport.flavors.torch",
+    "tensorflow": "modelport.flavors.tensorflow",
     "onnx": "modelport.flavors.onnx",
     "sklearn": "modelport.flavors.sklearn",
     "pyfunc": "modelport.flavors.pyfunc",
