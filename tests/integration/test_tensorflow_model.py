@@ -142,7 +142,7 @@ def absl_on_real_stderr() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("absl_on_real_stderr")
-def test_served_over_v2(home: Path) -> None:
+def test_served_over_v2_and_tf_style(home: Path) -> None:
     rows = _rows(7, seed=3)
     with serving(home, "tf-model") as server:
         meta = httpx.get(f"{server.url}/v2/models/tf-model").json()
@@ -162,6 +162,11 @@ def test_served_over_v2(home: Path) -> None:
             [7, 3],
         )
         np.testing.assert_allclose(np.reshape(output["data"], (7, 3)), _own(rows), rtol=1e-6)
+        tf_style = httpx.post(
+            f"{server.url}/v1/models/tf-model:predict", json={"instances": rows.tolist()}
+        )
+        assert tf_style.status_code == 200, tf_style.text
+        np.testing.assert_allclose(tf_style.json()["predictions"], _own(rows), rtol=1e-6)
 
         wrong = dict(body, inputs=[dict(body["inputs"][0], shape=[7, 3], data=[0.0] * 21)])
         bad = httpx.post(f"{server.url}/v2/models/tf-model/infer", json=wrong, timeout=60)

@@ -50,6 +50,7 @@ from modelport.flavors._framework import import_framework
 
 NAME = "tensorflow"
 FILE_SUFFIXES: tuple[str, ...] = ()  # a SavedModel is a directory (saved_model.pb inside)
+DECLARES_INPUTS = True  # the serving signature is the signature; an example must fit it
 
 SAVED_MODEL_FILE = "saved_model.pb"
 _DIR = "saved_model"
