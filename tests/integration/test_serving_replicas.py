@@ -1,5 +1,6 @@
-"""Serving behind a load balancer: readiness only once every model is loaded, and gone as
-soon as a graceful stop begins, while the requests already in flight finish."""
+"""Serving behind a load balancer, as one of several replicas: readiness only once every
+model is loaded and gone as soon as a graceful stop begins (while the requests in flight
+finish), and an alias moved on PostgreSQL followed at once (LISTEN/NOTIFY), not at the poll."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psycopg
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sqlalchemy.engine import make_url
 
 import modelport
 
@@ -135,3 +139,82 @@ def test_sigterm_drops_readiness_while_in_flight_requests_finish(tmp_path: Path)
     assert probe != 200
     assert response.status_code == 200
     assert response.json()["outputs"][0]["data"] == [6.0]
+
+
+def _register_two(settings: modelport.Settings) -> None:
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    with modelport.Registry(settings) as registry:
+        registry.register("m", LogisticRegression().fit(x, y), input_example=x[:2])
+        registry.register("m", LogisticRegression().fit(x, 1 - y), input_example=x[:2])
+        registry.set_alias("m", "production", 1)
+
+
+def _answering_version(url: str) -> str:
+    body = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [0, 0, 1]}]}
+    answer = httpx.post(f"{url}/v2/models/m/infer", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["model_version"])
+
+
+def _follows_within(url: str, version: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _answering_version(url) == version:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# The poll is an hour away in both: only a notification can move the served alias in time.
+_NO_POLL = {"MODELPORT_SERVING__POLL_INTERVAL_S": "3600"}
+
+
+@pytest.mark.postgres
+def test_alias_move_reaches_the_server_through_notify(
+    tmp_path: Path, fresh_pg_database: str
+) -> None:
+    settings = modelport.Settings(home=tmp_path, registry_uri=fresh_pg_database)
+    _register_two(settings)
+    env = {**_NO_POLL, "MODELPORT_REGISTRY_URI": fresh_pg_database}
+    with serving(tmp_path, "m@production", env=env) as server:
+        assert _answering_version(server.url) == "1"
+        with modelport.Registry(settings) as registry:
+            registry.set_alias("m", "production", 2)
+            assert _follows_within(server.url, "2", 10)
+            registry.delete_alias("m", "production")  # announced too; the server keeps v2
+            registry.set_alias("m", "production", 1)
+            assert _follows_within(server.url, "1", 10)
+
+
+def test_alias_move_waits_for_the_poll_on_sqlite(tmp_path: Path) -> None:
+    """The control: without notifications (SQLite) the same move is not followed in 3 s."""
+    settings = modelport.Settings(home=tmp_path)
+    _register_two(settings)
+    with serving(tmp_path, "m@production", env=_NO_POLL) as server:
+        assert _answering_version(server.url) == "1"
+        with modelport.Registry(settings) as registry:
+            registry.set_alias("m", "production", 2)
+        assert not _follows_within(server.url, "2", 3)
+
+
+@pytest.mark.postgres
+def test_lost_listener_connection_is_reopened(tmp_path: Path, fresh_pg_database: str) -> None:
+    settings = modelport.Settings(home=tmp_path, registry_uri=fresh_pg_database)
+    _register_two(settings)
+    env = {**_NO_POLL, "MODELPORT_REGISTRY_URI": fresh_pg_database}
+    conninfo = make_url(fresh_pg_database).set(drivername="postgresql")
+    with serving(tmp_path, "m@production", env=env) as server:
+        _wait_for(lambda: "following alias changes" in server.logs())
+        with psycopg.connect(conninfo.render_as_string(hide_password=False)) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+            ).fetchall()
+        assert killed  # the listener's connection was there, and is gone
+        _wait_for(lambda: "retrying in" in server.logs())
+        assert _answering_version(server.url) == "1"  # the server never stopped serving
+        _wait_for(lambda: server.logs().count("following alias changes") >= 2)
+        with modelport.Registry(settings) as registry:
+            registry.set_alias("m", "production", 2)
+        assert _follows_within(server.url, "2", 10)

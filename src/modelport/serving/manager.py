@@ -2,8 +2,10 @@
 
 A served name follows its ref. ``churn@production`` and ``churn`` (latest ready) are polled
 every ``poll_interval_s`` (and on ``load`` through the repository API); ``churn/3`` and paths
-are pinned. A swap loads and warms the new version beside the old one (in a worker thread,
-so serving goes on), switches ``current`` in one assignment on the event loop, lets requests
+are pinned. On PostgreSQL an alias change is also announced by the registry
+(:mod:`~modelport.serving.alias_events`), and a served ``name@alias`` swaps at once.
+A swap loads and warms the new version beside the old one (in a worker thread, so serving
+goes on), switches ``current`` in one assignment on the event loop, lets requests
 already holding the old version finish, then drops it. If the new version fails to load or
 warm up, the old one keeps serving and the failure stays in ``error`` until a later swap
 succeeds.
@@ -36,6 +38,7 @@ from modelport.monitoring.metrics import ServerMetrics
 from modelport.packaging import LoadedModel
 from modelport.registry import ModelVersion, Registry
 from modelport.registry.registry import load_local
+from modelport.serving import alias_events
 from modelport.serving.batcher import AdaptiveBatcher
 from modelport.serving.deployment import ModelSpec
 from modelport.serving.runner import PredictRunner
@@ -73,6 +76,8 @@ class ModelManager:
         self._registry: Registry | None = None
         self._registry_lock = threading.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._listener: alias_events.AliasListener | None = None
+        self._followers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Load every model (failures are recorded, not raised), then start polling.
@@ -85,6 +90,7 @@ class ModelManager:
         loop = asyncio.get_running_loop()
         if any(m.follows_registry for m in self.models.values()):
             self._tasks.append(loop.create_task(self._poll()))
+        self._listen_for_aliases(loop)
         if self.board.shared:
             self._tasks.append(loop.create_task(self._watch_board()))
 
@@ -105,8 +111,10 @@ class ModelManager:
 
     async def stop(self) -> None:
         """Stop polling and release every model."""
-        for task in self._tasks:
+        for task in [*self._tasks, *self._followers]:
             task.cancel()
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.stop)
         self.board.close()
         for served in self.models.values():
             for loaded in (served.current, served.next):
@@ -362,6 +370,33 @@ class ModelManager:
                 if served.follows_registry and not self.board.unloaded(served.index):
                     async with served.lock:
                         await self._swap(served)
+
+    def _listen_for_aliases(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On PostgreSQL, swap a served ``name@alias`` as soon as an alias of ``name``
+        changes; the poll stays as the fallback (and is all there is on SQLite)."""
+        uri = self.settings.resolved_registry_uri()
+        aliased = [m for m in self.models.values() if m.follows_registry and m.ref.alias]
+        if not aliased or not alias_events.listens(uri):
+            return
+
+        def changed(name: str) -> None:  # in the listener's thread
+            loop.call_soon_threadsafe(self._alias_changed, name)
+
+        self._listener = alias_events.AliasListener(uri, changed)
+        self._listener.start()
+
+    def _alias_changed(self, name: str) -> None:
+        for served in self.models.values():
+            if served.follows_registry and served.ref.alias and served.ref.name == name:
+                task = asyncio.get_running_loop().create_task(self._follow_alias(served))
+                self._followers.add(task)  # held until done: the loop keeps only weak refs
+                task.add_done_callback(self._followers.discard)
+
+    async def _follow_alias(self, served: ServedModel) -> None:
+        if self.board.unloaded(served.index):
+            return
+        async with served.lock:
+            await self._swap(served)
 
     async def _watch_board(self) -> None:
         """Apply repository commands other workers received, and switch to a version the

@@ -3,11 +3,16 @@
 An alias points at one ready version. Every change (set, move, delete) appends a history row
 holding the previous target, so "roll back production" is "set it to the previous version
 in its history" and an audit can tell who pointed what where, when.
+
+On PostgreSQL a change also sends ``NOTIFY modelport_aliases, '<model name>'`` in the same
+transaction (so only a committed change is announced), which serving processes listen to
+(:mod:`modelport.serving.alias_events`) to follow a moved alias at once instead of at their
+next poll.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from modelport.errors import AliasNotFound, VersionInUse
@@ -15,6 +20,10 @@ from modelport.ref import validate_alias, validate_name
 from modelport.registry.entities import AliasChange, ModelVersion
 from modelport.registry.sql._base import StoreBase, to_version
 from modelport.registry.sql._schema import AliasHistoryRow, AliasRow, VersionRow, utcnow
+
+ALIAS_CHANNEL = "modelport_aliases"
+"""The PostgreSQL notification channel alias changes are announced on; the payload is the
+model's name."""
 
 
 class AliasMixin(StoreBase):
@@ -33,6 +42,7 @@ class AliasMixin(StoreBase):
             else:
                 current.version = version
                 current.updated_at = now
+            _announce(s, name)
             return self._record(s, row.model_id, alias, version, previous)
 
     def get_alias(self, name: str, alias: str) -> ModelVersion:
@@ -64,6 +74,7 @@ class AliasMixin(StoreBase):
                 raise AliasNotFound(name, alias)
             previous = current.version
             s.delete(current)
+            _announce(s, name)
             return self._record(s, model.id, alias, None, previous)
 
     def list_aliases(self, name: str) -> dict[str, int]:
@@ -126,3 +137,12 @@ class AliasMixin(StoreBase):
     def _delete_alias_rows(self, s: Session, model_id: int) -> None:
         s.execute(delete(AliasHistoryRow).where(AliasHistoryRow.model_id == model_id))
         s.execute(delete(AliasRow).where(AliasRow.model_id == model_id))
+
+
+def _announce(s: Session, name: str) -> None:
+    """Tell listening servers that an alias of ``name`` changed, when the transaction commits
+    (PostgreSQL only: SQLite has no notifications, and its servers poll)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(
+            text("SELECT pg_notify(:channel, :name)"), {"channel": ALIAS_CHANNEL, "name": name}
+        )
