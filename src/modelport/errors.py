@@ -47,7 +47,9 @@ Errors are mapped only at the edges: the server turns any ``ModelportError`` int
     │   ├── UnsupportedContentEncoding   unsupported_content_encoding 415
     │   └── RateLimited                  rate_limited        429
     └── StoreError                       store_error         500
-        └── UnsupportedURI               unsupported_uri     400
+        ├── UnsupportedURI               unsupported_uri     400
+        ├── SchemaOutdated               schema_outdated     503
+        └── SchemaTooNew                 schema_too_new      503
 """
 
 from __future__ import annotations
@@ -489,3 +491,35 @@ class UnsupportedURI(StoreError):
 
     def __init__(self, uri: str, known: list[str]) -> None:
         super().__init__(f"unsupported store URI {uri!r}; known schemes: {', '.join(known)}")
+
+
+class SchemaOutdated(StoreError):
+    """A shared (PostgreSQL) registry database has an older schema than this modelport needs.
+
+    Opening never migrates a shared database that already has a schema; run
+    ``modelport db upgrade`` once. An empty database gets its schema on first open.
+    """
+
+    code = "schema_outdated"
+    status = 503
+    exit_code = 6
+
+    def __init__(self, database: str, found: str, needed: str) -> None:
+        super().__init__(
+            f"registry database {database} has schema revision {found}, this modelport needs "
+            f"{needed}; run `modelport db upgrade`"
+        )
+
+
+class SchemaTooNew(StoreError):
+    """The registry database was migrated by a newer modelport; it is left untouched."""
+
+    code = "schema_too_new"
+    status = 503
+    exit_code = 6
+
+    def __init__(self, database: str, found: str, needed: str) -> None:
+        super().__init__(
+            f"registry database {database} has schema revision {found}, unknown to this "
+            f"modelport (which needs {needed}); upgrade modelport"
+        )

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from modelport._arrow_allocator import set_defaults as set_allocator_defaults
-from modelport.cli import batch, convert, keys, monitoring, registry, serving, signing
+from modelport.cli import batch, convert, db, keys, monitoring, registry, serving, signing
 from modelport.cli._shared import err, out, state
 from modelport.cli.monitoring import DRIFT_FOUND
 from modelport.config import Settings
@@ -117,6 +117,7 @@ for _command in _COMMANDS:
     app.command()(_command)
 app.add_typer(registry.alias_app, name="alias")
 app.add_typer(keys.keys_app, name="keys")
+app.add_typer(db.db_app, name="db")
 
 
 def _reflowed(doc: str) -> str:
@@ -133,7 +134,7 @@ def _reflowed(doc: str) -> str:
     return "\n\n".join(paragraphs)
 
 
-for _app in (app, registry.alias_app, keys.keys_app):
+for _app in (app, registry.alias_app, keys.keys_app, db.db_app):
     for _info in _app.registered_commands:
         if _info.help is None and _info.callback is not None and _info.callback.__doc__:
             _info.help = _reflowed(_info.callback.__doc__)

@@ -19,6 +19,7 @@ from modelport.registry.artifact_store import LocalArtifactStore
 from modelport.registry.sql import SqlStore
 from modelport.registry.sql._engine import MIGRATIONS_DIR, parse_url, schema_is_current
 from modelport.registry.sql._schema import Base, ModelRow, VersionRow
+from modelport.registry.sql.migrations import upgrade_database
 
 
 def test_migrations_build_exactly_the_orm_schema(registry_uri: str) -> None:
@@ -167,6 +168,7 @@ def test_0002_upgrades_a_0001_database_and_keeps_its_versions(empty_uri: str) ->
     finally:
         engine.dispose()
     assert "api_keys" not in _tables_and_version_columns(empty_uri)[0]
+    upgrade_database(empty_uri)  # a shared (PostgreSQL) schema is only migrated explicitly
     with SqlStore(empty_uri) as store:
         old = store.get_version("churn", 1)
         assert (old.trusted_unsafe_by, old.trusted_unsafe_at, old.trusts_unsafe) == (
@@ -191,6 +193,7 @@ def test_0002_downgrades_cleanly_and_upgrades_again(empty_uri: str) -> None:
     tables, columns = _tables_and_version_columns(empty_uri)
     assert "api_keys" not in tables
     assert not {"trusted_unsafe_by", "trusted_unsafe_at"} & columns
+    upgrade_database(empty_uri)
     with SqlStore(empty_uri) as store:
         assert store.list_keys().items == []
 
@@ -214,6 +217,7 @@ def test_0005_upgrades_a_0004_database_and_its_runs(empty_uri: str) -> None:
                 )
     finally:
         engine.dispose()
+    upgrade_database(empty_uri)
     with SqlStore(empty_uri) as store:
         runs = {r.run_id: r for r in store.list_runs("churn")}
     assert runs["killed"].status == "abandoned"

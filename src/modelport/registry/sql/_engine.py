@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from modelport._permissions import private_dir, private_file
-from modelport.errors import MissingDependency, StoreError
+from modelport.errors import MissingDependency, SchemaOutdated, SchemaTooNew, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -136,17 +136,37 @@ def _at_head(conn: Connection, head: str | None) -> bool:
     return True
 
 
-def upgrade_schema(engine: Engine) -> None:
+def schema_revisions(engine: Engine) -> tuple[str | None, str | None, bool]:
+    """The database's revision (None: no schema), the newest one, and whether it is known."""
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    known = {rev.revision for rev in script.walk_revisions()}
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current, script.get_current_head(), current is None or current in known
+
+
+def upgrade_schema(engine: Engine, *, explicit: bool = False) -> None:
     """Bring the schema to the newest migration, once, even with many processes starting.
 
     Fast path: one read that finds the database already at head. Otherwise the upgrade runs
     under a lock (a file lock beside the SQLite file, or a PostgreSQL advisory lock) and
     re-checks inside it, so concurrent first opens run the migrations exactly once.
+
+    A revision this modelport does not know is never touched (:class:`SchemaTooNew`). On
+    PostgreSQL, unless ``explicit`` (``modelport db upgrade``), only an empty database is
+    migrated (first use); an older schema raises :class:`SchemaOutdated`, because other
+    processes sharing the database may still need it as it is.
     """
     head = _head()
     with engine.connect() as conn:
         if _at_head(conn, head):
             return
+    current, head, known = schema_revisions(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    if not known:
+        raise SchemaTooNew(where, current or "", head or "")
+    if engine.dialect.name != "sqlite" and not explicit and current is not None:
+        raise SchemaOutdated(where, current, head or "")
     if engine.dialect.name == "sqlite":
         assert engine.url.database is not None
         lock_path = Path(engine.url.database).expanduser().with_suffix(".migrate.lock")
