@@ -18,8 +18,9 @@ db_app = typer.Typer(
 def db_current(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Print the database's schema revision, the one this modelport needs, and whether an
-    upgrade is needed."""
+    """Print the registry's schema revision and whether it needs `modelport db upgrade`.
+
+    Also the revision this modelport needs, and whether it knows the database's at all."""
     found = schema_state(state.settings.resolved_registry_uri())
     if as_json:
         out.print_json(
