@@ -8,10 +8,7 @@ it in a venv made with ``pip install -e '.[dev,tensorflow]'`` (see README, "Form
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -24,6 +21,7 @@ import pytest
 import modelport
 
 from ._cli import cli
+from ._fresh import predict_in_fresh_process
 from ._server import serving
 
 tf: Any = pytest.importorskip(  # Any: tensorflow is untyped
@@ -96,35 +94,10 @@ def test_registered_folder_records_its_source_and_signature(home: Path) -> None:
     assert requirement.endswith(f"=={tf.__version__}")
 
 
-LOAD_AND_PREDICT = """
-import json, sys
-import numpy as np
-import modelport
-settings = modelport.Settings(home=sys.argv[1])
-rows = np.asarray(json.loads(sys.argv[2]), dtype=np.float32)
-loaded = modelport.load("tf-model", settings=settings)
-print(json.dumps({"flavor": loaded.manifest.flavor, "predictions": loaded.predict(rows).tolist()}))
-"""
-
-
 @pytest.mark.slow  # a fresh interpreter imports tensorflow
 def test_a_fresh_process_loads_by_ref_and_predicts_as_the_module(home: Path) -> None:
     rows = _rows(9, seed=2)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(LOAD_AND_PREDICT),
-            str(home),
-            json.dumps(rows.tolist()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    answer = predict_in_fresh_process(home, "tf-model", rows)
     assert answer["flavor"] == "tensorflow"
     np.testing.assert_allclose(answer["predictions"], _own(rows), rtol=1e-6)
 

@@ -5,9 +5,6 @@ and register a ``.pt2`` file from the command line."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import httpx
@@ -20,6 +17,7 @@ from torch import nn
 import modelport
 
 from ._cli import cli
+from ._fresh import predict_in_fresh_process
 from ._server import serving
 
 FEATURES = 6
@@ -49,35 +47,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-LOAD_AND_PREDICT = """
-import json, sys
-import numpy as np
-import modelport
-settings = modelport.Settings(home=sys.argv[1])
-rows = np.asarray(json.loads(sys.argv[2]), dtype=np.float32)
-loaded = modelport.load("mlp", settings=settings)
-print(json.dumps({"flavor": loaded.manifest.flavor, "predictions": loaded.predict(rows).tolist()}))
-"""
-
-
 @pytest.mark.slow  # a fresh interpreter imports torch
 def test_a_fresh_process_loads_by_ref_and_predicts_as_the_module(home: Path) -> None:
     rows = _rows(9, seed=2)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(LOAD_AND_PREDICT),
-            str(home),
-            json.dumps(rows.tolist()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    answer = predict_in_fresh_process(home, "mlp", rows)
     assert answer["flavor"] == "torch"
     np.testing.assert_allclose(answer["predictions"], _own(_module(), rows), rtol=1e-6, atol=1e-7)
 
