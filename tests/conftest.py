@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, make_url
 
 from modelport.registry import Registry
 from modelport.registry.sql import SqlStore
+from tests.s3server import S3Server, moto_server
 
 # Read at import, before the autouse fixture below clears MODELPORT_* for each test.
 PG_URL = os.environ.get("MODELPORT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/")
@@ -153,6 +154,24 @@ def make_version(store: SqlStore) -> Callable[..., int]:
         return created.version
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's standalone S3 server, one per test worker, as a process on a free port."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3_uri(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<a new bucket>/prefix``, with the AWS variables that reach it set for this
+    test (and inherited by the processes it starts)."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    bucket = f"mp-test-{secrets.token_hex(6)}"
+    s3_server.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    return f"s3://{bucket}/prod"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
