@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast check lint typecheck install bench browser clean
+.PHONY: demo test test-fast check lint typecheck install bench system-deps clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,15 +16,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-# The dashboard tests drive Debian's chromium through its chromedriver.
+# Debian packages the tests run: the dashboard tests drive chromium through its chromedriver;
+# the replica test puts nginx in front of three servers (it starts its own nginx, on a free
+# loopback port, and never uses the system's service). nginx lives in /usr/sbin.
 # apt waits up to 5 minutes for a lock another process holds (a first run once failed on it).
 APT := apt-get -o DPkg::Lock::Timeout=300
-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-		$(APT) install -y -qq chromium chromium-driver >/dev/null || \
-		($(APT) update -qq && $(APT) install -y -qq chromium chromium-driver >/dev/null)
+SYSTEM_PACKAGES := chromium chromium-driver nginx
+system-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
+		(command -v nginx >/dev/null || test -x /usr/sbin/nginx) || \
+		$(APT) install -y -qq $(SYSTEM_PACKAGES) >/dev/null || \
+		($(APT) update -qq && $(APT) install -y -qq $(SYSTEM_PACKAGES) >/dev/null)
 
-test: $(STAMP) browser
+test: $(STAMP) system-deps
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --cov --cov-report=term
 
 # The edit loop: unit and in-process tests, none that starts a process of its own.
