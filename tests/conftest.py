@@ -14,6 +14,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
+from modelport.config import Settings
 from modelport.registry import Registry
 from modelport.registry.sql import SqlStore
 from tests.s3server import S3Server, moto_server
@@ -118,10 +119,22 @@ def store(registry_uri: str) -> Iterator[SqlStore]:
         yield opened
 
 
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def artifact_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An artifact store for each kind: a local folder under ``tmp_path``, and a fresh bucket
+    on moto's S3 server."""
+    if request.param == "local":
+        return str(tmp_path / "artifacts")
+    uri: str = request.getfixturevalue("s3_uri")
+    return uri
+
+
 @pytest.fixture
-def registry(registry_uri: str, tmp_path: Path) -> Iterator[Registry]:
-    """A registry on each backend with artifacts under ``tmp_path``."""
-    with Registry(registry_uri=registry_uri, artifact_uri=str(tmp_path / "artifacts")) as opened:
+def registry(registry_uri: str, artifact_uri: str, tmp_path: Path) -> Iterator[Registry]:
+    """A registry on each metadata backend and each artifact store, its host cache under
+    ``tmp_path``."""
+    settings = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache")
+    with Registry(settings, registry_uri=registry_uri, artifact_uri=artifact_uri) as opened:
         yield opened
 
 

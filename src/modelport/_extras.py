@@ -28,6 +28,7 @@ STACKS: dict[str, tuple[tuple[str, str], ...]] = {
     "drift": (("scipy", "scipy"),),
     "client": (("httpx", "httpx"),),
     "ray": (("ray", "ray"),),
+    "s3": (("boto3", "boto3"),),
 }
 
 

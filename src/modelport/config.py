@@ -7,7 +7,7 @@ down; library code never reads ``os.environ`` itself.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -128,6 +128,7 @@ class ServingSettings(BaseModel):
     """How often drift and live accuracy of logged models are recomputed for the gauges."""
 
 
+MIB = 1024**2
 GIB = 1024**3
 
 
@@ -148,6 +149,27 @@ class BundleLimits(BaseModel):
 
     max_files: int = Field(default=100_000, ge=1)
     """Entries in the bundle."""
+
+
+class S3Settings(BaseModel):
+    """How the S3 artifact store talks to its endpoint. Credentials, region and endpoint come
+    from the standard AWS chain (``AWS_PROFILE``, ``AWS_ACCESS_KEY_ID``, an instance role,
+    ``AWS_REGION``, ``AWS_ENDPOINT_URL`` for MinIO, Ceph or R2), never from these settings."""
+
+    checksum: Literal["when_supported", "when_required"] | None = None
+    """botocore's request checksum mode. Recent botocore sends CRC headers on every upload
+    (``when_supported``); several S3-compatible stores reject them: set ``when_required``.
+    Unset: botocore's own default (or ``AWS_REQUEST_CHECKSUM_CALCULATION``). modelport checks
+    every download against the SHA-256 the registry recorded either way."""
+
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    """Tries per request, with botocore's backoff on throttling, 5xx and dropped connections."""
+
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    """How long to wait to connect to the endpoint before an attempt fails."""
+
+    multipart_threshold_bytes: int = Field(default=16 * MIB, ge=5 * MIB, le=5 * GIB)
+    """Files this large or larger go up as multipart uploads of parts this size."""
 
 
 class Settings(BaseSettings):
@@ -175,14 +197,22 @@ class Settings(BaseSettings):
     Default: ``sqlite:///{home}/registry.db``."""
 
     artifact_uri: str | None = None
-    """Artifact store: a local folder (``file:///path`` or a plain path).
-    Default: ``{home}/artifacts``."""
+    """Artifact store: a local folder (``file:///path`` or a plain path), or
+    ``s3://bucket/prefix`` (the ``[s3]`` extra). Default: ``{home}/artifacts``."""
 
     serving: ServingSettings = Field(default_factory=ServingSettings)
     """Server settings, e.g. ``MODELPORT_SERVING__PORT=9000``."""
 
     cache_dir: Path | None = None
-    """Where artifacts from remote stores are unpacked for loading. Default: ``{home}/cache``."""
+    """Where artifacts from remote stores (S3) and bundles are unpacked for loading; one per
+    host, shared safely by every process on it. Default: ``{home}/cache``."""
+
+    cache_max_bytes: int = Field(default=20 * GIB, ge=0)
+    """Size bound of the S3 read-through cache: past it, the artifacts used least recently
+    are removed (never the one just fetched). Size it to hold the models a host serves."""
+
+    s3: S3Settings = Field(default_factory=S3Settings)
+    """The S3 artifact store, e.g. ``MODELPORT_S3__CHECKSUM=when_required``."""
 
     bundle: BundleLimits = Field(default_factory=BundleLimits)
     """Limits on unpacking ``.tar`` bundles, e.g. ``MODELPORT_BUNDLE__MAX_TOTAL_BYTES``."""

@@ -7,6 +7,10 @@ python registry_worker.py register REGISTRY_URI ARTIFACT_URI GO_FILE COUNT
 python registry_worker.py hang REGISTRY_URI ARTIFACT_URI MARKER_FILE
     register once, but stop for good between storing the artifact and publishing it,
     after writing the version number to MARKER_FILE; the test then SIGKILLs us.
+
+python registry_worker.py hang-upload REGISTRY_URI ARTIFACT_URI MARKER_FILE
+    the same, but stop in the middle of the upload to an S3 store: after its first file
+    is stored and before the rest and the completion marker.
 """
 
 from __future__ import annotations
@@ -53,9 +57,27 @@ def hang(registry_uri: str, artifact_uri: str, marker: str) -> None:
     registry.register("churn", model, input_example=example)
 
 
+def hang_upload(registry_uri: str, artifact_uri: str, marker: str) -> None:
+    model, example = _model()
+    registry = Registry(registry_uri=registry_uri, artifact_uri=artifact_uri)
+    store = registry.artifacts
+    upload = store._upload  # type: ignore[attr-defined]  # S3ArtifactStore's, one file
+
+    def stop_after_one_file(name: str, file: Path) -> str:
+        uploaded: str = upload(name, file)
+        Path(marker).write_text(name)
+        time.sleep(600)
+        return uploaded
+
+    setattr(store, "_upload", stop_after_one_file)  # noqa: B010
+    registry.register("churn", model, input_example=example)
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "register":
         register(args[0], args[1], args[2], int(args[3]))
+    elif mode == "hang-upload":
+        hang_upload(args[0], args[1], args[2])
     else:
         hang(args[0], args[1], args[2])

@@ -21,6 +21,7 @@ from modelport.errors import StoreError, UnsupportedURI
 from modelport.registry.sql._engine import redact
 
 if TYPE_CHECKING:
+    from modelport.config import Settings
     from modelport.registry.artifact_store import ArtifactStore
     from modelport.registry.metadata_store import MetadataStore
 
@@ -30,7 +31,10 @@ METADATA_STORES: dict[str, str] = {
 }
 ARTIFACT_STORES: dict[str, str] = {
     "file": "modelport.registry.artifact_store:LocalArtifactStore",
+    "s3": "modelport.registry.s3_store:S3ArtifactStore",
 }
+REMOTE_STORES = frozenset({"s3"})
+"""Built-in stores called with the settings too (cache folder, client options)."""
 METADATA_GROUP = "modelport.registry_stores"
 ARTIFACT_GROUP = "modelport.artifact_stores"
 
@@ -73,7 +77,12 @@ def open_metadata_store(uri: str) -> MetadataStore:
     return cast("MetadataStore", _builder(METADATA_GROUP, METADATA_STORES, scheme, uri)(uri))
 
 
-def open_artifact_store(uri: str) -> ArtifactStore:
-    """Build the artifact store for ``uri``; a plain path means a local folder."""
+def open_artifact_store(uri: str, settings: Settings | None = None) -> ArtifactStore:
+    """Build the artifact store for ``uri``; a plain path means a local folder. A remote
+    store (``s3://bucket/prefix``) takes its cache folder and client options from
+    ``settings``."""
     scheme = scheme_of(uri) or "file"
-    return cast("ArtifactStore", _builder(ARTIFACT_GROUP, ARTIFACT_STORES, scheme, uri)(uri))
+    build = _builder(ARTIFACT_GROUP, ARTIFACT_STORES, scheme, uri)
+    if scheme in REMOTE_STORES:
+        return cast("ArtifactStore", build(uri, settings))  # type: ignore[call-arg]
+    return cast("ArtifactStore", build(uri))

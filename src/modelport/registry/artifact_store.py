@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 TEMP_DIR = ".tmp"
 """Folder inside the root for copies in progress; same file system, so rename is atomic."""
 
+PARTIAL = ("put-", "del-", "get-")
+"""Names of folders in TEMP_DIR left by an interrupted copy, delete or download."""
+
 
 @runtime_checkable
 class ArtifactStore(Protocol):
@@ -119,11 +122,12 @@ class LocalArtifactStore:
         return self.path_for(key).is_dir()
 
     def purge_partial(self, older_than: timedelta) -> int:
-        """Remove ``.tmp/put-*`` and ``.tmp/del-*`` folders last modified before the cutoff."""
+        """Remove ``.tmp/put-*``, ``.tmp/del-*`` (and a cache's ``.tmp/get-*``) folders last
+        modified before the cutoff."""
         cutoff = time.time() - older_than.total_seconds()
         removed = 0
         for leftover in (self.root / TEMP_DIR).iterdir():
-            if leftover.name.startswith(("put-", "del-")) and leftover.stat().st_mtime < cutoff:
+            if leftover.name.startswith(PARTIAL) and leftover.stat().st_mtime < cutoff:
                 shutil.rmtree(leftover, ignore_errors=True)
                 removed += 1
         return removed

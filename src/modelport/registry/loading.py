@@ -20,6 +20,7 @@ from modelport.artifact.manifest import MANIFEST_FILE, Manifest, read_manifest
 from modelport.config import Settings
 from modelport.errors import ArtifactCorrupted
 from modelport.packaging import LoadedModel
+from modelport.registry.artifact_cache import ArtifactCache
 from modelport.registry.artifact_store import ArtifactStore
 from modelport.registry.entities import ModelVersion
 
@@ -32,17 +33,25 @@ def load_version(
     trusted_keys: Sequence[Path] = (),
     device: str = "cpu",
 ) -> LoadedModel:
-    """Load a resolved, ready version from the artifact store, checked against its record."""
-    return packaging.load_artifact(
-        artifacts.local_path(version.artifact_key),
-        manifest_sha256=version.manifest_sha256,
-        public_key=require_signed,
-        trust_unsafe=version.trusts_unsafe,  # only as the registry recorded it
-        trusted_by=f"registry: {version.trusted_unsafe_by}",
-        trusted_keys=trusted_keys,
-        version=version.version,
-        device=device,
-    )
+    """Load a resolved, ready version from the artifact store, checked against its record.
+
+    A copy that fails the check is dropped from a remote store's host cache, so the next
+    load downloads it again instead of meeting the same bad copy.
+    """
+    try:
+        return packaging.load_artifact(
+            artifacts.local_path(version.artifact_key),
+            manifest_sha256=version.manifest_sha256,
+            public_key=require_signed,
+            trust_unsafe=version.trusts_unsafe,  # only as the registry recorded it
+            trusted_by=f"registry: {version.trusted_unsafe_by}",
+            trusted_keys=trusted_keys,
+            version=version.version,
+            device=device,
+        )
+    except ArtifactCorrupted:
+        _forget_cached(artifacts, version.artifact_key)
+        raise
 
 
 def checked_manifest(artifacts: ArtifactStore, version: ModelVersion) -> Manifest:
@@ -50,8 +59,16 @@ def checked_manifest(artifacts: ArtifactStore, version: ModelVersion) -> Manifes
     record."""
     path = artifacts.local_path(version.artifact_key)
     if files.manifest_sha256(path) != version.manifest_sha256:
+        _forget_cached(artifacts, version.artifact_key)
         raise ArtifactCorrupted(MANIFEST_FILE, "sha256 does not match the registry's record")
     return read_manifest(path)
+
+
+def _forget_cached(artifacts: ArtifactStore, key: str) -> None:
+    """Evict ``key`` from a remote store's host cache; a local store has none."""
+    cache = getattr(artifacts, "cache", None)
+    if isinstance(cache, ArtifactCache):
+        cache.evict(key)
 
 
 def load_local(

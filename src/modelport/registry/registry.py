@@ -94,7 +94,7 @@ class Registry:
         self._trusted_keys = tuple(settings.trusted_keys)
         self._bundle_limits = settings.bundle
         self._artifacts: ArtifactStore = open_artifact_store(
-            artifact_uri or settings.resolved_artifact_uri()
+            artifact_uri or settings.resolved_artifact_uri(), settings
         )
         self._store: MetadataStore = open_metadata_store(
             registry_uri or settings.resolved_registry_uri()

@@ -169,6 +169,7 @@ def test_cleanup_stale_fails_abandoned_registrations(
     assert registry.get_version("churn", 1).status == "ready"
 
 
+@pytest.mark.parametrize("artifact_uri", ["local"], indirect=True)  # S3: test_s3_artifacts.py
 def test_cleanup_removes_interrupted_copies_but_not_recent_ones(
     registry: Registry, tmp_path: Path
 ) -> None:

@@ -108,6 +108,7 @@ def test_a_model_object_that_pickles_a_bad_global_is_refused(
 def test_a_trusted_pickle_is_recorded_and_loads_without_the_allow_list(
     registry: Registry,
     registry_uri: str,
+    artifact_uri: str,
     booby_trapped: Any,
     marker: Path,
     tiny_data: Data,
@@ -130,7 +131,7 @@ def test_a_trusted_pickle_is_recorded_and_loads_without_the_allow_list(
     assert marker.exists(), "the payload ran: the version loaded without the allow-list"
     marker.unlink()
     settings = modelport.Settings(
-        registry_uri=registry_uri, artifact_uri=str(tmp_path / "artifacts")
+        registry_uri=registry_uri, artifact_uri=artifact_uri, cache_dir=tmp_path / "cache2"
     )
     np.testing.assert_array_equal(
         modelport.load("evil", settings=settings).predict(features), expected

@@ -162,6 +162,8 @@ def upgrade_schema(engine: Engine, *, explicit: bool = False) -> None:
         if _at_head(conn, head):
             return
     current, head, known = schema_revisions(engine)
+    if current == head and engine.dialect.name != "sqlite":
+        return  # another process finished the first migration between the two reads
     where = engine.url.render_as_string(hide_password=True)
     if not known:
         raise SchemaTooNew(where, current or "", head or "")
