@@ -7,7 +7,8 @@
 (999_998, 2)
 
 The sink is a folder of part files; see :mod:`modelport.batch.job` for its layout, how bad
-rows are set aside and how an interrupted job resumes.
+rows are set aside and how an interrupted job resumes. Sources and sinks may also be
+``s3://bucket/prefix`` URIs (:mod:`modelport.batch.s3`, local engine only).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -23,12 +26,13 @@ from modelport._extras import require
 from modelport._identity import current_user
 
 try:
-    from modelport.batch import formats
+    from modelport.batch import formats, s3
     from modelport.batch.heartbeat import Heartbeat
     from modelport.batch.job import (
         BatchResult,
         JobSpec,
         Progress,
+        Sink,
         class_columns,
         new_run_id,
         run_local,
@@ -69,6 +73,10 @@ def score(
 ) -> BatchResult:
     """Score every row of ``source`` with the model ``ref`` into the folder ``sink``.
 
+    ``source`` and ``sink`` may be ``s3://bucket/prefix`` URIs (as strings), with the local
+    engine: the source is staged to a temporary folder, each part is uploaded whole (see
+    :mod:`modelport.batch.s3`).
+
     ``id_columns`` and ``keep`` are copied from the input to the output beside the
     prediction columns (one per model output, named after it; ``probabilities`` adds the
     classifier's class probabilities, one column per class named after it, e.g.
@@ -88,11 +96,16 @@ def score(
         raise InvalidInput("chunk_rows must be at least 1")
     if not 0.0 <= max_reject_fraction <= 1.0:
         raise InvalidInput("max_reject_fraction must be between 0 and 1")
+    if engine == "ray" and (s3.is_s3(source) or s3.is_s3(sink)):
+        raise InvalidInput(
+            "the ray engine reads and writes local or shared folders, not s3:// URIs; "
+            "score them with the local engine (--engine local)"
+        )
     settings = settings or Settings()
-    src = formats.Source.open(Path(source), input_format)
-    out = Path(sink)
-    fmt = formats.format_of(out, output_format)
-    with Registry(settings) as registry:
+    with ExitStack() as stack:
+        ends = _open(stack, source, sink, input_format, output_format)
+        src, out = ends.source, ends.sink
+        registry = stack.enter_context(Registry(settings))
         parsed = ModelRef.parse(str(ref))
         model = registry.load(  # resolved once: the record names the version that scores
             parsed,
@@ -108,15 +121,15 @@ def score(
             model=name,
             version=version,
             manifest_sha256=model.manifest_sha256,
-            source=src.fingerprint(),
+            source=ends.fingerprint,
             chunk_rows=chunk_rows,
             id_columns=list(id_columns),
             keep=list(keep),
             outputs=wanted or [],
-            output_format=fmt,
+            output_format=ends.format,
             columns=class_columns(model, wanted),
         )
-        result = BatchResult(new_run_id(), name, version, str(src.path), str(out))
+        result = BatchResult(new_run_id(), name, version, ends.shown, str(out))
         result.outputs = list(spec.outputs)
         started = datetime.now(UTC)
         registry.runs.record_run(_record(result, engine, started, heartbeat=started))
@@ -144,12 +157,61 @@ def score(
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class _Ends:
+    """A job's source and sink, opened."""
+
+    source: formats.Source
+    fingerprint: list[list[object]]
+    """What the job record says of the source (a resumed job checks it)."""
+    shown: str
+    """The source as the run record and the summary name it."""
+    sink: Path | Sink
+    format: formats.Format
+    """The sink's."""
+
+
+def _open(
+    stack: ExitStack,
+    source: str | Path,
+    sink: str | Path,
+    input_format: str | None,
+    output_format: str | None,
+) -> _Ends:
+    """Open a local source first (its errors come first, as before S3), then the sink (an
+    S3 sink's bucket is checked before anything is downloaded), then stage an S3 source.
+    What is staged is deleted when ``stack`` closes."""
+    src = None if s3.is_s3(source) else formats.Source.open(Path(source), input_format)
+    out = stack.enter_context(s3.S3Sink(str(sink))) if s3.is_s3(sink) else Path(sink)
+    if src is None:
+        src, fingerprint = stack.enter_context(s3.staged_source(str(source), input_format))
+        shown = str(source)
+    else:
+        fingerprint, shown = src.fingerprint(), str(src.path)
+    return _Ends(src, fingerprint, shown, out, _sink_format(out, output_format, src.format))
+
+
+def _sink_format(
+    out: Path | Sink, given: str | None, source_format: formats.Format
+) -> formats.Format:
+    """``given``, else the sink's suffix (a local folder: its parts'), else the source's
+    format (``s3://data/scores/``)."""
+    try:
+        if isinstance(out, Path):
+            return formats.format_of(out, given)
+        return formats.format_named(str(out), given)
+    except InvalidInput:
+        if given is not None:
+            raise
+        return source_format
+
+
 def _run(
     engine: Engine,
     model: LoadedModel,
     spec: JobSpec,
     src: formats.Source,
-    out: Path,
+    out: Path | Sink,
     result: BatchResult,
     *,
     address: str | None,
@@ -171,6 +233,8 @@ def _run(
         )
     elif engine == "ray":
         from modelport.batch.ray_engine import run_ray
+
+        assert isinstance(out, Path)  # score refuses s3:// for Ray
 
         run_ray(
             model,

@@ -44,20 +44,28 @@ _BLOCK = 8 << 20  # bytes per CSV / JSON read block
 
 def format_of(path: Path, given: str | None = None) -> Format:
     """The format named by ``given``, else by the path's suffix (a folder: its files')."""
-    if given is not None:
-        if given not in ("csv", "parquet", "jsonl", "avro"):
-            raise InvalidInput(f"unknown format {given!r} (csv, parquet, jsonl, avro)")
-        return given  # type: ignore[return-value]
-    suffix = path.suffix.lower()
-    if suffix in _SUFFIXES:
-        return _SUFFIXES[suffix]
+    if given is not None or path.suffix.lower() in _SUFFIXES:
+        return format_named(str(path), given)
     if path.is_dir():
         kinds = {_SUFFIXES.get(f.suffix.lower()) for f in data_files(path)}
         kinds.discard(None)
         if len(kinds) == 1:
             return kinds.pop()  # type: ignore[return-value]
+    return format_named(str(path), given)
+
+
+def format_named(name: str, given: str | None = None) -> Format:
+    """The format named by ``given``, else by the suffix of ``name`` (a path or a URI that
+    is not looked at: an S3 sink's)."""
+    if given is not None:
+        if given not in ("csv", "parquet", "jsonl", "avro"):
+            raise InvalidInput(f"unknown format {given!r} (csv, parquet, jsonl, avro)")
+        return given  # type: ignore[return-value]
+    suffix = os.path.splitext(name.rstrip("/"))[1].lower()
+    if suffix in _SUFFIXES:
+        return _SUFFIXES[suffix]
     raise InvalidInput(
-        f"cannot tell the format of {str(path)!r}: name it .csv, .parquet, .jsonl or .avro, "
+        f"cannot tell the format of {name!r}: name it .csv, .parquet, .jsonl or .avro, "
         "or pass --input-format / --output-format"
     )
 
@@ -391,9 +399,14 @@ def is_text(kind: pa.DataType) -> bool:
 def write_json(path: Path, data: object) -> None:
     """A small JSON file, atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    tmp.write_bytes(json_bytes(data))
     _fsync(tmp)
     os.replace(tmp, path)
+
+
+def json_bytes(data: object) -> bytes:
+    """The bytes :func:`write_json` writes (an S3 sink uploads the same ones)."""
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
 
 def _fsync(path: Path) -> None:

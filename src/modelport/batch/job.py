@@ -16,6 +16,10 @@ Chunk N is always the same rows of the source, and parts are written determinist
 a job killed at any moment and run again skips the finished parts and ends with the same
 bytes as an uninterrupted run. Reading, scoring and writing overlap: a thread reads the next
 chunk and another writes the previous part while this one is scored.
+
+The local engine writes through a :class:`Sink`: a local folder (:class:`FolderSink`, the
+functions below) or an S3 prefix (:class:`modelport.batch.s3.S3Sink`), with the same layout,
+the same bytes and the same order of writes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -112,28 +116,79 @@ class JobSpec:
     ``probabilities``: one per class, see :func:`labelled_columns`)."""
 
 
+class Sink(Protocol):
+    """Where a job's parts go: a local folder (:class:`FolderSink`) or an S3 prefix
+    (:class:`modelport.batch.s3.S3Sink`). Either keeps the layout above."""
+
+    def prepare(self, spec: JobSpec, overwrite: bool) -> None:
+        """Start or resume ``spec``'s job here; refuse another job's output unless
+        ``overwrite``, which clears it."""
+
+    def done_part(self, index: int, fmt: formats.Format) -> dict[str, int] | None:
+        """The counts of part ``index`` if an earlier run finished it."""
+
+    def write_part(self, index: int, part: ScoredPart, fmt: formats.Format) -> None:
+        """Rejects and stats first, the part last, each visible only once whole."""
+
+    def write_summary(self, summary: Mapping[str, object]) -> None:
+        """``_SUCCESS``."""
+
+    def location(self, name: str) -> str:
+        """Where ``name`` (e.g. ``_rejects``) is, for messages."""
+
+
+@dataclass(frozen=True, slots=True)
+class FolderSink:
+    """A sink in a local folder (the functions :func:`prepare_sink`, :func:`done_part` and
+    :func:`write_part`, which the Ray engine calls directly)."""
+
+    path: Path
+
+    def prepare(self, spec: JobSpec, overwrite: bool) -> None:
+        prepare_sink(self.path, spec, overwrite)
+
+    def done_part(self, index: int, fmt: formats.Format) -> dict[str, int] | None:
+        return done_part(self.path, index, fmt)
+
+    def write_part(self, index: int, part: ScoredPart, fmt: formats.Format) -> None:
+        write_part(self.path, index, part, fmt)
+
+    def write_summary(self, summary: Mapping[str, object]) -> None:
+        formats.write_json(self.path / "_SUCCESS", summary)
+
+    def location(self, name: str) -> str:
+        return str(self.path / name)
+
+
+def as_sink(sink: Path | Sink) -> Sink:
+    """A folder path as a :class:`FolderSink`; a sink as it is."""
+    return FolderSink(sink) if isinstance(sink, Path) else sink
+
+
 def run_local(
     model: LoadedModel,
     spec: JobSpec,
     source: formats.Source,
-    sink: Path,
+    sink: Path | Sink,
     result: BatchResult,
     *,
     overwrite: bool,
     max_reject_fraction: float,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> BatchResult:
-    """Score ``source`` into ``sink``; fills and returns ``result``."""
+    """Score ``source`` into ``sink`` (a folder, or a :class:`Sink`); fills and returns
+    ``result``."""
     fmt: formats.Format = spec.output_format  # type: ignore[assignment]
     started = time.monotonic()
-    prepare_sink(sink, spec, overwrite)
+    sink = as_sink(sink)
+    sink.prepare(spec, overwrite)
     passthrough, features = plan_columns(model, spec, source)
     outputs = spec.outputs or None  # a model saved without an example: whatever it returns
     counter = formats.ByteCounter(source.total_bytes)
     total_rows = source.total_rows()
     first = 0
     if source.random_access:  # parts a killed run finished: not even read again
-        while (stats := done_part(sink, first, fmt)) is not None:
+        while (stats := sink.done_part(first, fmt)) is not None:
             count_part(result, stats)
             result.resumed_parts += 1
             first += 1
@@ -144,14 +199,14 @@ def run_local(
         _blas_beside_io(),
     ):
         for index, chunk in enumerate(chunks, start=first):
-            stats = done_part(sink, index, fmt)
+            stats = sink.done_part(index, fmt)
             if stats is not None:
                 result.resumed_parts += 1
             else:
                 part = score_part(model, chunk, features, outputs, passthrough, spec.columns)
                 stats = part.stats
                 writes = [w for w in writes if not w.done()] + [
-                    writer.submit(write_part, sink, index, part, fmt)
+                    writer.submit(sink.write_part, index, part, fmt)
                 ]
                 while len(writes) > _PREFETCH:  # bounded: parts waiting for the disk
                     writes.pop(0).result()
@@ -212,20 +267,21 @@ def count_part(result: BatchResult, stats: dict[str, int]) -> None:
     result.rejected += stats["rejected"]
 
 
-def finish(result: BatchResult, sink: Path, max_reject_fraction: float) -> BatchResult:
+def finish(result: BatchResult, sink: Path | Sink, max_reject_fraction: float) -> BatchResult:
     """Judge the reject share; on success write ``_SUCCESS``. Shared by both engines."""
+    sink = as_sink(sink)
     share = result.rejected / result.rows if result.rows else 0.0
     if share > max_reject_fraction:
         result.status = "failed"
         result.error = (
             f"{result.rejected} of {result.rows} rows ({share:.1%}) were rejected, more than "
-            f"the {max_reject_fraction:.1%} allowed; see {sink / '_rejects'}"
+            f"the {max_reject_fraction:.1%} allowed; see {sink.location('_rejects')}"
         )
         return result
     result.status = "succeeded"
     # Only what the rows decide: a resumed run writes the same bytes as an uninterrupted one.
     summary = {k: v for k, v in result.to_dict().items() if k not in _RUN_ONLY}
-    formats.write_json(sink / "_SUCCESS", summary)
+    sink.write_summary(summary)
     return result
 
 
@@ -283,10 +339,16 @@ def _safe_label(label: object) -> str:
     return re.sub(r"[^0-9A-Za-z_]+", "_", str(label)).rstrip("_")
 
 
-def prepare_sink(sink: Path, spec: JobSpec, overwrite: bool) -> None:
-    job = orjson.loads(orjson.dumps(asdict(spec)))
+def job_document(spec: JobSpec) -> dict[str, Any]:
+    """What ``_job.json`` holds for ``spec`` (as JSON reads it back)."""
+    job: dict[str, Any] = orjson.loads(orjson.dumps(asdict(spec)))
     if not job["columns"]:  # as a job without labelled columns was written before them
         del job["columns"]
+    return job
+
+
+def prepare_sink(sink: Path, spec: JobSpec, overwrite: bool) -> None:
+    job = job_document(spec)
     if sink.exists() and not sink.is_dir():
         raise InvalidInput(f"output {str(sink)!r} is a file; batch output is a folder of parts")
     if sink.exists() and any(sink.iterdir()):

@@ -20,9 +20,12 @@ class _Engine(StrEnum):
 def batch(
     ref: Annotated[str, typer.Argument(help="NAME, NAME/3, NAME@ALIAS or a path.")],
     source: Annotated[
-        Path, typer.Argument(help="Input: .csv, .parquet, .jsonl, .avro, or a folder.")
+        str,
+        typer.Argument(help="Input: .csv, .parquet, .jsonl, .avro, a folder, or s3://BUCKET/KEY."),
     ],
-    sink: Annotated[Path, typer.Argument(help="Output folder of part files, e.g. scores.parquet.")],
+    sink: Annotated[
+        str, typer.Argument(help="Output folder of part files (scores.parquet, s3://BUCKET/KEY).")
+    ],
     id_column: Annotated[
         list[str] | None, typer.Option(help="Column copied to the output (repeatable).")
     ] = None,
@@ -67,7 +70,8 @@ def batch(
 
     Run the same command again after an interruption: finished parts are kept and the
     result is the same, byte for byte. Exit 1 when more than --max-reject-fraction of the
-    rows are rejected.
+    rows are rejected. s3:// sources and sinks use the AWS credentials chain and
+    AWS_ENDPOINT_URL (needs modelport[s3]; local engine only).
     """
     from modelport import batch as batching
 
