@@ -103,7 +103,7 @@ def score(
         )
     settings = settings or Settings()
     with ExitStack() as stack:
-        ends = _open(stack, source, sink, input_format, output_format)
+        ends = _open(stack, source, sink, input_format, output_format, settings)
         src, out = ends.source, ends.sink
         registry = stack.enter_context(Registry(settings))
         parsed = ModelRef.parse(str(ref))
@@ -177,14 +177,17 @@ def _open(
     sink: str | Path,
     input_format: str | None,
     output_format: str | None,
+    settings: Settings,
 ) -> _Ends:
     """Open a local source first (its errors come first, as before S3), then the sink (an
     S3 sink's bucket is checked before anything is downloaded), then stage an S3 source.
     What is staged is deleted when ``stack`` closes."""
     src = None if s3.is_s3(source) else formats.Source.open(Path(source), input_format)
-    out = stack.enter_context(s3.S3Sink(str(sink))) if s3.is_s3(sink) else Path(sink)
+    out = stack.enter_context(s3.S3Sink(str(sink), settings)) if s3.is_s3(sink) else Path(sink)
     if src is None:
-        src, fingerprint = stack.enter_context(s3.staged_source(str(source), input_format))
+        src, fingerprint = stack.enter_context(
+            s3.staged_source(str(source), input_format, settings)
+        )
         shown = str(source)
     else:
         fingerprint, shown = src.fingerprint(), str(src.path)

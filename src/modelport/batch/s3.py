@@ -15,7 +15,8 @@
   the prefix are aborted.
 
 Credentials, region and endpoint come from boto3's usual chain (environment, shared files,
-instance roles) and ``AWS_ENDPOINT_URL``. Failures name the bucket and the endpoint, never a
+instance roles) and ``AWS_ENDPOINT_URL``; retries, timeouts and the checksum mode from the
+``s3`` settings (``MODELPORT_S3__*``), through the artifact store's own client. Failures name the bucket and the endpoint, never a
 credential: a missing bucket, object or prefix is :class:`~modelport.errors.InvalidInput`
 (exit 2, as a missing local file); access denied, missing credentials, an unreachable
 endpoint or any other failed request are :class:`~modelport.errors.StoreError` (exit 6).
@@ -31,13 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from modelport._extras import require
 from modelport.batch import formats
+from modelport.config import Settings
 from modelport.errors import InvalidInput, ModelportError, StoreError
+from modelport.registry.s3_store import client, shown_endpoint
 
 if TYPE_CHECKING:
     from modelport.batch.job import JobSpec, ScoredPart
@@ -90,25 +91,9 @@ class S3Location:
         return f"{SCHEME}{self.bucket}/{self.key.strip('/')}".rstrip("/")
 
 
-def client() -> Any:  # Any: boto3 ships no types
-    """An S3 client from boto3's chain (and ``AWS_ENDPOINT_URL``); MissingDependency naming
-    ``modelport[s3]`` without boto3."""
-    require("s3")
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=60
-    )
-    return boto3.session.Session().client("s3", config=config)
-
-
 def endpoint(s3: Any) -> str:
-    """The client's endpoint for messages: scheme, host and path, never a user or password."""
-    url = urlsplit(str(s3.meta.endpoint_url))
-    host = url.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    return urlunsplit((url.scheme, f"{host}:{url.port}" if url.port else host, url.path, "", ""))
+    """The client's endpoint for messages, never a user or password."""
+    return shown_endpoint(s3.meta.endpoint_url)
 
 
 def translate(exc: BaseException, bucket: str, where: str) -> ModelportError:
@@ -182,13 +167,13 @@ class _Object:
 
 @contextmanager
 def staged_source(
-    uri: str, given: str | None = None
+    uri: str, given: str | None, settings: Settings
 ) -> Iterator[tuple[formats.Source, list[list[object]]]]:
     """The object or prefix ``uri`` downloaded to a temporary folder, as a Source, and its
     fingerprint for the job record (name, size and ETag of each object). The copy is
     deleted on exit."""
     location = S3Location.parse(uri)
-    s3 = client()
+    s3 = client(settings)
     with _requests(s3, location.bucket):
         s3.head_bucket(Bucket=location.bucket)
         single, objects = _source_objects(s3, location)
@@ -256,9 +241,9 @@ class S3Sink:
     checks that the bucket can be reached; use it as a context manager (it holds a
     temporary folder for the part being uploaded)."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, settings: Settings) -> None:
         self.where = S3Location.parse(uri)
-        self.s3 = client()
+        self.s3 = client(settings)
         with self._requests():
             self.s3.head_bucket(Bucket=self.where.bucket)
         self._staging = Path(tempfile.mkdtemp(prefix="modelport-batch-sink-"))

@@ -56,8 +56,8 @@ class S3ArtifactStore:
         settings = settings or Settings()
         self.bucket, self.prefix = _parse(uri)
         self._settings = settings.s3
-        self._client = _client(settings)
-        self.endpoint = _shown_endpoint(self._client.meta.endpoint_url)
+        self._client = client(settings)
+        self.endpoint = shown_endpoint(self._client.meta.endpoint_url)
         cache_root = settings.resolved_cache_dir() / "s3" / self.bucket / (self.prefix or "_")
         self.cache = ArtifactCache(cache_root, settings.cache_max_bytes)
 
@@ -333,7 +333,10 @@ def _parse(uri: str) -> tuple[str, str]:
     return parts.netloc, parts.path.strip("/")
 
 
-def _client(settings: Settings) -> Any:  # Any: boto3 ships no type stubs
+def client(settings: Settings) -> Any:  # Any: boto3 ships no type stubs
+    """An S3 client from boto3's chain (credentials, region, ``AWS_ENDPOINT_URL``) with the
+    retries, timeouts and checksum mode of ``settings.s3``; batch jobs use the same one."""
+    require("s3")
     import boto3
     from botocore.config import Config
 
@@ -348,9 +351,11 @@ def _client(settings: Settings) -> Any:  # Any: boto3 ships no type stubs
     return boto3.session.Session().client("s3", config=Config(**options))
 
 
-def _shown_endpoint(url: str | None) -> str:
-    """The endpoint without any user:password part."""
+def shown_endpoint(url: str | None) -> str:
+    """The endpoint for messages: scheme, host and port, never a user or password."""
     if not url:
         return "the default AWS endpoint"
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
