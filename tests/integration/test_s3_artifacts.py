@@ -243,6 +243,35 @@ def test_errors_name_the_bucket_and_endpoint_never_a_secret(
         assert secret not in str(error)
 
 
+@pytest.mark.parametrize(
+    ("mode", "sends_crc"), [("when_required", False), ("when_supported", True), (None, True)]
+)
+def test_the_checksum_setting_decides_whether_uploads_carry_crc_headers(
+    s3_uri: str,
+    source: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str | None,
+    sends_crc: bool,
+) -> None:
+    """Several S3-compatible stores reject the CRC headers recent botocore sends by default:
+    MODELPORT_S3__CHECKSUM=when_required leaves them off every upload the store makes."""
+    monkeypatch.delenv("AWS_REQUEST_CHECKSUM_CALCULATION", raising=False)
+    if mode is not None:
+        monkeypatch.setenv("MODELPORT_S3__CHECKSUM", mode)
+    store = S3ArtifactStore(s3_uri, Settings(cache_dir=tmp_path / "cache"))
+    sent: list[dict[str, str]] = []
+    store._client.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: sent.append(dict(request.headers))
+    )
+    store.put_dir("models/1/v1", source)
+    assert len(sent) == 3  # two files and the marker
+    for headers in sent:
+        crc = [h for h in headers if h.lower().startswith("x-amz-checksum-")]
+        assert bool(crc) is sends_crc, headers
+    assert (store.local_path("models/1/v1") / "sub" / "weights.bin").read_bytes() == b"\x00\x01"
+
+
 def test_the_cli_registers_and_serves_names_from_s3(
     s3_uri: str,
     s3_server: S3Server,
