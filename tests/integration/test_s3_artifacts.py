@@ -11,11 +11,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import httpx
 import numpy as np
 import pytest
 
@@ -270,6 +273,79 @@ def test_the_checksum_setting_decides_whether_uploads_carry_crc_headers(
         crc = [h for h in headers if h.lower().startswith("x-amz-checksum-")]
         assert bool(crc) is sends_crc, headers
     assert (store.local_path("models/1/v1") / "sub" / "weights.bin").read_bytes() == b"\x00\x01"
+
+
+class _Throttling(BaseHTTPRequestHandler):
+    """Forwards requests to moto, but answers the first ``refuse`` PUTs with S3's 503
+    SlowDown (what AWS sends when a prefix is written too fast)."""
+
+    upstream = ""
+    refuse = 0
+    seen: ClassVar[list[tuple[str, int]]] = []
+
+    def do_PUT(self) -> None:
+        if type(self).refuse > 0:
+            type(self).refuse -= 1
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.seen.append((self.path, 503))
+            slow = b"<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>"
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(slow)))
+            self.end_headers()
+            self.wfile.write(slow)
+            return
+        self._forward()
+
+    def do_GET(self) -> None:
+        self._forward()
+
+    def do_HEAD(self) -> None:
+        self._forward()
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        answer = httpx.request(
+            self.command, f"{self.upstream}{self.path}", content=body, headers=headers
+        )
+        self.seen.append((self.path, answer.status_code))
+        self.send_response(answer.status_code)
+        for key, value in answer.headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer.content)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_throttled_uploads_are_retried_with_backoff_up_to_max_attempts(
+    s3_uri: str, s3_server: S3Server, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _Throttling.upstream, _Throttling.seen = s3_server.endpoint, []
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.server_port}")
+        _Throttling.refuse = 2
+        store = _store(s3_uri, tmp_path, s3={"max_attempts": 3})
+        store.put_dir("models/1/v1", source)  # two 503s, then through
+        assert [code for _, code in _Throttling.seen].count(503) == 2
+        assert store.exists("models/1/v1")
+        assert (store.local_path("models/1/v1") / "modelport.json").read_text() == "{}"
+
+        _Throttling.refuse = 5
+        once = _store(s3_uri, tmp_path, s3={"max_attempts": 1})
+        with pytest.raises(StoreError, match=rf"s3://{_bucket(s3_uri)}") as failed:
+            once.put_dir("models/1/v2", source)
+        assert "SlowDown" in str(failed.value)
+        assert not store.exists("models/1/v2")
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
 
 
 def test_the_cli_registers_and_serves_names_from_s3(
