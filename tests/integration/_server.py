@@ -89,19 +89,21 @@ def running_server(
     env: dict[str, str] | None = None,
     ready_timeout: float = 60.0,
     ca: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[Server]:
     """Start ``modelport serve`` as a process, wait until it is live, and always stop it.
 
     With ``ca`` (the certificate the server presents), the server is reached over HTTPS.
-    A port taken between choosing and binding it is retried with another.
+    A port taken between choosing and binding it is retried with another, unless ``port``
+    is given (a replica started again where a load balancer expects it).
     """
     for attempt in range(5):
         try:
-            with _process(home, args, env, ready_timeout, ca) as server:
+            with _process(home, args, env, ready_timeout, ca, port) as server:
                 yield server
                 return
         except ServerExited as exc:
-            if exc.code != ADDRESS_IN_USE or attempt == 4:
+            if exc.code != ADDRESS_IN_USE or attempt == 4 or port is not None:
                 raise
 
 
@@ -112,8 +114,9 @@ def _process(
     env: dict[str, str] | None,
     ready_timeout: float,
     ca: Path | None,
+    port: int | None,
 ) -> Iterator[Server]:
-    port = free_port()
+    port = free_port() if port is None else port
     log = home / f"server-{port}.log"
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
     environ.update({"MODELPORT_HOME": str(home), **(env or {})})
