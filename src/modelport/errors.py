@@ -49,7 +49,8 @@ Errors are mapped only at the edges: the server turns any ``ModelportError`` int
     └── StoreError                       store_error         500
         ├── UnsupportedURI               unsupported_uri     400
         ├── SchemaOutdated               schema_outdated     503
-        └── SchemaTooNew                 schema_too_new      503
+        ├── SchemaTooNew                 schema_too_new      503
+        └── RegistryUnavailable          registry_unavailable 503
 """
 
 from __future__ import annotations
@@ -522,4 +523,20 @@ class SchemaTooNew(StoreError):
         super().__init__(
             f"registry database {database} has schema revision {found}, unknown to this "
             f"modelport (which needs {needed}); upgrade modelport"
+        )
+
+
+class RegistryUnavailable(StoreError):
+    """The registry database cannot be reached (down, refusing connections, or not answering
+    within the connect timeout). A server keeps answering with the models it has loaded; the
+    message names no host or database, which stay in the server's log."""
+
+    code = "registry_unavailable"
+    status = 503
+    exit_code = 6
+    retry_after: int = 5
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the model registry is unreachable (retry later); models already loaded keep serving"
         )

@@ -28,6 +28,13 @@ When the queue is full the entry is dropped and counted; a failed write counts i
 batch as dropped. So, per model, ``sampled = written + dropped + (still queued)``, and after
 :meth:`PredictionLogger.close`, nothing is queued. The memory the log holds is bounded by
 ``max_queue`` entries waiting plus one batch being written.
+
+While the database fails (down, unreachable), the writer tries again every :data:`RETRY_S`
+seconds with one batch, not the whole queue; entries wait in the queue meanwhile (so a short
+outage loses only the batch that failed) and, once it is full, new ones are dropped and
+counted. The failure is logged when it starts, then at most every :data:`SAY_AGAIN_S`
+seconds with the number dropped so far, and its end once; a :meth:`~PredictionLogger.flush`
+does not wait for a failing writer.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from typing import NamedTuple
 import numpy as np
 from prometheus_client import Counter
 
+from modelport.errors import ModelportError
 from modelport.monitoring.metrics import ServerMetrics
 from modelport.registry import LoggedPrediction, PredictionLog
 
@@ -58,6 +66,10 @@ FLUSH_S = 0.5
 """Longest a queued entry waits before the writer takes it: the log's delay, so feedback for
 a request posted within it would find the request not logged yet, but for
 :meth:`PredictionLogger.flush`."""
+RETRY_S = 2.0
+"""After a failed write, the writer waits this long before trying one batch again."""
+SAY_AGAIN_S = 60.0
+"""Least time between two log lines about the same run of failed writes."""
 
 
 class _Pending(NamedTuple):
@@ -99,6 +111,10 @@ class PredictionLogger:
         self._counters: dict[str, _Counters] = {}
         self._wake = threading.Event()
         self._closing = False
+        self._closed = threading.Event()  # ends the pause after a failed write
+        self._failing_since: float | None = None
+        self._said_at = 0.0
+        self._dropped = 0  # while failing, for the log line (the counters have them all)
         self._thread = threading.Thread(target=self._run, name="modelport-predlog", daemon=True)
         self._thread.start()
 
@@ -119,6 +135,7 @@ class PredictionLogger:
         queue = self._queue
         if self._closing or len(queue) >= self._max_queue:
             counters.dropped.inc()
+            self._dropped += 1
             return False
         queue.append(_Pending(model, version, request_id, time.time(), latency_ms, inputs, outputs))
         # Once per batch: the writer clears the event when it wakes.
@@ -129,9 +146,12 @@ class PredictionLogger:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every entry offered before this call is written or dropped, at most
         ``timeout`` seconds; False when the time ran out (the entries stay queued). Blocks
-        the calling thread: never call it on the event loop."""
+        the calling thread: never call it on the event loop. Returns False at once while
+        writes are failing: there is nothing to wait for."""
         if not self._thread.is_alive():
             return not self._queue
+        if self._failing_since is not None:
+            return False
         done = threading.Event()
         self._queue.append(done)  # even past max_queue: one per waiting caller
         self._wake.set()
@@ -141,6 +161,7 @@ class PredictionLogger:
         """Write what is queued, then stop the thread; later offers are dropped."""
         self._closing = True
         self._wake.set()
+        self._closed.set()
         self._thread.join(timeout)
 
     def _counters_for(self, model: str) -> _Counters:
@@ -167,39 +188,91 @@ class PredictionLogger:
             while due > 0:
                 batch = self._take(min(BATCH, due))
                 due -= len(batch)
-                self._write(batch)
+                if not self._write(batch, try_it=self._worth_trying(closing)) and not closing:
+                    break  # the rest waits for the next try
             if closing:
                 while self._queue:
-                    self._write(self._take(BATCH))
+                    self._write(self._take(BATCH), try_it=self._worth_trying(closing))
                 return
+            if self._failing_since is not None:
+                self._closed.wait(RETRY_S)
+
+    def _worth_trying(self, closing: bool) -> bool:
+        """False when closing while writes fail: what is left is dropped, not tried batch
+        by batch (each try may wait for the database's connect timeout)."""
+        return not (closing and self._failing_since is not None)
 
     def _take(self, most: int) -> list[_Pending | threading.Event]:
         queue = self._queue
         return [queue.popleft() for _ in range(min(most, len(queue)))]
 
-    def _write(self, batch: list[_Pending | threading.Event]) -> None:
+    def _write(self, batch: list[_Pending | threading.Event], *, try_it: bool = True) -> bool:
+        """Write the batch's entries (or, not ``try_it``, drop them); False if they failed."""
         entries = [e for e in batch if isinstance(e, _Pending)]
         try:
-            if entries:
-                self._write_entries(entries)
+            return self._write_entries(entries, try_it) if entries else True
         finally:  # what came before each marker is now written or counted as dropped
             for marker in batch:
                 if isinstance(marker, threading.Event):
                     marker.set()
 
-    def _write_entries(self, batch: list[_Pending]) -> None:
+    def _write_entries(self, batch: list[_Pending], try_it: bool) -> bool:
         counts: dict[str, int] = {}
         for entry in batch:
             counts[entry.model] = counts.get(entry.model, 0) + 1
         try:
-            self._store.log_predictions([_to_logged(e) for e in batch])
-        except Exception:  # the server goes on; the loss is counted and said once per batch
-            logger.exception("prediction log: writing %d entries failed", len(batch))
+            if try_it:
+                self._store.log_predictions([_to_logged(e) for e in batch])
+        except Exception as exc:  # the server goes on; the loss is counted and said
+            self._failed(exc, len(batch))
+            try_it = False
+        if not try_it:
             for model, n in counts.items():
                 self._counters_for(model).dropped.inc(n)
-            return
+            return False
         for model, n in counts.items():
             self._counters_for(model).written.inc(n)
+        if self._failing_since is not None:
+            self._recovered()
+        return True
+
+    def _failed(self, exc: Exception, lost: int) -> None:
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since, self._said_at, self._dropped = now, now, lost
+            logger.warning(
+                "prediction log: writing to the registry database failed (%s); sampled "
+                "requests wait in a queue of %d and are dropped beyond it, counted in "
+                "modelport_prediction_log_dropped_total; retried every %g s",
+                _first_line(exc),
+                self._max_queue,
+                RETRY_S,
+                exc_info=not isinstance(exc, ModelportError),
+            )
+            return
+        self._dropped += lost
+        if now - self._said_at >= SAY_AGAIN_S:
+            self._said_at = now
+            logger.warning(
+                "prediction log: still failing after %.0f s (%s); %d entries dropped so far",
+                now - self._failing_since,
+                _first_line(exc),
+                self._dropped,
+            )
+
+    def _recovered(self) -> None:
+        assert self._failing_since is not None
+        logger.warning(
+            "prediction log: writing again after %.0f s of failures; %d entries dropped",
+            time.monotonic() - self._failing_since,
+            self._dropped,
+        )
+        self._failing_since, self._dropped = None, 0
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _to_logged(entry: _Pending) -> LoggedPrediction:

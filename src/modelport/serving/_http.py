@@ -24,6 +24,7 @@ from modelport.errors import (
     Overloaded,
     PayloadTooLarge,
     RateLimited,
+    RegistryUnavailable,
     UnsupportedContentEncoding,
     UnsupportedMediaType,
 )
@@ -143,7 +144,7 @@ def error_reply(exc: BaseException, error_body: ErrorBody, method: str, path: st
         logger.error("unexpected error on %s %s", method, path, exc_info=exc)
         return Reply(error_body("internal server error", 500, "internal"), status=500)
     headers = {"Content-Type": JSON}
-    if isinstance(exc, Overloaded | RateLimited):
+    if isinstance(exc, Overloaded | RateLimited | RegistryUnavailable):
         headers["Retry-After"] = str(exc.retry_after)
     if exc.status >= 500:
         logger.warning("%s %s -> %d: %s", method, path, exc.status, exc)

@@ -112,6 +112,7 @@ def create_app(
             error_bodies=ERROR_BODIES,
             cache_seconds=settings.serving.auth_cache_s,
             model_of=manager.registry_name,
+            outage=manager.outage,
         )
     access_log = observe.AccessLog() if settings.serving.access_log else None
     return observe.RequestObserver(app, metrics=metrics, access_log=access_log)

@@ -29,6 +29,15 @@ are verified by the registry (a salted hash, compared in constant time) and the 
 cached for ``cache_seconds``, so a request costs no database round trip and a revoked key
 stops working within that time.
 
+With the registry out of reach, checks fail closed. A key verified less than
+``cache_seconds`` ago keeps what it was allowed (and a refused one stays refused) until
+that verification is ``cache_seconds`` old, counted from when the registry answered: an
+outage never extends it. Any other key, including a cached one past that age, gets 503
+(:class:`~modelport.errors.RegistryUnavailable`, with ``Retry-After``), never 200 and not
+401: the key may well be valid, and a 401 would tell a client to give up on it rather than
+retry. For one second after such a failure, further uncached keys get 503 at once, without
+another try, so a flood of them cannot hold every thread for the connect timeout.
+
 A key created with a ``rate_limit`` (requests per second) gets a token bucket holding one
 second's worth of requests: beyond it, 429 with ``Retry-After``. Buckets live in each server
 process, so with ``--workers N`` a key may get up to N times its limit in total.
@@ -44,13 +53,23 @@ from collections.abc import Callable, Mapping
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelport.errors import Forbidden, ModelportError, RateLimited, Unauthenticated
+from modelport.errors import (
+    Forbidden,
+    ModelportError,
+    RateLimited,
+    RegistryUnavailable,
+    Unauthenticated,
+)
 from modelport.registry import ApiKey, Registry
 from modelport.serving._http import ErrorBody, error_reply
+from modelport.serving._outage import RegistryOutage
 from modelport.serving.observe import tag
 from modelport.serving.routes import Protocol, Resolved, RouteTable
 
 _CACHE_LIMIT = 10_000
+_OUTAGE_HOLD_S = 1.0
+"""After a check found the registry out of reach, uncached keys get 503 this long without
+another try."""
 _KEY_STATE = "modelport_api_key"
 _MODEL_OF_STATE = "modelport_model_of"
 
@@ -95,6 +114,7 @@ class Authenticator:
         error_bodies: Mapping[Protocol, ErrorBody],
         cache_seconds: float = 5.0,
         model_of: Callable[[str], str] = str,
+        outage: RegistryOutage | None = None,
     ) -> None:
         self.app = app
         self._registry = registry
@@ -107,6 +127,8 @@ class Authenticator:
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[ApiKey | None, float]] = {}
         self._buckets: dict[str, _Bucket] = {}
+        self._outage = outage if outage is not None else RegistryOutage()
+        self._unreachable_until = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,11 +161,22 @@ class Authenticator:
         now = time.monotonic()
         cached = self._cache.get(token)
         if cached is None or now - cached[1] > self._cache_seconds:
+            if now < self._unreachable_until:
+                raise RegistryUnavailable()
             loop = asyncio.get_running_loop()
             try:
                 key: ApiKey | None = await loop.run_in_executor(None, self._authenticate, token)
             except Unauthenticated:
                 key = None
+            except Exception as exc:  # fail closed; the cached entry is left to expire
+                unavailable = self._outage.check(exc)
+                if unavailable is None:
+                    raise
+                self._unreachable_until = time.monotonic() + _OUTAGE_HOLD_S
+                if unavailable is exc:
+                    raise
+                raise unavailable from exc
+            self._outage.recovered()
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             cached = self._cache[token] = (key, now)

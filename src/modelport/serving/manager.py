@@ -39,6 +39,7 @@ from modelport.packaging import LoadedModel
 from modelport.registry import ModelVersion, Registry
 from modelport.registry.registry import load_local
 from modelport.serving import alias_events
+from modelport.serving._outage import RegistryOutage
 from modelport.serving.batcher import AdaptiveBatcher
 from modelport.serving.deployment import ModelSpec
 from modelport.serving.runner import PredictRunner
@@ -73,6 +74,13 @@ class ModelManager:
         }
         self.board = board if board is not None else WorkerBoard.in_memory(len(specs))
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelport-predict")
+        # Registry work and model loads get threads of their own: a registry that takes
+        # seconds to fail (a cut network) must not hold the threads predictions run in.
+        self._registry_executor = ThreadPoolExecutor(
+            max_workers=4, thread_name_prefix="modelport-registry"
+        )
+        self.outage = RegistryOutage()
+        """Whether the registry is reachable, as this server's calls found it."""
         self._registry: Registry | None = None
         self._registry_lock = threading.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,6 +129,7 @@ class ModelManager:
                 if loaded is not None and loaded.batcher is not None:
                     await loaded.batcher.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._registry_executor.shutdown(wait=False, cancel_futures=True)
         if self._registry is not None:
             self._registry.close()
 
@@ -167,13 +176,19 @@ class ModelManager:
 
     async def load(self, name: str) -> ServedModel:
         """Resolve the model's ref now and swap to its version if it changed (on every
-        worker: this returns once all of them have tried)."""
+        worker: this returns once all of them have tried).
+
+        Raises :class:`RegistryUnavailable` when the registry could not be reached (the
+        version answering, if any, goes on answering).
+        """
         served = self.served(name)
         async with served.lock:
             epoch = served.seen_epoch = self.board.command(served.index, unload=False)
-            await self._swap(served)
+            failure = await self._swap(served)
             self._saw(served, epoch)
         await self._wait_for_workers(served, epoch)
+        if failure is not None and (unavailable := self.outage.check(failure)) is not None:
+            raise unavailable from failure
         return served
 
     async def unload(self, name: str) -> ServedModel:
@@ -236,17 +251,20 @@ class ModelManager:
         reason = client_reason(served.error) if state == "failed" else None
         return reason or state
 
-    async def _swap(self, served: ServedModel, pinned: int | None = None) -> None:
+    async def _swap(self, served: ServedModel, pinned: int | None = None) -> Exception | None:
         """Load the version the ref names (or ``pinned``) beside the one answering, unless
-        it is already here; then commit it once every worker holds it."""
+        it is already here; then commit it once every worker holds it. Returns the failure,
+        if any (also kept, as clients see it, in ``served.error``)."""
         target: ModelVersion | None = None
         try:
             target = await self._run(self._resolve, served, pinned)
+            if served.ref.path is None:
+                self.outage.recovered()
             have = served.next or served.current
             if have is not None and target is not None and target.version == have.version:
                 served.error = None  # the ref names what is here: no failure to report
                 self._ready(served, have)
-                return
+                return None
             if have is None:
                 served.state = "loading"
             started = time.monotonic()
@@ -268,7 +286,11 @@ class ModelManager:
         except Exception as exc:  # keep serving the old version, and say why
             version = f" version {target.version}" if target is not None else ""
             previous = served.error
-            served.error = f"loading {served.spec.ref}{version} failed: {exc}"
+            # An outage is said as such (no database address for clients) and logged by
+            # self.outage, once a minute; this error then stays the same until it is over.
+            unavailable = self.outage.check(exc)
+            reason = exc if unavailable is None else unavailable
+            served.error = f"loading {served.spec.ref}{version} failed: {reason}"
             have = served.next or served.current
             if have is None:
                 served.state = "failed"
@@ -281,11 +303,12 @@ class ModelManager:
                     self.settings.serving.poll_interval_s,
                     exc_info=not isinstance(exc, ModelportError),
                 )
-            return
+            return exc
         superseded, served.next, served.error = served.next, loaded, None
         if superseded is not None:  # loaded here, never committed: a newer one came first
             asyncio.get_running_loop().create_task(self._drain(superseded))
         self._ready(served, loaded)
+        return None
 
     def _ready(self, served: ServedModel, loaded: LoadedVersion) -> None:
         self.board.report(served.index, encode(loaded.version))
@@ -429,11 +452,20 @@ class ModelManager:
             return self._registry
 
     async def run_in_thread(self, fn: Callable[[], T]) -> T:
-        """Run blocking work (registry queries) off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        """Run blocking work (registry queries) off the event loop, never in the threads
+        predictions run in. A registry out of reach raises :class:`RegistryUnavailable`."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._registry_executor, fn)
+        except Exception as exc:
+            unavailable = self.outage.check(exc)
+            if unavailable is None or unavailable is exc:
+                raise
+            raise unavailable from exc
 
     async def _run(self, fn: Any, *args: Any) -> Any:  # Any: a sync callable and its result
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._registry_executor, fn, *args)
 
     def status(self, served: ServedModel) -> dict[str, Any]:
         """What the repository index and the metadata report about one model."""

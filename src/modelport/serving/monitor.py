@@ -40,7 +40,7 @@ from starlette.staticfiles import StaticFiles
 
 from modelport.artifact.checksums import verify_files
 from modelport.artifact.manifest import MANIFEST_FILE, parse_manifest, read_manifest_bytes
-from modelport.errors import ArtifactCorrupted, InvalidInput, ModelportError
+from modelport.errors import ArtifactCorrupted, InvalidInput, ModelportError, RegistryUnavailable
 from modelport.monitoring import labels, live
 from modelport.monitoring.drift import DriftThresholds
 from modelport.monitoring.history import MetricsHistory
@@ -125,6 +125,8 @@ class Monitor:
             try:
                 await self.drift(name, window, DriftThresholds(), most)
                 await self.quality(name, window, 12, most)
+            except RegistryUnavailable:  # said by the manager's outage log; next time
+                return
             except Exception:  # a check must never stop the server
                 logger.exception("monitoring check of %s failed", name)
 

@@ -37,6 +37,14 @@ WRITE_OPTION = "modelport_write"
 _BUSY_TIMEOUT_MS = 30_000
 # Any constant shared by every modelport process; it names the migration lock on PostgreSQL.
 _PG_MIGRATION_LOCK = 0x6D6F64656C706F72  # "modelpor"
+_PG_LIVENESS = {
+    "connect_timeout": 5,  # seconds for a new connection (libpq waits forever by default)
+    "tcp_user_timeout": 10_000,  # ms a sent query may stay unacknowledged (a cut network)
+    "keepalives_idle": 10,  # an idle connection is probed after 10 s, every 5 s, 3 times
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+"""libpq's connection parameters that bound how long a lost PostgreSQL makes a call wait."""
 
 
 def parse_url(uri: str) -> URL:
@@ -63,8 +71,11 @@ def redact(uri: str) -> str:
 def build_engine(url: URL) -> Engine:
     """Create the engine; on SQLite install WAL, busy timeout, foreign keys and BEGIN control."""
     if url.get_backend_name() != "sqlite":
+        # A database that is down or cut off must fail a call within seconds, not hang it:
+        # bounded connects, and dead connections found by TCP (a value in the URI wins).
+        connect_args = {k: v for k, v in _PG_LIVENESS.items() if k not in url.query}
         try:
-            return create_engine(url, pool_pre_ping=True)
+            return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         except ImportError as exc:
             raise MissingDependency(exc.name or "psycopg", "postgres") from exc
     assert url.database is not None  # checked by parse_url
