@@ -16,10 +16,11 @@
 
 Credentials, region and endpoint come from boto3's usual chain (environment, shared files,
 instance roles) and ``AWS_ENDPOINT_URL``; retries, timeouts and the checksum mode from the
-``s3`` settings (``MODELPORT_S3__*``), through the artifact store's own client. Failures name the bucket and the endpoint, never a
-credential: a missing bucket, object or prefix is :class:`~modelport.errors.InvalidInput`
-(exit 2, as a missing local file); access denied, missing credentials, an unreachable
-endpoint or any other failed request are :class:`~modelport.errors.StoreError` (exit 6).
+``s3`` settings (``MODELPORT_S3__*``), through the artifact store's own client. Failures
+name the bucket and the endpoint, never a credential: a missing bucket, object or prefix
+is :class:`~modelport.errors.InvalidInput` (exit 2, as a missing local file); access
+denied, missing credentials, an unreachable endpoint or any other failed request are
+:class:`~modelport.errors.StoreError` (exit 6).
 """
 
 from __future__ import annotations
