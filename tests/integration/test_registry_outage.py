@@ -2,9 +2,10 @@
 
 The test database is made unreachable without stopping the PostgreSQL server: connections
 to it are refused (``ALLOW_CONNECTIONS false``) and the open ones ended. Meanwhile loaded
-models keep answering, routes that need the registry answer 503 with a clear message, an
-API key never verified is refused, the prediction log's queue stays bounded (drops are
-counted) and readiness stays true. Once the database is back, everything recovers without
+models keep answering (a client loop running from before the database goes until after it
+is back gets 200 every time), routes that need the registry answer 503 with a clear
+message, an alias change fails clearly, an API key never verified is refused, the
+prediction log's queue stays bounded (drops are counted) and readiness stays true. Once the database is back, everything recovers without
 a restart and the next alias move is followed.
 """
 
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,6 +97,39 @@ def _version(client: httpx.Client, url: str) -> str:
     return str(answer.json()["model_version"])
 
 
+class _Load:
+    """A bounded client loop in a thread of its own: one prediction after another until
+    stopped (or ``most`` sent), counting each answer's status (0: no answer at all)."""
+
+    def __init__(self, url: str, headers: dict[str, str], most: int = 50_000) -> None:
+        self.statuses: Counter[int] = Counter()
+        self._url, self._headers, self._most = url, headers, most
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def sent(self) -> int:
+        return sum(self.statuses.values())
+
+    def __enter__(self) -> _Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+        assert not self._thread.is_alive()
+
+    def _run(self) -> None:
+        with httpx.Client(headers=self._headers, timeout=30) as client:
+            while not self._stop.is_set() and self.sent < self._most:
+                try:
+                    status = client.post(f"{self._url}/v2/models/m/infer", json=BODY).status_code
+                except httpx.HTTPError:
+                    status = 0
+                self.statuses[status] += 1
+
+
 def _log_counts(client: httpx.Client, server: Server) -> tuple[float, float, float]:
     text = client.get(f"{server.url}/metrics").text
     return (
@@ -134,75 +170,82 @@ def test_serving_through_a_registry_outage(tmp_path: Path, fresh_pg_database: st
         _wait_for(lambda: "following alias changes" in server.logs(), 30, "listening")
         _wait_for(lambda: _log_counts(client, server)[1] >= 1, 30, "the log writes")
 
-        with _unreachable(fresh_pg_database):
-            # Loaded models keep answering, every time.
-            assert _predict(client, url, 300) == {200}
-            # Routes that need the registry: 503, a clear message, a hint when to retry.
-            load = client.post(f"{url}/v2/repository/models/m/load")
-            assert load.status_code == 503, load.text
-            assert load.json()["code"] == "registry_unavailable"
-            assert "registry is unreachable" in load.json()["error"]
-            assert "modelport_test_" not in load.text  # the database is not named
-            assert load.headers["Retry-After"]
-            feedback = client.post(f"{url}/v2/models/m/feedback", json={"id": "r", "label": 1})
-            assert (feedback.status_code, feedback.json()["code"]) == (
-                503,
-                "registry_unavailable",
+        # A client loop runs from before the database goes until after it is back: the
+        # moment its connections are ended, and the moment it returns, cost no request.
+        with _Load(url, auth) as background:
+            _wait_for(lambda: background.sent > 0, 30, "the client loop runs")
+            with _unreachable(fresh_pg_database):
+                at_outage = background.sent
+                # Loaded models keep answering, every time.
+                assert _predict(client, url, 300) == {200}
+                # Routes that need the registry: 503, a clear message, a hint when to retry.
+                load = client.post(f"{url}/v2/repository/models/m/load")
+                assert load.status_code == 503, load.text
+                assert load.json()["code"] == "registry_unavailable"
+                assert "registry is unreachable" in load.json()["error"]
+                assert "modelport_test_" not in load.text  # the database is not named
+                assert load.headers["Retry-After"]
+                feedback = client.post(f"{url}/v2/models/m/feedback", json={"id": "r", "label": 1})
+                assert (feedback.status_code, feedback.json()["code"]) == (
+                    503,
+                    "registry_unavailable",
+                )
+                # An alias change (the CLI: there is no HTTP route for it) fails clearly, exit 6.
+                moved = subprocess.run(
+                    console_command("alias", "set", "m", "production", "2"),
+                    env={**console_env(tmp_path), "MODELPORT_REGISTRY_URI": fresh_pg_database},
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                )
+                assert moved.returncode == 6, moved.stderr
+                assert "registry database error" in moved.stderr
+                # A key never verified by this server is refused, and not with 200 or 401.
+                stranger = httpx.post(
+                    f"{url}/v2/models/m/infer",
+                    json=BODY,
+                    headers={"Authorization": f"Bearer {unverified}"},
+                    timeout=30,
+                )
+                assert stranger.status_code == 503, stranger.text
+                assert stranger.json()["code"] == "registry_unavailable"
+                # The prediction log drops and counts: bounded by its queue, whatever the load.
+                rss_before = _rss_kib(server.pid)
+                dropped_before = _log_counts(client, server)[2]
+                assert _predict(client, url, 2000) == {200}
+                sampled, written, dropped = _log_counts(client, server)
+                assert dropped >= dropped_before + 2000 - LOG_QUEUE - BATCH
+                assert sampled - written - dropped <= LOG_QUEUE + BATCH  # what is still queued
+                assert _rss_kib(server.pid) - rss_before < 64 * 1024
+                # A load balancer keeps the replica: it still serves.
+                ready = client.get(f"{url}/v2/health/ready")
+                assert (ready.status_code, ready.json()) == (200, {"ready": True})
+                assert client.get(f"{url}/v2/health/live").status_code == 200
+                assert _version(client, url) == "1"
+                _wait_for(lambda: background.sent > at_outage, 30, "the loop runs meanwhile")
+
+            # Back: without a restart, the log writes again, the unverified key is checked,
+            # repository loads work, and the next alias move is followed.
+            written_at_restore = _log_counts(client, server)[1]
+            assert _predict(client, url, 20) == {200}
+            _wait_for(
+                lambda: _log_counts(client, server)[1] > written_at_restore, 60, "the log resumes"
             )
-            # An alias change (the CLI: there is no HTTP route for it) fails clearly, exit 6.
-            moved = subprocess.run(
-                console_command("alias", "set", "m", "production", "2"),
-                env={**console_env(tmp_path), "MODELPORT_REGISTRY_URI": fresh_pg_database},
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert moved.returncode == 6, moved.stderr
-            assert "registry database error" in moved.stderr
-            # A key never verified by this server is refused, and not with 200 or 401.
             stranger = httpx.post(
                 f"{url}/v2/models/m/infer",
                 json=BODY,
                 headers={"Authorization": f"Bearer {unverified}"},
                 timeout=30,
             )
-            assert stranger.status_code == 503, stranger.text
-            assert stranger.json()["code"] == "registry_unavailable"
-            # The prediction log drops and counts: bounded by its queue, whatever the load.
-            rss_before = _rss_kib(server.pid)
-            dropped_before = _log_counts(client, server)[2]
-            assert _predict(client, url, 2000) == {200}
-            sampled, written, dropped = _log_counts(client, server)
-            assert dropped >= dropped_before + 2000 - LOG_QUEUE - BATCH
-            assert sampled - written - dropped <= LOG_QUEUE + BATCH  # what is still queued
-            assert _rss_kib(server.pid) - rss_before < 64 * 1024
-            # A load balancer keeps the replica: it still serves.
-            ready = client.get(f"{url}/v2/health/ready")
-            assert (ready.status_code, ready.json()) == (200, {"ready": True})
-            assert client.get(f"{url}/v2/health/live").status_code == 200
-            assert _version(client, url) == "1"
-
-        # Back: without a restart, the log writes again, the unverified key is checked,
-        # repository loads work, and the next alias move is followed.
-        written_at_restore = _log_counts(client, server)[1]
-        assert _predict(client, url, 20) == {200}
-        _wait_for(
-            lambda: _log_counts(client, server)[1] > written_at_restore, 60, "the log resumes"
-        )
-        stranger = httpx.post(
-            f"{url}/v2/models/m/infer",
-            json=BODY,
-            headers={"Authorization": f"Bearer {unverified}"},
-            timeout=30,
-        )
-        assert stranger.status_code == 200, stranger.text
-        assert client.post(f"{url}/v2/repository/models/m/load").status_code == 200
-        _wait_for(
-            lambda: server.logs().count("following alias changes") >= 2, 60, "listening again"
-        )
-        with modelport.Registry(settings) as registry:
-            registry.set_alias("m", "production", 2)
-        _wait_for(lambda: _version(client, url) == "2", 60, "the alias move followed")
+            assert stranger.status_code == 200, stranger.text
+            assert client.post(f"{url}/v2/repository/models/m/load").status_code == 200
+            _wait_for(
+                lambda: server.logs().count("following alias changes") >= 2, 60, "listening again"
+            )
+            with modelport.Registry(settings) as registry:
+                registry.set_alias("m", "production", 2)
+            _wait_for(lambda: _version(client, url) == "2", 60, "the alias move followed")
+        assert set(background.statuses) == {200}, background.statuses  # not one failed
     logs = server.logs()
     assert "the registry database is unreachable" in logs
     assert "the registry database is reachable again" in logs
