@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -50,6 +51,13 @@ def serve(
     ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="deployment.yaml (models and settings).")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve the one model under this name \\[default: its registered name, or the "
+            "folder's name]."
+        ),
     ] = None,
     host: Annotated[
         str | None, typer.Option(help="Address to bind \\[default: 127.0.0.1].")
@@ -113,10 +121,14 @@ def serve(
     """Serve models over HTTP: Open Inference Protocol (V2), TF-Serving-style and MLflow-style.
 
     A served NAME@ALIAS or NAME follows the registry: a new version is loaded and warmed
-    beside the old one, then traffic switches with no failed request.
+    beside the old one, then traffic switches with no failed request. An artifact folder
+    is served with no registry entry (`modelport serve /mnt/models --name churn`); with no
+    ref, a STORAGE_URI (KServe's) names the folder: a local path as it is, a remote URI
+    as the storage initializer's /mnt/models.
     """
-    from modelport.serving import ModelSpec, load_deployment
+    from modelport.serving import load_deployment
     from modelport.serving import serve as run_server
+    from modelport.serving.deployment import command_line_specs
 
     deployment = load_deployment(config) if config else None
     flags = {
@@ -147,5 +159,7 @@ def serve(
     except ValidationError as exc:
         raise settings_error(exc, "serving") from None
     settings = state.settings.model_copy(update={"serving": merged})
-    specs = [*(deployment.models if deployment else []), *(ModelSpec(ref=r) for r in refs or [])]
+    storage_uri = None if config else os.environ.get("STORAGE_URI")
+    named = command_line_specs(refs or [], name, storage_uri)
+    specs = [*(deployment.models if deployment else []), *named]
     run_server(settings, specs, insecure_no_auth=insecure_no_auth)

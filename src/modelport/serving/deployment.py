@@ -54,6 +54,37 @@ class ModelSpec(BaseModel):
         return parsed.name
 
 
+KSERVE_MODEL_DIR = Path("/mnt/models")
+"""Where KServe's storage initializer puts the files of an InferenceService's ``storageUri``."""
+
+
+def storage_uri_path(storage_uri: str) -> Path:
+    """The folder to serve for a ``STORAGE_URI``, as a KServe runtime gets it: a local path
+    (or ``file://`` URI) is served where it is; any other scheme (``s3://``, ``gs://``,
+    ``pvc://``, ``https://``) was downloaded by KServe's storage initializer into
+    :data:`KSERVE_MODEL_DIR`."""
+    uri = storage_uri.strip()
+    if not uri:
+        raise InvalidInput("STORAGE_URI is empty")
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    if "://" in uri:
+        return KSERVE_MODEL_DIR
+    return Path(uri)
+
+
+def command_line_specs(
+    refs: list[str], name: str | None, storage_uri: str | None
+) -> list[ModelSpec]:
+    """The models named on ``modelport serve``'s command line. With no ref, a
+    ``STORAGE_URI`` (KServe's) names the folder to serve; ``name`` renames the one model."""
+    if not refs and storage_uri is not None:
+        refs = [str(storage_uri_path(storage_uri))]
+    if name is not None and len(refs) != 1:
+        raise InvalidInput(f"--name names one model; {len(refs)} refs were given")
+    return [ModelSpec(ref=ref, name=name) for ref in refs]
+
+
 class Deployment(BaseModel):
     """The whole file: server settings and the models to serve."""
 
