@@ -5,8 +5,9 @@ to it are refused (``ALLOW_CONNECTIONS false``) and the open ones ended. Meanwhi
 models keep answering (a client loop running from before the database goes until after it
 is back gets 200 every time), routes that need the registry answer 503 with a clear
 message, an alias change fails clearly, an API key never verified is refused, the
-prediction log's queue stays bounded (drops are counted) and readiness stays true. Once the database is back, everything recovers without
-a restart and the next alias move is followed.
+prediction log's queue stays bounded (drops are counted) and readiness stays true. Once
+the database is back, everything recovers without a restart and the next alias move is
+followed.
 """
 
 from __future__ import annotations

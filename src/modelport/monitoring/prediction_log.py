@@ -230,10 +230,10 @@ class PredictionLogger:
             for model, n in counts.items():
                 self._counters_for(model).dropped.inc(n)
             return False
+        if self._failing_since is not None:  # first: a flush after this write must wait
+            self._recovered()
         for model, n in counts.items():
             self._counters_for(model).written.inc(n)
-        if self._failing_since is not None:
-            self._recovered()
         return True
 
     def _failed(self, exc: Exception, lost: int) -> None:
