@@ -191,6 +191,11 @@ def test_serving_through_a_registry_outage(tmp_path: Path, fresh_pg_database: st
                     503,
                     "registry_unavailable",
                 )
+                drift = client.get(f"{url}/v2/models/m/drift")
+                assert (drift.status_code, drift.json()["code"]) == (503, "registry_unavailable")
+                # What the server holds in memory still answers.
+                assert client.get(f"{url}/v2/models/m").status_code == 200
+                assert client.get(f"{url}/v2/repository/index").status_code == 200
                 # An alias change (the CLI: there is no HTTP route for it) fails clearly, exit 6.
                 moved = subprocess.run(
                     console_command("alias", "set", "m", "production", "2"),
