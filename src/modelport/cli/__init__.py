@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from modelport._arrow_allocator import set_defaults as set_allocator_defaults
-from modelport.cli import batch, convert, db, keys, monitoring, registry, serving, signing
+from modelport.cli import batch, convert, db, k8s, keys, monitoring, registry, serving, signing
 from modelport.cli._shared import err, out, state
 from modelport.cli.monitoring import DRIFT_FOUND
 from modelport.config import Settings
@@ -106,6 +106,7 @@ _COMMANDS: tuple[Callable[..., None], ...] = (
     signing.verify,
     registry.cleanup,
     serving.serve,
+    k8s.k8s,
     monitoring.drift,
     monitoring.feedback,
     monitoring.prune_log,
