@@ -29,7 +29,7 @@ system-deps:
 		($(APT) update -qq && $(APT) install -y -qq $(SYSTEM_PACKAGES) >/dev/null)
 
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --cov --cov-report=term
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --cov --cov-report=term --durations=25
 
 # The edit loop: unit and in-process tests, none that starts a process of its own.
 test-fast: $(STAMP)
