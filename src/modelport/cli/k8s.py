@@ -29,7 +29,7 @@ def k8s(
     image: Annotated[
         str | None,
         typer.Option(
-            help="Image whose entrypoint is modelport (modelport build) \\[default with "
+            help="Image whose entrypoint is modelport (docs/kubernetes.md) \\[default with "
             "--kserve: modelport:VERSION].",
         ),
     ] = None,
@@ -90,7 +90,7 @@ def k8s(
     REF is read in the registry for its name and flavor. Apply with `kubectl apply -f -`.
     """
     if not kserve and image is None:
-        raise InvalidInput("--image is required: the image the pods run (modelport build)")
+        raise InvalidInput("--image is required: the image the pods run (docs/kubernetes.md)")
     with open_registry() as reg:
         model = find_model(reg, ref, state.settings.resolved_artifact_uri(), allow_path=kserve)
     name = name or k8s_name(model.name)
