@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,18 +30,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _procs import free_port, stop
 from sklearn.linear_model import LogisticRegression
 
 import modelport
 
 MODELPORT = str(Path(sys.executable).with_name("modelport"))
 BODY = {"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": [0.5] * 20}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def first_answer(args: list[str], env: dict[str, str], name: str, log: Path) -> float:
@@ -71,12 +64,7 @@ def first_answer(args: list[str], env: dict[str, str], name: str, log: Path) -> 
                 time.sleep(0.01)
         raise SystemExit(f"no answer in 120 s; see {log}")
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
 
 
 def main() -> None:

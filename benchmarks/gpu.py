@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
+from _procs import free_port
 
 import modelport
 from modelport.protocol import v2_client as codec
@@ -51,12 +51,6 @@ class MLP(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.net(x), dim=-1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rows_per_second(predict: object, rows: np.ndarray, seconds: float = 3.0) -> float:

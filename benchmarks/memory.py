@@ -57,6 +57,7 @@ from pathlib import Path
 import httpx
 import joblib
 import numpy as np
+from _procs import free_port
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
@@ -135,14 +136,6 @@ class Sample:
     rss_ready_mb: float
     rss_after_mb: float
     anon_after_mb: float
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tree_rss_mb(root: int, field: str = "VmRSS") -> float:

@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _procs import free_port
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
@@ -68,12 +68,6 @@ wrk.body = f:read("*all")
 f:close()
 {headers}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
