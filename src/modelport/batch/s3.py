@@ -39,7 +39,13 @@ import orjson
 from modelport.batch import formats
 from modelport.config import Settings
 from modelport.errors import InvalidInput, ModelportError, StoreError
-from modelport.registry.s3_store import client, shown_endpoint
+from modelport.registry.s3_store import (
+    client,
+    delete_objects,
+    list_objects,
+    multipart_uploads,
+    shown_endpoint,
+)
 
 if TYPE_CHECKING:
     from modelport.batch.job import JobSpec, ScoredPart
@@ -287,7 +293,7 @@ class S3Sink:
                             f"output {str(self)!r} holds {what}; choose another prefix or "
                             "pass --overwrite (a rerun of the same job resumes instead)"
                         )
-                    self._delete(sorted(self._keys))
+                    delete_objects(self.s3, self.where.bucket, sorted(self._keys))
                     self._keys = set()
             self._abort_uploads()
             if self._key("_job.json") not in self._keys:
@@ -327,10 +333,7 @@ class S3Sink:
         return self.where.prefix + name
 
     def _list(self) -> set[str]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.where.bucket, Prefix=self.where.prefix
-        )
-        return {item["Key"] for page in pages for item in page.get("Contents", [])}
+        return {item["Key"] for item in list_objects(self.s3, self.where.bucket, self.where.prefix)}
 
     def _get(self, key: str) -> bytes:
         body: bytes = self.s3.get_object(Bucket=self.where.bucket, Key=key)["Body"].read()
@@ -339,20 +342,9 @@ class S3Sink:
     def _put(self, name: str, data: bytes) -> None:
         self.s3.put_object(Bucket=self.where.bucket, Key=self._key(name), Body=data)
 
-    def _delete(self, keys: list[str]) -> None:
-        for start in range(0, len(keys), 1000):
-            batch = [{"Key": key} for key in keys[start : start + 1000]]
-            self.s3.delete_objects(
-                Bucket=self.where.bucket, Delete={"Objects": batch, "Quiet": True}
-            )
-
     def _abort_uploads(self) -> None:
         """Multipart uploads of parts a killed run did not finish (they cost storage)."""
-        pages = self.s3.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self.where.bucket, Prefix=self.where.prefix
-        )
-        for page in pages:
-            for upload in page.get("Uploads", []):
-                self.s3.abort_multipart_upload(
-                    Bucket=self.where.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                )
+        for upload in multipart_uploads(self.s3, self.where.bucket, self.where.prefix):
+            self.s3.abort_multipart_upload(
+                Bucket=self.where.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -227,17 +227,11 @@ class S3ArtifactStore:
 
     # -- listing and removal --------------------------------------------------------------
 
-    def _objects(self, prefix: str) -> Iterator[dict[str, Any]]:
-        pages = self._client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix
-        )
-        listed: list[dict[str, Any]] = self._call(list, pages)
-        for page in listed:
-            yield from page.get("Contents", [])
+    def _objects(self, prefix: str) -> list[dict[str, Any]]:
+        return self._call(list_objects, self._client, self.bucket, prefix)
 
     def _uploads(self, prefix: str) -> list[dict[str, Any]]:
-        found = self._call(self._client.list_multipart_uploads, Bucket=self.bucket, Prefix=prefix)
-        return list(found.get("Uploads", []))
+        return self._call(multipart_uploads, self._client, self.bucket, prefix)
 
     def _abort(self, upload: dict[str, Any]) -> None:
         try:
@@ -251,13 +245,7 @@ class S3ArtifactStore:
             logger.warning("could not abort multipart upload of %s", upload["Key"])
 
     def _remove(self, names: list[str]) -> None:
-        for start in range(0, len(names), 1000):
-            batch = [{"Key": name} for name in names[start : start + 1000]]
-            self._call(
-                self._client.delete_objects,
-                Bucket=self.bucket,
-                Delete={"Objects": batch, "Quiet": True},
-            )
+        self._call(delete_objects, self._client, self.bucket, names)
 
     def _base(self, key: str) -> str:
         if not key or key.startswith(("/", ".")) or ".." in key.split("/") or "\x00" in key:
@@ -331,6 +319,26 @@ def _parse(uri: str) -> tuple[str, str]:
     if parts.scheme != "s3" or not parts.netloc:
         raise StoreError(f"an S3 artifact URI looks like s3://bucket/prefix, not {uri[:80]!r}")
     return parts.netloc, parts.path.strip("/")
+
+
+def list_objects(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """Every object under ``prefix`` (all pages). boto3's errors pass through: each caller
+    says them in its own terms."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [item for page in pages for item in page.get("Contents", [])]
+
+
+def multipart_uploads(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """The unfinished multipart uploads under ``prefix`` (all pages)."""
+    pages = s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix)
+    return [upload for page in pages for upload in page.get("Uploads", [])]
+
+
+def delete_objects(s3: Any, bucket: str, keys: list[str]) -> None:
+    """Delete ``keys``, 1,000 per request (S3's limit)."""
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": key} for key in keys[start : start + 1000]]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
 
 def client(settings: Settings) -> Any:  # Any: boto3 ships no type stubs
