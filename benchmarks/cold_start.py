@@ -22,49 +22,26 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
-from _procs import free_port, stop
+from _procs import seconds_until
 from sklearn.linear_model import LogisticRegression
 
 import modelport
 
-MODELPORT = str(Path(sys.executable).with_name("modelport"))
 BODY = {"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": [0.5] * 20}]}
 
 
 def first_answer(args: list[str], env: dict[str, str], name: str, log: Path) -> float:
     """Seconds from starting ``modelport serve ARGS`` to the first 200 from its infer route."""
-    port = free_port()
-    started = time.monotonic()
-    with log.open("ab") as out:
-        server = subprocess.Popen(
-            [MODELPORT, "serve", *args, "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
-    try:
-        with httpx.Client(timeout=5.0) as client:
-            while time.monotonic() < started + 120:
-                if server.poll() is not None:
-                    raise SystemExit(f"the server exited with {server.returncode}; see {log}")
-                try:
-                    if client.post(url, json=BODY).status_code == 200:
-                        return time.monotonic() - started
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.01)
-        raise SystemExit(f"no answer in 120 s; see {log}")
-    finally:
-        stop(server)
+
+    def answered(client: httpx.Client, url: str) -> bool:
+        return client.post(f"{url}/v2/models/{name}/infer", json=BODY).status_code == 200
+
+    return seconds_until(args, env, log, answered, timeout=120)
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from _procs import free_port, stop
+from _procs import free_port, seconds_until
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 
@@ -48,7 +48,6 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "bench-secret",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-MODELPORT = str(Path(sys.executable).with_name("modelport"))
 
 
 @contextmanager
@@ -94,30 +93,11 @@ def big_model(megabytes: int) -> tuple[MLPRegressor, np.ndarray]:
 
 def time_to_ready(env: dict[str, str], log: Path) -> float:
     """Seconds from starting ``modelport serve big`` to its first ready answer."""
-    port = free_port()
-    started = time.monotonic()
-    with log.open("ab") as out:
-        server = subprocess.Popen(
-            [MODELPORT, "serve", "big", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = started + 300
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise SystemExit(f"the server exited with {server.returncode}; see {log}")
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2.0)
-                if ready.status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.02)
-        raise SystemExit(f"not ready after 300 s; see {log}")
-    finally:
-        stop(server)
+
+    def ready(client: httpx.Client, url: str) -> bool:
+        return client.get(f"{url}/v2/health/ready").status_code == 200
+
+    return seconds_until(["big"], env, log, ready, timeout=300)
 
 
 def main() -> None:
