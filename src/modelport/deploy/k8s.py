@@ -51,7 +51,10 @@ KSERVE_PORT = 8080
 """The port KServe expects a runtime's ``kserve-container`` to listen on."""
 
 KSERVE_MODEL_DIR = "/mnt/models"
-"""Where KServe's storage initializer puts the files under ``storageUri``."""
+"""Where KServe's storage initializer puts the files under ``storageUri``. The same folder as
+:data:`modelport.serving.deployment.KSERVE_MODEL_DIR` (where ``serve`` looks for a remote
+``STORAGE_URI``), kept apart so that printing manifests needs no server import; the runtime
+test fails if the two differ."""
 
 RUNTIME_NAME = "modelport"
 """The default name of the ``ClusterServingRuntime``."""
